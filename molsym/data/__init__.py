@@ -1,0 +1,1 @@
+"""Data pipeline: readers (molecules -> ase.Atoms with labels), graphs, datasets."""

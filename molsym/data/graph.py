@@ -1,0 +1,132 @@
+"""Molecules to graphs: the one function used for training and for inference.
+
+``atoms_to_graph`` turns an ``ase.Atoms`` (labels in ``atoms.info`` / ``atoms.arrays`` under the
+names of :mod:`molsym.keys`, internal units) into a ``torch_geometric.data.Data``. Every pair
+of atoms within the cutoff is an edge (both directions); nothing is capped.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import ase
+import numpy as np
+import torch
+import vesin
+from torch_geometric.data import Data
+
+from molsym import keys
+from molsym.errors import InputError
+
+#: Two atoms closer than this (Angstrom) are rejected as a broken structure.
+MIN_DISTANCE = 0.1
+
+_RESERVED_INFO = {keys.ID, "name", "smiles", "source", "record", "pbc", "spacegroup", "unit_cell"}
+
+
+def neighbour_list(
+    positions: np.ndarray,
+    cutoff: float,
+    cell: np.ndarray | None = None,
+    pbc: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs (i, j), i != j (or periodic images), closer than ``cutoff``.
+
+    Returns ``edge_index`` (2, E) int64, ``cell_shifts`` (E, 3) int64 and distances (E,) so
+    that ``pos[j] - pos[i] + cell_shifts @ cell`` is the edge vector.
+    """
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    pbc = np.zeros(3, dtype=bool) if pbc is None else np.asarray(pbc, dtype=bool)
+    if cell is None or not pbc.any():
+        cell = np.zeros((3, 3))
+        pbc = np.zeros(3, dtype=bool)
+    cell = np.ascontiguousarray(cell, dtype=np.float64)
+    calc = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shifts, dist = calc.compute(
+        points=positions, box=cell, periodic=pbc.tolist(), quantities="ijSd", copy=True
+    )
+    order = np.lexsort((j, i))  # deterministic order: by centre, then neighbour
+    edge_index = np.stack([i[order], j[order]]).astype(np.int64)
+    return edge_index, shifts[order].astype(np.int64), dist[order]
+
+
+def check_structure(atoms: ase.Atoms, source: str | None = None, record=None) -> None:
+    """Raise :class:`InputError` for structures no model should see (NaN/inf, no atoms)."""
+    if len(atoms) == 0:
+        raise InputError("structure has no atoms", source, record)
+    pos = atoms.get_positions()
+    if not np.isfinite(pos).all():
+        bad = int(np.argwhere(~np.isfinite(pos))[0, 0])
+        raise InputError(f"non-finite coordinate on atom {bad}", source, record)
+    z = atoms.get_atomic_numbers()
+    if (z <= 0).any() or (z > 118).any():
+        raise InputError(f"invalid atomic number(s) {sorted(set(z[(z <= 0) | (z > 118)]))}",
+                         source, record)
+
+
+def atoms_to_graph(
+    atoms: ase.Atoms,
+    cutoff: float,
+    dtype: torch.dtype | None = None,
+    source: str | None = None,
+    record=None,
+) -> Data:
+    """Build the graph of one structure.
+
+    Args:
+        atoms: structure; labels in ``atoms.info`` (energy, dipole, any numeric scalar) and
+            ``atoms.arrays`` (forces), internal units, molsym key names.
+        cutoff: neighbour cutoff radius in Angstrom.
+        dtype: floating dtype of positions and labels.
+        source, record: where the structure came from, for error messages.
+    """
+    dtype = dtype or torch.get_default_dtype()
+    source = source if source is not None else atoms.info.get("source")
+    record = record if record is not None else atoms.info.get("record")
+    check_structure(atoms, source, record)
+    pos = atoms.get_positions()
+    pbc = np.asarray(atoms.get_pbc(), dtype=bool)
+    cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
+    if pbc.any() and abs(np.linalg.det(cell[pbc][:, pbc])) < 1e-9:
+        raise InputError("periodic structure with a degenerate cell", source, record)
+    if not pbc.any():
+        cell = np.zeros((3, 3))
+    edge_index, shifts, dist = neighbour_list(pos, cutoff, cell, pbc)
+    if dist.size and dist.min() < MIN_DISTANCE:
+        k = int(np.argmin(dist))
+        raise InputError(
+            f"atoms {edge_index[0, k]} and {edge_index[1, k]} are {dist[k]:.3g} Angstrom apart "
+            f"(< {MIN_DISTANCE})",
+            source,
+            record,
+        )
+    n = len(atoms)
+    data = Data(
+        z=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
+        pos=torch.as_tensor(pos, dtype=dtype),
+        edge_index=torch.as_tensor(edge_index),
+        cell_shifts=torch.as_tensor(shifts, dtype=dtype),
+        cell=torch.as_tensor(cell, dtype=dtype).unsqueeze(0),
+        pbc=torch.as_tensor(pbc).unsqueeze(0),
+        num_atoms=torch.tensor([n], dtype=torch.long),
+        num_nodes=n,
+    )
+    _attach_labels(data, atoms, dtype)
+    if keys.ID in atoms.info:
+        data[keys.ID] = str(atoms.info[keys.ID])
+    return data
+
+
+def _attach_labels(data: Data, atoms: ase.Atoms, dtype: torch.dtype) -> None:
+    for key, value in atoms.info.items():
+        if key in _RESERVED_INFO or key == keys.CELL:
+            continue
+        if key in keys.PER_GRAPH_VECTOR_KEYS or key == keys.STRESS:
+            arr = np.asarray(value, dtype=np.float64)
+            shape = (1, 3, 3) if key == keys.STRESS else (1, 3)
+            data[key] = torch.as_tensor(arr.reshape(shape), dtype=dtype)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            data[key] = torch.tensor([float(value)], dtype=dtype)
+    for key in keys.PER_ATOM_KEYS:
+        if key in atoms.arrays:
+            data[key] = torch.as_tensor(np.asarray(atoms.arrays[key]), dtype=dtype)
