@@ -1,0 +1,53 @@
+"""molsym models and the one place that turns a PyG Batch into a model call."""
+
+from __future__ import annotations
+
+import torch
+
+from molsym import keys
+from molsym.models.base import AtomisticModel
+from molsym.models.equivariant import EquivariantModel
+from molsym.models.invariant import InvariantModel
+
+#: Allowlist of model classes by short name (configs say ``model=equivariant``; deploy files
+#: store the name, see ``AtomisticModel.model_name``).
+MODEL_CLASSES: dict[str, type[AtomisticModel]] = {
+    EquivariantModel.model_name: EquivariantModel,
+    InvariantModel.model_name: InvariantModel,
+}
+
+
+def predict_batch(
+    model: torch.nn.Module,
+    batch,
+    compute_forces: bool = True,
+    compute_stress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Run ``model`` on a PyG Batch (fields named as in :mod:`molsym.keys`).
+
+    The cell is passed only when some graph is periodic or stress is wanted, so molecules skip
+    the (zero) cell-shift term. Returns the model's output dict (see ``AtomisticModel.forward``).
+    """
+    periodic = compute_stress or (keys.PBC in batch and bool(batch[keys.PBC].any()))
+    total_charge = batch[keys.TOTAL_CHARGE] if keys.TOTAL_CHARGE in batch else None
+    return model(
+        batch[keys.ATOMIC_NUMBERS],
+        batch[keys.POSITIONS],
+        batch[keys.EDGE_INDEX],
+        batch[keys.BATCH],
+        int(batch.num_graphs),
+        cell=batch[keys.CELL] if periodic else None,
+        cell_shifts=batch[keys.CELL_SHIFTS] if periodic else None,
+        compute_forces=compute_forces,
+        compute_stress=compute_stress,
+        total_charge=total_charge,
+    )
+
+
+__all__ = [
+    "MODEL_CLASSES",
+    "AtomisticModel",
+    "EquivariantModel",
+    "InvariantModel",
+    "predict_batch",
+]

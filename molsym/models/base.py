@@ -1,0 +1,239 @@
+"""Shared output logic of molsym models: species lookup, energy/forces/stress/dipole/scalars.
+
+A subclass implements :meth:`AtomisticModel.representation` (per-atom energies and features
+from species and edge vectors); :meth:`AtomisticModel.forward` turns them into every output.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from ase.data import chemical_symbols
+from torch import nn
+
+from molsym import keys
+from molsym.errors import ConfigError, InputError
+from molsym.nn.readout import ScalarMLP, VectorReadout
+from molsym.nn.scatter import scatter_sum
+
+#: Outputs with a fixed meaning; any other name in ``outputs`` is a scalar property head.
+STRUCTURAL_OUTPUTS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.DIPOLE)
+
+
+def capture_config(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments (from ``locals()``) as a JSON-able dict: tuples become lists."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        return copy.deepcopy(value)
+
+    return {k: clean(v) for k, v in local_vars.items() if k not in ("self", "__class__")}
+
+
+def _per_element(values, elements: list[int], default: float, what: str) -> list[float]:
+    """Per-element numbers given as None, a list aligned with ``elements`` or {str(Z): value}."""
+    if values is None:
+        return [float(default)] * len(elements)
+    if isinstance(values, dict):
+        table = {int(k): float(v) for k, v in values.items()}
+        missing = [z for z in elements if z not in table]
+        if missing:
+            names = [chemical_symbols[z] for z in missing]
+            raise ConfigError(f"{what} has no value for element(s) {names} (Z={missing})")
+        return [table[z] for z in elements]
+    values = [float(v) for v in values]
+    if len(values) != len(elements):
+        raise ConfigError(f"{what} has {len(values)} values for {len(elements)} elements")
+    return values
+
+
+class AtomisticModel(nn.Module):
+    """Base class: constructor kwargs are the config; forward gives the outputs in ``outputs``.
+
+    Subclasses set ``self._config = capture_config(locals())`` first thing in ``__init__``,
+    call :meth:`_setup_common`, and implement :meth:`representation`.
+    """
+
+    model_name: str = ""
+    _config: dict[str, Any]
+
+    def _setup_common(
+        self,
+        cutoff: float,
+        elements: list[int],
+        outputs: list[str],
+        atomic_energies,
+        energy_scale: float,
+        property_mean: dict[str, float] | None,
+        property_std: dict[str, float] | None,
+        property_pooling: dict[str, str] | None,
+        num_channels: int,
+        readout_hidden: int,
+        vector_channels: int | None,
+    ) -> None:
+        if float(cutoff) <= 0:
+            raise ConfigError(f"cutoff must be positive, got {cutoff}")
+        elements = [int(z) for z in elements]
+        if not elements or len(set(elements)) != len(elements) or not all(
+            0 < z < len(chemical_symbols) for z in elements
+        ):
+            raise ConfigError(f"elements must be distinct atomic numbers, got {elements}")
+        outputs = list(outputs)
+        if keys.ENERGY not in outputs and (keys.FORCES in outputs or keys.STRESS in outputs):
+            raise ConfigError("forces and stress need 'energy' in outputs")
+        self.cutoff = float(cutoff)
+        self.elements = elements
+        self.outputs = outputs
+        self.register_buffer("r_max", torch.tensor(self.cutoff))
+        self.register_buffer("atomic_numbers", torch.tensor(elements, dtype=torch.long))
+        table = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
+        table[torch.tensor(elements)] = torch.arange(len(elements))
+        self.register_buffer("z_to_index", table, persistent=False)
+        shifts = _per_element(atomic_energies, elements, 0.0, "atomic_energies")
+        self.atomic_energy_shift = nn.Parameter(torch.tensor(shifts))
+        self.atomic_energy_scale = nn.Parameter(torch.full((len(elements),), float(energy_scale)))
+        self.property_names = [o for o in outputs if o not in STRUCTURAL_OUTPUTS]
+        mean, std = property_mean or {}, property_std or {}
+        pooling = property_pooling or {}
+        for name, how in pooling.items():
+            if how not in ("mean", "sum"):
+                raise ConfigError(f"property_pooling[{name!r}] must be 'mean' or 'sum'")
+        self.property_mean = {p: float(mean.get(p, 0.0)) for p in self.property_names}
+        self.property_std = {p: float(std.get(p, 1.0)) for p in self.property_names}
+        self.property_pooling = {p: pooling.get(p, "mean") for p in self.property_names}
+        self.property_heads = nn.ModuleDict(
+            {p: ScalarMLP(num_channels, readout_hidden) for p in self.property_names}
+        )
+        if keys.DIPOLE in outputs:
+            self.charge_head = ScalarMLP(num_channels, readout_hidden)
+            self.atomic_dipole_head = (
+                VectorReadout(vector_channels) if vector_channels is not None else None
+            )
+
+    def config(self) -> dict[str, Any]:
+        """The constructor kwargs: ``type(model)(**model.config())`` rebuilds the model."""
+        return copy.deepcopy(self._config)
+
+    def species_index(self, z: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers (N,) to indices into ``elements``; unknown elements raise."""
+        idx = self.z_to_index[z.clamp(0, self.z_to_index.shape[0] - 1)]
+        if not torch.compiler.is_compiling() and bool((idx < 0).any()):
+            bad = sorted({int(v) for v in z[idx < 0].tolist()})
+            names = [chemical_symbols[v] if 0 < v < len(chemical_symbols) else str(v) for v in bad]
+            raise InputError(
+                f"element(s) {', '.join(names)} (Z={bad}) not supported by this model; "
+                f"it knows {[chemical_symbols[e] for e in self.elements]}"
+            )
+        return idx
+
+    def representation(
+        self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies (N,) (before per-element scale/shift), scalar features (N, C) and
+        vector features (3, N, C_v) or None, from species (N,) and edge vectors (E, 3)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        pos: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        num_graphs: int,
+        cell: torch.Tensor | None = None,
+        cell_shifts: torch.Tensor | None = None,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        total_charge: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of a batch of B graphs with N atoms and E edges.
+
+        Args:
+            z: (N,) atomic numbers. pos: (N, 3) Angstrom. edge_index: (2, E), row 0 centre i.
+            batch: (N,) graph of each atom. num_graphs: B.
+            cell: (B, 3, 3) lattice vectors as rows (Angstrom), cell_shifts: (E, 3) integer
+                image shifts; edge vector ``pos[j] - pos[i] + cell_shifts @ cell[batch[i]]``.
+            compute_forces: forces -dE/dpos (eV/Angstrom), only if "forces" is in outputs.
+            compute_stress: stress (B, 3, 3) eV/Angstrom^3, (1/V) dE/d(strain); 0 where V = 0.
+            total_charge: (B,) in e, the sum the atomic charges are shifted to (default 0).
+
+        Returns: dict with ``energy`` (B,) eV, ``forces`` (N, 3), ``stress`` (B, 3, 3),
+        ``dipole`` (B, 3) e*Angstrom and ``charges`` (N,) e, and scalar properties (B,).
+        """
+        species = self.species_index(z)
+        grad_outside = torch.is_grad_enabled()
+        want_forces = compute_forces and keys.FORCES in self.outputs
+        need_grad = want_forces or compute_stress
+        with torch.set_grad_enabled(grad_outside or need_grad):
+            pos0 = pos
+            if need_grad and not pos.requires_grad:
+                pos0 = pos.detach().requires_grad_(True)
+            pos = pos0
+            strain = None
+            if compute_stress:
+                if cell is None or cell_shifts is None:
+                    raise ValueError("compute_stress=True needs cell and cell_shifts")
+                strain = torch.zeros(
+                    num_graphs, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=True
+                )
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                pos = pos + torch.einsum("ni,nij->nj", pos, sym.index_select(0, batch))
+                cell = cell + torch.bmm(cell, sym)
+            centre, neighbour = edge_index[0], edge_index[1]
+            edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre)
+            if cell is not None and cell_shifts is not None:
+                edge_cell = cell.index_select(0, batch.index_select(0, centre))
+                edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts, edge_cell)
+            node_energy, scalars, vectors = self.representation(species, edge_vec, edge_index)
+            node_energy = (
+                node_energy * self.atomic_energy_scale.index_select(0, species)
+                + self.atomic_energy_shift.index_select(0, species)
+            )
+            energy = scatter_sum(node_energy, batch, num_graphs)
+            out: dict[str, torch.Tensor] = {}
+            if keys.ENERGY in self.outputs:
+                out[keys.ENERGY] = energy
+            if need_grad:
+                inputs = [pos0] if strain is None else [pos0, strain]
+                grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training)
+                if want_forces:
+                    out[keys.FORCES] = -grads[0]
+                if strain is not None:
+                    out[keys.STRESS] = self._stress(grads[-1], cell)
+        self._heads(out, scalars, vectors, pos0, batch, num_graphs, total_charge)
+        if not grad_outside:  # called under no_grad: return plain tensors
+            out = {k: v.detach() for k, v in out.items()}
+        return out
+
+    @staticmethod
+    def _stress(d_energy_d_strain: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        volume = torch.linalg.det(cell).abs()
+        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+        stress = d_energy_d_strain / safe.view(-1, 1, 1)
+        return torch.where((volume > 0).view(-1, 1, 1), stress, torch.zeros_like(stress))
+
+    def _heads(self, out, scalars, vectors, pos, batch, num_graphs, total_charge) -> None:
+        """Dipole (charges x positions + atomic dipoles) and pooled scalar properties."""
+        pos = pos.detach() if not self.training else pos
+        ones = torch.ones_like(batch, dtype=scalars.dtype)
+        counts = scatter_sum(ones, batch, num_graphs)
+        if keys.DIPOLE in self.outputs:
+            q = self.charge_head(scalars).squeeze(-1)
+            target = torch.zeros_like(counts) if total_charge is None else total_charge.view(-1)
+            excess = (scatter_sum(q, batch, num_graphs) - target.to(q.dtype)) / counts
+            q = q - excess.index_select(0, batch)
+            dipole = scatter_sum(q.unsqueeze(-1) * pos, batch, num_graphs)
+            if self.atomic_dipole_head is not None and vectors is not None:
+                dipole = dipole + scatter_sum(self.atomic_dipole_head(vectors), batch, num_graphs)
+            out[keys.DIPOLE] = dipole
+            out[keys.CHARGES] = q
+        for name, head in self.property_heads.items():
+            value = scatter_sum(head(scalars).squeeze(-1), batch, num_graphs)
+            if self.property_pooling[name] == "mean":
+                value = value / counts
+            out[name] = value * self.property_std[name] + self.property_mean[name]

@@ -1,0 +1,109 @@
+"""The flagship: an E(3)-equivariant Cartesian-tensor message-passing network.
+
+Features are scalars, polar vectors and (``l_max = 2``) traceless symmetric rank-2 tensors,
+stored together as (K, N, C) (see :mod:`molsym.nn.cartesian`). Each layer builds the
+two-body neighbour density ``A`` (:class:`~molsym.nn.CartesianInteraction`), raises the body
+order with node-level tensor products (:class:`~molsym.nn.ProductBlock`, up to 4-body per
+layer) and adds the result to the features (residual). Atomic energies are read out from the
+scalars of every layer and summed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from molsym.models.base import AtomisticModel, capture_config
+from molsym.nn.cartesian import ProductBlock, edge_harmonics, num_components
+from molsym.nn.interaction import CartesianInteraction
+from molsym.nn.radial import BesselBasis, PolynomialCutoff
+from molsym.nn.readout import ScalarMLP
+
+
+class EquivariantModel(AtomisticModel):
+    """E(3)-equivariant Cartesian message passing (the default molsym model).
+
+    Args:
+        cutoff: radial cutoff in Angstrom.
+        elements: atomic numbers the model handles.
+        outputs: any of "energy", "forces", "stress", "dipole" and scalar property names.
+        num_channels: channels C per feature (all l share C).
+        num_layers: message-passing layers.
+        l_max: highest tensor rank of the features (0, 1 or 2).
+        num_radial: Bessel basis functions; radial_hidden: hidden width of the radial MLP.
+        readout_hidden: hidden width of the last readout and the property heads.
+        envelope_exponent: p of the polynomial cutoff envelope.
+        avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
+        atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
+            {str(Z): eV}; learnable, initialised from these values (default 0).
+        energy_scale: initial per-element scale of the atomic energies (e.g. force RMS), eV.
+        property_mean, property_std: {name: value} de-normalisation of scalar heads.
+        property_pooling: {name: "mean" | "sum"}; default "mean" (intensive).
+    """
+
+    model_name = "equivariant"
+
+    def __init__(
+        self,
+        cutoff: float = 5.0,
+        elements: list[int] = (1, 6, 7, 8, 9),
+        outputs: list[str] = ("energy", "forces"),
+        num_channels: int = 32,
+        num_layers: int = 2,
+        l_max: int = 2,
+        num_radial: int = 8,
+        radial_hidden: int = 64,
+        readout_hidden: int = 16,
+        envelope_exponent: int = 6,
+        avg_num_neighbors: float = 10.0,
+        atomic_energies: list[float] | dict[str, float] | None = None,
+        energy_scale: float = 1.0,
+        property_mean: dict[str, float] | None = None,
+        property_std: dict[str, float] | None = None,
+        property_pooling: dict[str, str] | None = None,
+    ):
+        super().__init__()
+        self._config = capture_config(locals())
+        num_components(l_max)  # validates l_max
+        self._setup_common(
+            cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
+            property_std, property_pooling, num_channels, readout_hidden,
+            vector_channels=num_channels if l_max >= 1 else None,
+        )
+        self.l_max = int(l_max)
+        self.basis = BesselBasis(cutoff, num_radial)
+        self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
+        self.embedding = nn.Embedding(len(self.elements), num_channels)
+        self.interactions = nn.ModuleList(
+            CartesianInteraction(
+                num_channels, 0 if t == 0 else l_max, l_max, num_radial, radial_hidden,
+                avg_num_neighbors,
+            )
+            for t in range(num_layers)
+        )
+        self.products = nn.ModuleList(ProductBlock(num_channels, l_max) for _ in range(num_layers))
+        self.readouts = nn.ModuleList(
+            [nn.Linear(num_channels, 1) for _ in range(num_layers - 1)]
+            + [ScalarMLP(num_channels, readout_hidden)]
+        )
+
+    def representation(
+        self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
+        harmonics = edge_harmonics(edge_vec / length.unsqueeze(-1), self.l_max)  # (K, E)
+        basis, envelope = self.basis(length), self.envelope(length)
+        h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
+        node_energy = torch.zeros_like(h[0, :, 0])
+        for interaction, product, readout in zip(
+            self.interactions, self.products, self.readouts, strict=True
+        ):
+            update = product(interaction(h, harmonics, basis, envelope, edge_index))
+            k = h.shape[0]
+            if k == update.shape[0]:
+                h = h + update
+            else:
+                h = torch.cat([h + update[:k], update[k:]], dim=0)
+            node_energy = node_energy + readout(h[0]).squeeze(-1)
+        vectors = h[1:4] if self.l_max >= 1 else None
+        return node_energy, h[0], vectors

@@ -1,0 +1,131 @@
+"""Cartesian tensor features for E(3)-equivariant networks, without spherical harmonics.
+
+Node features are stored as one tensor ``H`` of shape (K, N, C): K Cartesian components,
+N atoms, C channels. The components are, in order,
+
+- ``H[0]``: scalars (l = 0),
+- ``H[1:4]``: the x, y, z components of polar vectors (l = 1),
+- ``H[4:13]``: the 3x3 row-major entries of traceless symmetric rank-2 tensors (l = 2),
+
+so K = 1, 4 or 13 for ``l_max`` = 0, 1, 2. Every feature is a *true* tensor (even parity
+for l = 0, 2; odd, polar, for l = 1): features are built only from edge vectors, outer and
+dot products and matrix products of symmetric tensors, never from cross products, so an
+improper rotation acts on them exactly as ``R`` does and energies stay E(3)-invariant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Number of Cartesian components for each ``l_max``.
+NUM_COMPONENTS = {0: 1, 1: 4, 2: 13}
+#: Angular order l of each of the 13 components.
+COMPONENT_L = (0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2)
+
+
+def num_components(l_max: int) -> int:
+    """K for ``l_max`` in {0, 1, 2}."""
+    if l_max not in NUM_COMPONENTS:
+        raise ValueError(f"l_max must be 0, 1 or 2, got {l_max!r}")
+    return NUM_COMPONENTS[l_max]
+
+
+def edge_harmonics(unit: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Cartesian harmonics ``[1, u, u u^T - I/3]`` of unit edge vectors.
+
+    Input ``unit`` (E, 3). Output (K, E), K = ``num_components(l_max)``.
+    """
+    parts = [torch.ones_like(unit[:, 0]).unsqueeze(0)]
+    if l_max >= 1:
+        parts.append(unit.transpose(0, 1))
+    if l_max >= 2:
+        outer = unit.unsqueeze(2) * unit.unsqueeze(1)  # (E, 3, 3)
+        eye = torch.eye(3, dtype=unit.dtype, device=unit.device)
+        parts.append((outer - eye / 3.0).reshape(-1, 9).transpose(0, 1))
+    return torch.cat(parts, dim=0)
+
+
+def sym_traceless(m: torch.Tensor) -> torch.Tensor:
+    """Traceless symmetric part of rank-2 tensors ``m`` of shape (3, 3, ...)."""
+    sym = 0.5 * (m + m.transpose(0, 1))
+    trace = sym[0, 0] + sym[1, 1] + sym[2, 2]
+    eye = torch.eye(3, dtype=m.dtype, device=m.device).view(3, 3, *([1] * (m.dim() - 2)))
+    return sym - eye * (trace / 3.0).unsqueeze(0).unsqueeze(0)
+
+
+class EquivariantLinear(nn.Module):
+    """Channel mixing with one weight matrix per l (commutes with rotations and reflections).
+
+    Input (K, N, C_in) with K <= ``num_components(l_max)``; output (K, N, C_out). No bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, l_max: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(l_max + 1, in_channels, out_channels))
+        self.weight.data.mul_(in_channels**-0.5)
+        self.register_buffer(
+            "component_l", torch.tensor(COMPONENT_L[: num_components(l_max)]), persistent=False
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weight = self.weight[self.component_l[: h.shape[0]]]  # (K, C_in, C_out)
+        return torch.bmm(h, weight)
+
+
+def _cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+class ProductBlock(nn.Module):
+    """Many-body features from products of the neighbour density ``A`` at each atom.
+
+    ``A`` (K, N, C) is mixed into two copies ``a``, ``b``; their products (dot products,
+    ``b0 * a``, outer products, matrix products, ``a1^T b2 a1``) raise the body order from
+    2 (A itself) to 3 and 4. Output (K, N, C): one linear map per l over all products.
+    """
+
+    def __init__(self, num_channels: int, l_max: int):
+        super().__init__()
+        c = num_channels
+        self.l_max = l_max
+        self.mix = EquivariantLinear(c, 2 * c, l_max)
+        n_scalar = {0: 2, 1: 4, 2: 6}[l_max]
+        self.out_scalar = nn.Linear(n_scalar * c, c)
+        if l_max >= 1:
+            n_vec = {1: 3, 2: 4}[l_max]
+            self.out_vector = nn.Parameter(torch.randn(n_vec * c, c) * (n_vec * c) ** -0.5)
+        if l_max >= 2:
+            self.out_tensor = nn.Parameter(torch.randn(4 * c, c) * (4 * c) ** -0.5)
+
+    def forward(self, a_in: torch.Tensor) -> torch.Tensor:
+        x = self.mix(a_in)
+        c = x.shape[-1] // 2
+        a, b = x[..., :c], x[..., c:]
+        a0, b0 = a[0], b[0]
+        scalars = [a0, a0 * b0]
+        if self.l_max == 0:
+            return self.out_scalar(_cat_channels(scalars)).unsqueeze(0)
+        a1, b1 = a[1:4], b[1:4]
+        dot = (a1 * b1).sum(0)
+        scalars += [dot, dot * b0]
+        vectors = [a1, b0.unsqueeze(0) * a1, dot.unsqueeze(0) * b1]
+        if self.l_max >= 2:
+            n = a.shape[1]
+            a2 = a[4:13].view(3, 3, n, c)
+            b2 = b[4:13].view(3, 3, n, c)
+            b2a1 = (b2 * a1.unsqueeze(0)).sum(1)  # b2 @ a1, (3, N, C)
+            scalars += [(a2 * b2).sum((0, 1)), (a1 * b2a1).sum(0)]
+            vectors.append(b2a1)
+            tensors = [
+                a2,
+                b0 * a2,
+                sym_traceless(a1.unsqueeze(1) * b1.unsqueeze(0)),
+                sym_traceless(torch.einsum("abnc,bdnc->adnc", a2, b2)),
+            ]
+            t_out = _cat_channels([t.reshape(9, n, c) for t in tensors]) @ self.out_tensor
+        s_out = self.out_scalar(_cat_channels(scalars)).unsqueeze(0)
+        v_out = _cat_channels(vectors) @ self.out_vector
+        if self.l_max == 1:
+            return torch.cat([s_out, v_out], dim=0)
+        return torch.cat([s_out, v_out, t_out], dim=0)

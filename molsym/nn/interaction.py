@@ -1,0 +1,127 @@
+"""Message-passing blocks: the Cartesian equivariant interaction and a SchNet-style one.
+
+Both take plain tensors: node features, per-edge radial basis (E, num_radial) and envelope
+(E,), and ``edge_index`` (2, E) with row 0 the receiving centre i and row 1 the neighbour j.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from molsym.nn.cartesian import EquivariantLinear, num_components, sym_traceless
+from molsym.nn.radial import RadialMLP
+
+
+def _num_paths(l_in: int, l_max: int) -> int:
+    # l_out = 0: s, v.u, u.T.u ; l_out = 1: s u, v, T u ; l_out = 2: s Y2, sym(u v), T
+    return (l_max + 1) * (1 + min(l_in, 2))
+
+
+class CartesianInteraction(nn.Module):
+    """Equivariant neighbour density ``A_i = sum_j R(r_ij) * (h_j (x) Y(u_ij)) / avg_neighbours``.
+
+    Input ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``harmonics`` (K, E) from
+    :func:`molsym.nn.cartesian.edge_harmonics` with K = ``num_components(l_max)``.
+    Output ``A`` (K, N, C). Every coupling of an l_in feature of atom j with the edge direction
+    into an l_out <= l_max feature is a separate path with its own learned radial weights.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        l_in: int,
+        l_max: int,
+        num_radial: int,
+        radial_hidden: int,
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        self.l_in = min(l_in, l_max)
+        self.l_max = l_max
+        self.num_channels = num_channels
+        self.up = EquivariantLinear(num_channels, num_channels, self.l_in)
+        self.num_paths = _num_paths(self.l_in, l_max)
+        self.radial = RadialMLP(num_radial, radial_hidden, self.num_paths * num_channels)
+        self.norm = 1.0 / float(avg_num_neighbors)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        harmonics: torch.Tensor,
+        basis: torch.Tensor,
+        envelope: torch.Tensor,
+        edge_index: torch.Tensor,
+    ) -> torch.Tensor:
+        c, n = self.num_channels, h.shape[1]
+        hj = self.up(h[: num_components(self.l_in)]).index_select(1, edge_index[1])
+        w = self.radial(basis, envelope).view(-1, self.num_paths, c).unbind(1)  # P x (E, C)
+        sj = hj[0]
+        k = 0  # next path
+        messages = []
+        # l_out = 0
+        m0 = w[0] * sj
+        k = 1
+        if self.l_in >= 1:
+            u = harmonics[1:4].unsqueeze(-1)  # (3, E, 1)
+            vj = hj[1:4]
+            m0 = m0 + w[k] * (vj * u).sum(0)
+            k += 1
+        if self.l_in >= 2:
+            tj = hj[4:13].view(3, 3, -1, c)
+            tu = (tj * u.unsqueeze(0)).sum(1)  # T_j u, (3, E, C)
+            m0 = m0 + w[k] * (tu * u).sum(0)
+            k += 1
+        messages.append(m0.unsqueeze(0))
+        if self.l_max >= 1:
+            u = harmonics[1:4].unsqueeze(-1)
+            m1 = (w[k] * sj).unsqueeze(0) * u
+            k += 1
+            if self.l_in >= 1:
+                m1 = m1 + w[k] * vj
+                k += 1
+            if self.l_in >= 2:
+                m1 = m1 + w[k] * tu
+                k += 1
+            messages.append(m1)
+        if self.l_max >= 2:
+            y2 = harmonics[4:13].unsqueeze(-1)
+            m2 = (w[k] * sj).unsqueeze(0) * y2
+            k += 1
+            if self.l_in >= 1:
+                uv = sym_traceless(u.unsqueeze(1) * vj.unsqueeze(0)).reshape(9, -1, c)
+                m2 = m2 + w[k] * uv
+                k += 1
+            if self.l_in >= 2:
+                m2 = m2 + w[k] * hj[4:13]
+                k += 1
+            messages.append(m2)
+        msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
+        out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
+        return out.index_add_(1, edge_index[0], msg) * self.norm
+
+
+class CFConvInteraction(nn.Module):
+    """SchNet-style continuous-filter convolution on scalar features (distances only).
+
+    Input ``s`` (N, C); output the residual update (N, C):
+    ``Dense(SiLU(Dense(sum_j W(r_ij) * Dense(s)_j / avg_neighbours)))``.
+    """
+
+    def __init__(
+        self, num_channels: int, num_radial: int, radial_hidden: int, avg_num_neighbors: float
+    ):
+        super().__init__()
+        self.lin_in = nn.Linear(num_channels, num_channels, bias=False)
+        self.radial = RadialMLP(num_radial, radial_hidden, num_channels)
+        self.lin_out = nn.Sequential(
+            nn.Linear(num_channels, num_channels), nn.SiLU(), nn.Linear(num_channels, num_channels)
+        )
+        self.norm = 1.0 / float(avg_num_neighbors)
+
+    def forward(
+        self, s: torch.Tensor, basis: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
+    ) -> torch.Tensor:
+        msg = self.lin_in(s).index_select(0, edge_index[1]) * self.radial(basis, envelope)
+        agg = torch.zeros_like(s).index_add_(0, edge_index[0], msg) * self.norm
+        return self.lin_out(agg)

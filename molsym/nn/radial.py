@@ -1,0 +1,69 @@
+"""Radial functions of the interatomic distance: Bessel basis and smooth cutoff envelope."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class BesselBasis(nn.Module):
+    """``sqrt(2/rc) * sin(n pi d / rc) / d`` for ``n = 1..num_radial``.
+
+    Input: distances ``d`` (E,) in Angstrom (> 0). Output: (E, num_radial), 1/Angstrom.
+    The frequencies are a fixed buffer (not trained).
+    """
+
+    def __init__(self, cutoff: float, num_radial: int = 8):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        freqs = torch.arange(1, num_radial + 1, dtype=torch.get_default_dtype()) * math.pi
+        self.register_buffer("freqs", freqs / self.cutoff)
+        self.prefactor = math.sqrt(2.0 / self.cutoff)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        d = d.unsqueeze(-1)
+        return self.prefactor * torch.sin(self.freqs * d) / d
+
+
+class PolynomialCutoff(nn.Module):
+    """Smooth envelope ``f(x)``, ``x = d / rc``: 1 at 0, and f, f', f'' vanish at ``x = 1``.
+
+    ``f(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)`` for ``x < 1``, else 0.
+    Input (E,) distances in Angstrom; output (E,) dimensionless.
+    """
+
+    def __init__(self, cutoff: float, p: int = 6):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.p = int(p)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        x = d / self.cutoff
+        xp = x**p
+        f = (
+            1.0
+            - 0.5 * (p + 1) * (p + 2) * xp
+            + p * (p + 2) * xp * x
+            - 0.5 * p * (p + 1) * xp * x * x
+        )
+        return torch.where(x < 1.0, f, torch.zeros_like(f))
+
+
+class RadialMLP(nn.Module):
+    """Edge weights from the radial basis: ``Linear -> SiLU -> Linear`` times the envelope.
+
+    Input: basis (E, num_radial), envelope (E,). Output (E, out_features); every output goes to
+    zero smoothly at the cutoff because the last layer has no bias and is scaled by the envelope.
+    """
+
+    def __init__(self, num_radial: int, hidden: int, out_features: int):
+        super().__init__()
+        self.lin1 = nn.Linear(num_radial, hidden)
+        self.lin2 = nn.Linear(hidden, out_features, bias=False)
+        self.act = nn.SiLU()
+
+    def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        return self.lin2(self.act(self.lin1(basis))) * envelope.unsqueeze(-1)
