@@ -1,0 +1,216 @@
+"""``MolDataModule``: files -> cached graphs -> reproducible splits -> PyG DataLoaders.
+
+The constructor arguments are the whole config (Hydra instantiates it with ``_target_``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from molsym import keys
+from molsym.data.dataset import GraphDataset
+from molsym.data.splits import Splits, random_split
+from molsym.data.statistics import (
+    DatasetStatistics,
+    compute_statistics,
+    read_isolated_atom_energies,
+)
+from molsym.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Graph fields that are structure, not labels (never dropped by ``targets``).
+STRUCTURE_KEYS = frozenset(
+    {keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.CELL_SHIFTS, keys.CELL,
+     keys.PBC, keys.NUM_ATOMS, keys.TOTAL_CHARGE, keys.ID, "num_nodes"}
+)
+
+
+class MolDataModule(pl.LightningDataModule):
+    """Data of one training run.
+
+    Args:
+        path: structure file (any format ``molsym.data.readers.read_file`` reads).
+        format: reader format; None infers it from the extension.
+        test_path: separate test file (all of it is the test set), e.g. rMD17 ``test_01``.
+        cutoff: neighbour cutoff (Angstrom).
+        num_train, num_val, num_test: counts (int) or fractions (float) of ``path``; None
+            takes what remains (see :func:`molsym.data.splits.random_split`).
+        split_file: JSON with ``train``/``val``/``test`` index lists; overrides the sizes.
+        seed: seed of the split and of the training-set shuffling.
+        batch_size: training batch size; ``eval_batch_size`` (default: same) for the rest.
+        num_workers: DataLoader worker processes.
+        reader_options: keyword options for the reader (e.g. label keys, units).
+        energy_key, forces_key: shortcuts merged into ``reader_options`` when not None.
+        targets: labels to keep; every structure must have them (others are dropped). None
+            keeps the labels that every structure has.
+        isolated_atom_energies_path: single-atom frames whose energies replace the fitted
+            per-element reference energies.
+        cache_dir: cache folder (default ``$MOLSYM_CACHE_DIR`` or ``~/.cache/molsym``).
+        use_cache: False reprocesses every time and writes no cache.
+        dtype: ``"float32"`` or ``"float64"`` for positions and labels.
+        on_error: ``"raise"`` on a bad record, or ``"skip"`` it (logged).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        format: str | None = None,
+        test_path: str | None = None,
+        cutoff: float = 5.0,
+        num_train: int | float | None = None,
+        num_val: int | float | None = 0.05,
+        num_test: int | float | None = None,
+        split_file: str | None = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        reader_options: dict | None = None,
+        energy_key: str | None = None,
+        forces_key: str | None = None,
+        targets: Sequence[str] | None = None,
+        isolated_atom_energies_path: str | None = None,
+        cache_dir: str | None = None,
+        use_cache: bool = True,
+        dtype: str = "float32",
+        on_error: str = "raise",
+    ):
+        super().__init__()
+        self.path, self.format, self.test_path = path, format, test_path
+        self.cutoff = float(cutoff)
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.split_file, self.seed = split_file, int(seed)
+        if int(batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.reader_options = dict(reader_options or {})
+        for name, value in (("energy_key", energy_key), ("forces_key", forces_key)):
+            if value is not None:
+                self.reader_options[name] = value
+        self.targets = None if targets is None else [str(t) for t in targets]
+        self.isolated_atom_energies_path = isolated_atom_energies_path
+        self.cache_dir, self.use_cache = cache_dir, use_cache
+        self.dtype, self.on_error = dtype, on_error
+        self.splits: Splits | None = None
+        self.datasets: dict[str, GraphDataset] = {}
+        self._statistics: DatasetStatistics | None = None
+
+    # --- loading ---------------------------------------------------------------------------
+    def _load(self, path: str) -> GraphDataset:
+        ds = GraphDataset.from_file(
+            path, self.cutoff, format=self.format, dtype=self.dtype,
+            reader_options=self.reader_options, on_error=self.on_error,
+            cache_dir=self.cache_dir, use_cache=self.use_cache,
+        )
+        for msg in ds.errors:
+            log.warning("skipped: %s", msg)
+        return ds
+
+    def prepare_data(self) -> None:
+        """Process the files into the cache (once, on one process)."""
+        for p in (self.path, self.test_path):
+            if p is not None:
+                self._load(p)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load graphs (from the cache when possible), filter labels and split. Idempotent."""
+        if self.splits is not None:
+            return
+        full = self._load(self.path)
+        test_full = self._load(self.test_path) if self.test_path is not None else None
+        graphs = full.graphs + (test_full.graphs if test_full is not None else [])
+        labels = self._select_labels(graphs)
+        for ds in (full, test_full):
+            if ds is not None:
+                ds.graphs = [_keep_labels(g, labels) for g in ds.graphs]
+        n_test_file = None if test_full is None else len(test_full)
+        if self.split_file is not None:
+            splits = Splits.load(self.split_file)
+            if test_full is not None and not splits.test and splits.test_source == "path":
+                splits.test, splits.test_source = list(range(len(test_full))), "test_path"
+            splits.validate(len(full), n_test_file, where=str(self.split_file))
+        else:
+            splits = random_split(len(full), self.num_train, self.num_val, self.num_test,
+                                  self.seed, test_file_size=n_test_file)
+        test_base = test_full if splits.test_source == "test_path" else full
+        self.datasets = {
+            "train": full.subset(splits.train),
+            "val": full.subset(splits.val),
+            "test": test_base.subset(splits.test),
+        }
+        self.splits = splits
+
+    def _select_labels(self, graphs: list[Data]) -> list[str]:
+        present = [set(g.keys()) - STRUCTURE_KEYS for g in graphs]
+        common = set.intersection(*present) if present else set()
+        if self.targets is None:
+            dropped = set.union(*present) - common if present else set()
+            if dropped:
+                log.warning("labels missing from some structures are dropped: %s",
+                            sorted(dropped))
+            return sorted(common)
+        for target in self.targets:
+            for g, labels in zip(graphs, present, strict=True):
+                if target not in labels:
+                    where = g[keys.ID] if keys.ID in g else "a structure"
+                    raise ConfigError(f"target {target!r} missing from {where} "
+                                      f"(labels there: {sorted(labels)})")
+        return list(self.targets)
+
+    # --- loaders ---------------------------------------------------------------------------
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        ds = self.datasets[name]
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            ds, batch_size=self.batch_size if name == "train" else self.eval_batch_size,
+            shuffle=shuffle, num_workers=self.num_workers, generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, in file order."""
+        return self._loader("test", shuffle=False)
+
+    # --- statistics and splits -------------------------------------------------------------
+    def statistics(self) -> DatasetStatistics:
+        """Statistics of the training split (computed once)."""
+        if self._statistics is None:
+            self.setup()
+            iso = None
+            if self.isolated_atom_energies_path is not None:
+                iso = read_isolated_atom_energies(self.isolated_atom_energies_path)
+            self._statistics = compute_statistics(self.datasets["train"].graphs, iso)
+        return self._statistics
+
+    def save_splits(self, path: str | Path) -> None:
+        """Write the split indices as JSON (usable later as ``split_file``)."""
+        self.setup()
+        assert self.splits is not None
+        self.splits.save(path)
+
+
+def _keep_labels(graph: Data, labels: Sequence[str]) -> Data:
+    """A shallow copy of ``graph`` with only the structure fields and ``labels``."""
+    wanted = STRUCTURE_KEYS.union(labels)
+    fields = {k: graph[k] for k in graph.keys() if k in wanted and k != "num_nodes"}
+    return Data(num_nodes=graph.num_nodes, **fields)
