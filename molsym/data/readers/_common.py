@@ -1,0 +1,126 @@
+"""Shared helpers of the readers: record tagging, error policy, structure checks, labels."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import ase
+import numpy as np
+
+from molsym.data.graph import MIN_DISTANCE, neighbour_list
+from molsym.errors import InputError
+from molsym.units import to_internal
+
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(on_error: str, errors: list | None) -> None:
+    """Validate the ``on_error`` policy argument shared by every reader."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if errors is not None and not isinstance(errors, list):
+        raise TypeError("errors must be a list (bad records are appended to it) or None")
+
+
+def handle(err: InputError, on_error: str, errors: list | None) -> None:
+    """Raise ``err`` (``on_error="raise"``) or append it to ``errors`` (``"skip"``)."""
+    if on_error == "raise":
+        raise err
+    if errors is not None:
+        errors.append(err)
+
+
+def collect(
+    items: Iterable[tuple[Any, Callable[[], list[ase.Atoms] | ase.Atoms]]],
+    on_error: str,
+    errors: list | None,
+) -> list[ase.Atoms]:
+    """Run each record's builder; bad records raise or are skipped per ``on_error``."""
+    out: list[ase.Atoms] = []
+    for _, build in items:
+        try:
+            res = build()
+        except InputError as err:
+            handle(err, on_error, errors)
+            continue
+        out.extend(res if isinstance(res, list) else [res])
+    return out
+
+
+def tag(atoms: ase.Atoms, source: str, record: int, suffix: str = "") -> ase.Atoms:
+    """Set ``info["id"|"source"|"record"]`` (``id = "<source>:<record><suffix>"``)."""
+    atoms.info["source"] = source
+    atoms.info["record"] = int(record)
+    atoms.info["id"] = f"{source}:{record}{suffix}"
+    return atoms
+
+
+def min_pair_distance(positions: np.ndarray) -> tuple[float, int, int]:
+    """Smallest distance (Angstrom) between two atoms of a non-periodic structure and the pair
+    (``-1, -1`` unless it is below :data:`MIN_DISTANCE`)."""
+    n = len(positions)
+    if n < 2:
+        return np.inf, -1, -1
+    if n > 256:
+        ei, _, dist = neighbour_list(positions, MIN_DISTANCE)
+        if not dist.size:
+            return np.inf, -1, -1
+        k = int(np.argmin(dist))
+        return float(dist[k]), int(ei[0, k]), int(ei[1, k])
+    diff = positions[:, None, :] - positions[None, :, :]
+    d2 = (diff * diff).sum(-1)
+    d2[np.diag_indices(n)] = np.inf
+    k = int(np.argmin(d2))
+    i, j = divmod(k, n)
+    d = float(np.sqrt(d2[i, j]))
+    return (d, min(i, j), max(i, j)) if d < MIN_DISTANCE else (d, -1, -1)
+
+
+def validate(atoms: ase.Atoms, source: str, record: int, kind: str = "record") -> None:
+    """Raise :class:`InputError` for no atoms, NaN/inf coordinates, bad atomic numbers or two
+    atoms closer than :data:`molsym.data.graph.MIN_DISTANCE` (periodic images included)."""
+    pos, z = atoms.arrays["positions"], atoms.arrays["numbers"]
+    if len(z) == 0:
+        raise InputError("structure has no atoms", source, record, kind)
+    if not np.isfinite(pos).all():
+        bad = int(np.argwhere(~np.isfinite(pos))[0, 0])
+        raise InputError(f"non-finite coordinate on atom {bad}", source, record, kind)
+    if z.min() <= 0 or z.max() > 118:
+        bad = sorted({int(x) for x in z[(z <= 0) | (z > 118)]})
+        raise InputError(f"invalid atomic number(s) {bad}", source, record, kind)
+    if atoms.pbc.any():
+        try:
+            ei, _, dist = neighbour_list(pos, MIN_DISTANCE, atoms.cell[:], atoms.pbc)
+        except Exception as err:  # degenerate cells and the like
+            raise InputError(f"bad periodic cell: {err}", source, record, kind) from None
+        k = int(np.argmin(dist)) if dist.size else -1
+        d, i, j = (float(dist[k]), int(ei[0, k]), int(ei[1, k])) if k >= 0 else (np.inf, -1, -1)
+    else:
+        d, i, j = min_pair_distance(pos)
+    if d < MIN_DISTANCE:
+        raise InputError(
+            f"atoms {i} and {j} are {d:.3g} Angstrom apart (< {MIN_DISTANCE})", source, record, kind
+        )
+
+
+def is_number(value: Any) -> bool:
+    """True for real numeric scalars (numpy included), False for bools and strings."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def convert_labels(labels: Mapping[str, Any], units: Mapping[str, str] | None) -> dict:
+    """Convert ``labels`` to internal units with ``units`` (label name -> unit name)."""
+    out = dict(labels)
+    for key, unit in (units or {}).items():
+        if key in out and out[key] is not None:
+            out[key] = to_internal(np.asarray(out[key], dtype=np.float64), unit)
+            if np.ndim(out[key]) == 0:
+                out[key] = float(out[key])
+    return out
+
+
+def numbered(lines: Iterable[str], start: int = 1) -> Iterator[tuple[int, str]]:
+    """Enumerate lines 1-based (for error messages)."""
+    return enumerate(lines, start)

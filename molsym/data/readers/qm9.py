@@ -1,0 +1,212 @@
+"""QM9 in, with every target, from qm9pack's CSVs or from the official release files.
+
+Sources: the CSVs of the PyPI package ``qm9pack`` (found without importing it), or the
+official ``dsgdb9nsd_XXXXXX.xyz`` files (a directory, or a .tar/.tar.bz2 of them). ``record``
+is the 0-based QM9 index (gdb index - 1); ``info["name"]`` = "dsgdb9nsd_XXXXXX".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import ase
+import numpy as np
+
+from molsym.data.readers._common import check_on_error, handle, tag, validate
+from molsym.errors import InputError
+from molsym.units import TO_INTERNAL
+
+
+class QM9Property(NamedTuple):
+    key: str  # molsym name in atoms.info
+    csv_column: str  # column of the qm9pack CSVs
+    xyz_field: int  # position on line 2 of a release file (0 = "gdb")
+    unit: str  # unit in the source files
+    internal_unit: str  # unit in atoms.info
+
+
+#: The one table of QM9 targets. "energy" is U0 again, under molsym's energy key.
+PROPERTIES: tuple[QM9Property, ...] = (
+    QM9Property("A", "RotA_GHz", 2, "GHz", "GHz"),
+    QM9Property("B", "RotB_GHz", 3, "GHz", "GHz"),
+    QM9Property("C", "RotC_GHz", 4, "GHz", "GHz"),
+    QM9Property("dipole_moment", "Dipole_debye", 5, "Debye", "e*Angstrom"),
+    QM9Property("alpha", "Polarizability_bohr3", 6, "Bohr^3", "Angstrom^3"),
+    QM9Property("homo", "HOMO_au", 7, "Hartree", "eV"),
+    QM9Property("lumo", "LUMO_au", 8, "Hartree", "eV"),
+    QM9Property("gap", "HOMO_LUMO_gap_au", 9, "Hartree", "eV"),
+    QM9Property("r2", "R2_bohr2", 10, "Bohr^2", "Angstrom^2"),
+    QM9Property("zpve", "ZPVE_au", 11, "Hartree", "eV"),
+    QM9Property("u0", "InternalEnergy_0K_au", 12, "Hartree", "eV"),
+    QM9Property("u", "InternalEnergy_298K_au", 13, "Hartree", "eV"),
+    QM9Property("h", "Enthalphy_298K_au", 14, "Hartree", "eV"),
+    QM9Property("g", "GibbsFreeEnergy_298K_au", 15, "Hartree", "eV"),
+    QM9Property("cv", "Heatcapacity_Cv_cal_mol_K", 16, "cal/mol/K", "cal/mol/K"),
+    QM9Property("energy", "InternalEnergy_0K_au", 12, "Hartree", "eV"),
+)
+_FACTORS = {p.key: TO_INTERNAL[p.unit] for p in PROPERTIES}
+NUM_MOLECULES = 133885  # full release; qm9pack holds the 130,831 that passed the checks
+
+
+def qm9pack_csvs() -> list[Path]:
+    """Paths of qm9pack's ``qm9_part{1,2,3}.csv`` (the package is not imported)."""
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("QM9 needs the qm9pack package (pip install qm9pack) or a path")
+    root = Path(list(spec.submodule_search_locations)[0]) / "data"
+    files = sorted(root.glob("qm9_part*.csv"))
+    if not files:
+        raise InputError(f"no qm9_part*.csv under {root}")
+    return files
+
+
+def _floats(text: str) -> np.ndarray:
+    return np.array(text.replace("[", " ").replace("]", " ").replace(",", " ").split(), float)
+
+
+def _labels(values: dict[str, float]) -> dict[str, float]:
+    return {key: float(values[key]) * _FACTORS[key] for key in _FACTORS}
+
+
+def _csv_rows(files, max_molecules, wanted) -> Iterator[tuple[str, int, dict]]:
+    import pandas as pd
+
+    cols = ["XYZ_file", "Index", "SMILES", "Elements", "XYZ_Ang", "Mulliken_pop"]
+    cols += sorted({p.csv_column for p in PROPERTIES})
+    seen = 0
+    for f in files:
+        remaining = None if max_molecules is None else max_molecules - seen
+        if remaining is not None and remaining <= 0:
+            return
+        try:
+            df = pd.read_csv(f, usecols=cols, nrows=None if wanted else remaining)
+        except (ValueError, OSError, pd.errors.ParserError) as err:
+            raise InputError(f"not a qm9pack CSV: {err}", str(f)) from None
+        if wanted is not None:
+            df = df[df["Index"].isin(wanted)]
+        for row in df.itertuples(index=False):
+            seen += 1
+            yield str(f), int(row.Index) - 1, row._asdict()
+            if max_molecules is not None and seen >= max_molecules:
+                return
+
+
+def _from_csv_row(row: dict) -> ase.Atoms:
+    symbols = row["Elements"].strip("[]").replace("'", "").replace('"', "").split(",")
+    pos = _floats(row["XYZ_Ang"]).reshape(-1, 3)
+    atoms = ase.Atoms(symbols=[s.strip() for s in symbols], positions=pos)
+    atoms.info.update(_labels({p.key: row[p.csv_column] for p in PROPERTIES}))
+    atoms.info["smiles"] = row["SMILES"]
+    atoms.info["name"] = Path(row["XYZ_file"]).stem
+    atoms.arrays["mulliken_charges"] = _floats(row["Mulliken_pop"])
+    return atoms
+
+
+def parse_release_xyz(text: str) -> ase.Atoms:
+    """One official QM9 ``dsgdb9nsd_XXXXXX.xyz`` file to ``ase.Atoms`` (raises ValueError)."""
+    lines = text.replace("*^", "e").splitlines()
+    try:
+        n = int(lines[0])
+        head = lines[1].split()
+        if head[0] != "gdb" or len(head) != 17:
+            raise ValueError(f"line 2: expected 'gdb <idx>' and 15 properties, got {lines[1]!r}")
+        body = [line.split() for line in lines[2 : 2 + n]]
+        if len(body) != n or any(len(b) != 5 for b in body):
+            raise ValueError(f"expected {n} lines 'El x y z q' after line 2")
+        values = {p.key: float(head[p.xyz_field]) for p in PROPERTIES}
+        pos = np.array([b[1:4] for b in body], dtype=float)
+        charges = np.array([b[4] for b in body], dtype=float)
+        smiles = lines[3 + n].split()[0] if len(lines) > 3 + n else None
+    except (IndexError, TypeError) as err:
+        raise ValueError(f"truncated or malformed QM9 file ({err})") from None
+    atoms = ase.Atoms(symbols=[b[0] for b in body], positions=pos)
+    atoms.info.update(_labels(values))
+    if smiles:
+        atoms.info["smiles"] = smiles
+    atoms.info["gdb_index"] = head[1]  # string, so it is no label
+    atoms.arrays["mulliken_charges"] = charges
+    return atoms
+
+
+def _release_files(path: Path) -> Iterator[tuple[str, str]]:
+    if path.is_dir():
+        for f in sorted(path.glob("*.xyz")):
+            yield f.name, f.read_text()
+        return
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                if member.isfile() and member.name.endswith(".xyz"):
+                    yield Path(member.name).name, tar.extractfile(member).read().decode()
+    except (tarfile.TarError, OSError) as err:
+        raise InputError(f"cannot read QM9 archive: {err}", str(path)) from None
+
+
+def read_qm9(
+    path: str | os.PathLike | None = None,
+    *,
+    max_molecules: int | None = None,
+    indices: Sequence[int] | None = None,
+    on_error: str = "raise",
+    errors: list | None = None,
+) -> list[ase.Atoms]:
+    """QM9 molecules with all targets in internal units (see :data:`PROPERTIES`).
+
+    Args:
+        path: None or "qm9pack" (qm9pack's CSVs), a qm9pack-style CSV, a directory of release
+            ``.xyz`` files or a ``.tar``/``.tar.bz2`` of them.
+        max_molecules: keep the first this many molecules.
+        indices: 0-based QM9 indices (gdb index - 1) to keep.
+    """
+    check_on_error(on_error, errors)
+    wanted = None if indices is None else {int(i) + 1 for i in indices}
+    if path is None or str(path) == "qm9pack" or str(path).endswith(".csv"):
+        files = qm9pack_csvs() if path is None or str(path) == "qm9pack" else [Path(path)]
+        if not files[0].is_file():
+            raise InputError("no such file", str(files[0]))
+        rows = ((src, rec, lambda r=row: _from_csv_row(r)) for src, rec, row in
+                _csv_rows(files, max_molecules, wanted))
+        return _collect(rows, on_error, errors)
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or directory", str(path))
+
+    def release_rows():
+        count = 0
+        for k, (name, text) in enumerate(_release_files(path)):
+            if max_molecules is not None and count >= max_molecules:
+                return
+            stem = Path(name).stem
+            idx = int(stem.rsplit("_", 1)[-1]) if stem.rsplit("_", 1)[-1].isdigit() else k + 1
+            if wanted is not None and idx not in wanted:
+                continue
+            count += 1
+            yield f"{path}/{name}", idx - 1, lambda t=text, s=stem: _named(parse_release_xyz(t), s)
+
+    return _collect(release_rows(), on_error, errors)
+
+
+def _named(atoms: ase.Atoms, name: str) -> ase.Atoms:
+    atoms.info.pop("gdb_index", None)
+    atoms.info["name"] = name
+    return atoms
+
+
+def _collect(rows, on_error: str, errors: list | None) -> list[ase.Atoms]:
+    out = []
+    for source, record, build in rows:
+        try:
+            atoms = build()
+            validate(atoms, source, record, "molecule")
+        except (ValueError, KeyError) as err:
+            exc = err if isinstance(err, InputError) else InputError(
+                str(err), source, record, "molecule")
+            handle(exc, on_error, errors)
+            continue
+        out.append(tag(atoms, source, record))
+    return out
