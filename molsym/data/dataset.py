@@ -97,6 +97,27 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def source_digest(path: str | Path, format: str | None = None) -> str:
+    """Digest of a data source: a file's bytes; for a folder (or QM9's ``"qm9pack"``) the
+    names, sizes and modification times of its files."""
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif format == "qm9" and str(path) == "qm9pack":
+        from molsym.data.readers.qm9 import qm9pack_csvs
+
+        files = list(qm9pack_csvs())
+    else:
+        raise ConfigError(f"data file not found: {path}")
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
 def atoms_digest(atoms_list: Sequence[ase.Atoms]) -> str:
     """SHA-256 of the numbers, positions, cell, pbc, labels and ids of a list of structures."""
     h = hashlib.sha256()
@@ -256,7 +277,7 @@ class GraphDataset(torch.utils.data.Dataset):
         """
         torch_dtype = resolve_dtype(dtype)
         path = Path(path).expanduser()
-        if not path.is_file():
+        if not path.exists() and not (format == "qm9" and str(path) == "qm9pack"):
             raise ConfigError(f"data file not found: {path}")
         options = dict(reader_options or {})
 
@@ -270,8 +291,8 @@ class GraphDataset(torch.utils.data.Dataset):
             graphs, errors = build()
             return cls(graphs, errors)
         opts = {"format": format, "on_error": on_error, "reader": options,
-                "path": str(path.resolve())}
-        key = cache_key(file_digest(path), cutoff, torch_dtype, opts)
+                "path": str(path.resolve()) if path.exists() else str(path)}
+        key = cache_key(source_digest(path, format), cutoff, torch_dtype, opts)
         cache_file = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{key[:20]}.pt"
         return cls._cached(cache_file, build, str(path))
 
