@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One prepared check of molsym on a CUDA machine (written for an H100 with torch preinstalled).
+#
+#   bash scripts/gpu_check.sh            # from the repository root
+#
+# Steps, each with its own time limit; a failing step is recorded and the next one still runs:
+#   0. environment: GPU, torch/CUDA versions, which molsym dependencies import
+#   1. the gpu-marked tests (pytest -m gpu) and the export tests
+#   2. a short training run on cuda (about 90 s of training)
+#   3. scripts/bench_model.py on cuda
+#   4. eager vs torch.compile energy+forces of the flagship (scripts/bench_compile.py)
+# Results go to $OUT/ when OUT is set (the device tool), else ./gpu_results/: a summary
+# (summary.txt) and one log per step. Exit status: the number of failed steps.
+#
+# Missing packages (rdkit, ase, hydra-core, vesin, ...) are taken from a wheel folder .whl/ if
+# present, installed with --no-deps into /tmp/site and put on PYTHONPATH. Prepare it on a
+# machine with pip, for the device's Python (3.12 here), for instance:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#       rdkit ase hydra-core omegaconf antlr4-python3-runtime vesin
+# Wheels of torch, triton and nvidia-* are never installed from .whl/ (they would replace the
+# machine's CUDA build); neither is any package that already imports there.
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 99
+RESULTS=${OUT:-$ROOT/gpu_results}
+mkdir -p "$RESULTS"
+SUMMARY="$RESULTS/summary.txt"
+: > "$SUMMARY"
+PY=${PYTHON:-python3}
+FAILED=0
+export PYTHONUNBUFFERED=1
+export MOLSYM_CACHE_DIR=${MOLSYM_CACHE_DIR:-/tmp/molsym_cache}
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+# run_step NAME LIMIT_S CMD...: run with a time limit, log to $RESULTS/NAME.log, record status.
+run_step() {
+    local name=$1 limit=$2 rc start
+    shift 2
+    start=$(date +%s)
+    say "--- $name (limit ${limit}s): $*"
+    timeout --kill-after=10 "$limit" "$@" > "$RESULTS/$name.log" 2>&1
+    rc=$?
+    tail -n 15 "$RESULTS/$name.log"
+    if [ "$rc" -eq 0 ]; then
+        say "$name: OK ($(( $(date +%s) - start )) s)"
+    else
+        [ "$rc" -eq 124 ] && say "$name: TIMED OUT after ${limit}s"
+        say "$name: FAILED rc=$rc ($(( $(date +%s) - start )) s), log $RESULTS/$name.log"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# --- 0. environment -----------------------------------------------------------------------
+say "molsym gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+say "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+        | tee -a "$SUMMARY"
+fi
+
+SITE=/tmp/site
+if compgen -G "$ROOT/.whl/*.whl" > /dev/null; then
+    wheels=()
+    for whl in "$ROOT"/.whl/*.whl; do
+        dist=$(basename "$whl" | cut -d- -f1)
+        case "${dist,,}" in
+            torch | triton | nvidia_* | nvidia-*) continue ;;
+        esac
+        if "$PY" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" \
+            "$dist" > /dev/null 2>&1; then
+            continue
+        fi
+        wheels+=("$whl")
+    done
+    if [ "${#wheels[@]}" -gt 0 ]; then
+        say "installing ${#wheels[@]} wheel(s) from .whl/ into $SITE"
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$SITE" "${wheels[@]}" 2>&1 | tail -n 5 | tee -a "$SUMMARY"
+    fi
+fi
+export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+
+"$PY" - <<'EOF' 2>&1 | tee -a "$SUMMARY"
+import importlib
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda,
+      "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0))
+for mod in ["numpy", "ase", "rdkit", "vesin", "hydra", "omegaconf", "pytorch_lightning",
+            "torch_geometric", "pandas", "molsym", "molsym.cli.main"]:
+    try:
+        m = importlib.import_module(mod)
+        print(f"  ok      {mod} {getattr(m, '__version__', '')}")
+    except Exception as exc:  # noqa: BLE001 - report every failure, keep going
+        print(f"  MISSING {mod}: {type(exc).__name__}: {exc}")
+EOF
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    say "no CUDA device visible to torch: nothing else to check"
+    exit 1
+fi
+
+# molsym without its console script: the same entry point the `molsym` command calls.
+MOLSYM=("$PY" -c "import sys; from molsym.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+# --- 1. tests -----------------------------------------------------------------------------
+run_step tests_gpu 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
+run_step tests_export 180 "$PY" -m pytest -q -p no:cacheprovider tests/deploy
+
+# --- 2. short training on cuda ------------------------------------------------------------
+TRAIN_DIR=/tmp/molsym_gpu_train
+rm -rf "$TRAIN_DIR"
+run_step train 240 "${MOLSYM[@]}" train \
+    trainer.accelerator=gpu trainer.devices=1 \
+    '+trainer.max_time="00:00:01:30"' \
+    hydra.run.dir="$TRAIN_DIR"
+find "$TRAIN_DIR" -name "*.ckpt" -o -name "*.pt" 2>/dev/null | head -n 5 | tee -a "$SUMMARY"
+
+# --- 3. model benchmark on cuda -----------------------------------------------------------
+if [ -f scripts/bench_model.py ]; then
+    run_step bench_model 240 "$PY" scripts/bench_model.py --device cuda
+else
+    say "bench_model: scripts/bench_model.py not found, skipped"
+fi
+
+# --- 4. eager vs torch.compile ------------------------------------------------------------
+if [ -f scripts/bench_compile.py ]; then
+    run_step bench_compile 300 "$PY" scripts/bench_compile.py --device cuda \
+        --out "$RESULTS/bench_compile.json"
+fi
+
+say "=== $FAILED step(s) failed; results in $RESULTS"
+exit "$FAILED"
