@@ -1,0 +1,1 @@
+"""The ``molsym`` command: thin wrappers that parse arguments and call the package."""

@@ -1,0 +1,78 @@
+"""``molsym eval --model MODEL DATA [-o metrics.json]``: MAE/RMSE per target and parity plots.
+
+Prints a table; with ``-o`` writes ``{target: {"mae", "rmse", "unit"}}`` as JSON and one
+parity plot per target (PNG) next to it. Exit status: 0 ok, 1 bad data, 2 bad arguments/model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="molsym eval",
+        description="Errors of a trained model on a labelled data file (energies in meV, "
+                    "forces in meV/Angstrom).",
+    )
+    parser.add_argument("data", help="labelled structures (.extxyz/.xyz, .npz, .sdf, .db, ...)")
+    parser.add_argument("--model", required=True, help="deploy file (model.pt)")
+    parser.add_argument("-o", "--output", help="write metrics JSON here, parity PNGs beside it")
+    parser.add_argument("--format", default=None, help="reader format (default: by extension)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="evaluate in this precision (default: the model's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``molsym eval``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from molsym.errors import ConfigError, MolsymError
+
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"molsym eval: error: {exc}", file=sys.stderr)
+        return 2
+    except MolsymError as exc:
+        print(f"molsym eval: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from molsym.data.graph import atoms_to_graph
+    from molsym.data.readers import read_file
+    from molsym.deploy import load_model
+    from molsym.training.evaluate import evaluate, parity_plots
+    from molsym.training.metrics import format_table
+    from molsym.training.run import write_atomic
+
+    model = load_model(args.model, dtype=args.dtype)
+    dtype = next(model.parameters()).dtype
+    structures = read_file(args.data, format=args.format)
+    known = set(model.elements)
+    graphs = []
+    for atoms in structures:
+        missing = sorted(set(atoms.numbers.tolist()) - known)
+        if missing:
+            from molsym.errors import InputError
+
+            raise InputError(f"element(s) Z={missing} not covered by the model "
+                             f"(it knows {sorted(known)})", atoms.info.get("source", args.data),
+                             atoms.info.get("record"))
+        graphs.append(atoms_to_graph(atoms, model.cutoff, dtype=dtype))
+    with torch.inference_mode(False):
+        metrics, pairs = evaluate(model, graphs, batch_size=args.batch_size)
+    print(format_table(metrics, f"{args.data}: {len(graphs)} structures, model {args.model}"))
+    if args.output:
+        out = Path(args.output)
+        write_atomic(out, json.dumps(metrics, indent=2))
+        plots = parity_plots(pairs, metrics, out.parent, out.stem)
+        print(f"metrics: {out}; parity plots: {', '.join(str(p) for p in plots)}")
+    return 0

@@ -1,0 +1,154 @@
+"""Save and load the deploy file ``model.pt``.
+
+The file is a plain dict that ``torch.load(path, weights_only=True)`` reads::
+
+    {"format_version": 1, "molsym_version": "0.1.0",
+     "model_class": "equivariant",          # a key of molsym.models.MODEL_CLASSES
+     "config": {...},                         # constructor kwargs (JSON-able)
+     "state_dict": {name: tensor},
+     "cutoff": 5.0, "elements": [1, 6, 8],
+     "units": {"energy": "eV", "forces": "eV/Angstrom", ...},
+     "metadata": {...}}                       # optional: statistics, metrics, training config
+
+Loading builds the model from the allowlist :data:`molsym.models.MODEL_CLASSES`; nothing named
+inside the file is ever imported, instantiated or called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from molsym import __version__
+from molsym.errors import ConfigError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_class", "config", "state_dict")
+DEFAULT_UNITS = {
+    "energy": "eV",
+    "forces": "eV/Angstrom",
+    "stress": "eV/Angstrom^3",
+    "dipole": "e*Angstrom",
+    "charges": "e",
+    "positions": "Angstrom",
+}
+
+
+def _class_name(model: nn.Module) -> str:
+    from molsym.models import MODEL_CLASSES
+
+    for name, cls in MODEL_CLASSES.items():
+        if type(model) is cls:
+            return name
+    raise ConfigError(
+        f"{type(model).__name__} is not in molsym.models.MODEL_CLASSES {sorted(MODEL_CLASSES)}; "
+        "only allowlisted models can be deployed"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip: only dicts, lists, strings, numbers, bools and None survive."""
+    return json.loads(json.dumps(value))
+
+
+def save_model(
+    model: nn.Module,
+    path: str | Path,
+    metadata: dict[str, Any] | None = None,
+    units: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` (an allowlisted molsym model) as a deploy file, atomically.
+
+    ``metadata`` must be JSON-able (e.g. dataset statistics, test metrics, the run config).
+    Tensors are saved on the CPU in the model's dtype.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "molsym_version": __version__,
+        "model_class": _class_name(model),
+        "config": _plain(model.config()),
+        "state_dict": state,
+        "cutoff": float(model.cutoff),
+        "elements": [int(z) for z in model.elements],
+        "outputs": [str(o) for o in getattr(model, "outputs", [])],
+        "units": dict(units or DEFAULT_UNITS),
+        "metadata": _plain(metadata or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """The checked dict of a deploy file (``weights_only=True``: data only).
+
+    Raises:
+        ConfigError: missing file, not a molsym deploy file, or a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our file"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a molsym deploy file ({first})") from None
+    if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
+        raise ConfigError(f"{path}: not a molsym deploy file (needs keys {list(REQUIRED_KEYS)})")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ConfigError(
+            f"{path}: deploy format version {version!r} is not supported by molsym "
+            f"{__version__} (supports 1..{FORMAT_VERSION})"
+        )
+    return payload
+
+
+def load_model(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+) -> nn.Module:
+    """Rebuild a model from a deploy file; returned in eval mode.
+
+    The class comes from :data:`molsym.models.MODEL_CLASSES` by the name in the file; an
+    unknown name raises :class:`ConfigError`. ``dtype`` (e.g. ``torch.float64``) converts the
+    floating-point weights after loading.
+    """
+    from molsym.models import MODEL_CLASSES
+
+    payload = read_model_file(path)
+    name = payload["model_class"]
+    cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ConfigError(
+            f"{path}: unknown model class {name!r}; molsym knows {sorted(MODEL_CLASSES)}"
+        )
+    config = payload["config"]
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: 'config' must be a dict of constructor arguments")
+    try:
+        model = cls(**config)
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}: cannot rebuild {name!r} from the file: {first}") from None
+    model = model.to(map_location)
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    return model.eval()

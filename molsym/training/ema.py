@@ -1,0 +1,74 @@
+"""Exponential moving average (EMA) of a model's parameters.
+
+The average lives in buffers of this module, so it is saved in (and restored from) every
+Lightning checkpoint next to the raw weights; resuming therefore continues both exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class ExponentialMovingAverage(nn.Module):
+    """``shadow <- d * shadow + (1 - d) * param`` after each optimiser step.
+
+    Args:
+        model: the model whose floating-point parameters are averaged.
+        decay: the decay ``d`` (0 disables averaging: the shadow follows the weights).
+        warmup: use ``min(decay, (1 + n) / (10 + n))`` at update ``n`` so early weights fade.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.99, warmup: bool = True):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        for k, p in enumerate(self._params(model)):
+            self.register_buffer(f"shadow_{k}", p.detach().clone())
+
+    @staticmethod
+    def _params(model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.is_floating_point()]
+
+    def _shadows(self) -> Iterator[torch.Tensor]:
+        k = 0
+        while hasattr(self, f"shadow_{k}"):
+            yield getattr(self, f"shadow_{k}")
+            k += 1
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the current parameters of ``model`` into the average."""
+        n = int(self.num_updates)
+        d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
+        for s, p in zip(self._shadows(), self._params(model), strict=True):
+            s.mul_(d).add_(p.detach().to(s.dtype), alpha=1.0 - d)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Overwrite the parameters of ``model`` with the average."""
+        for s, p in zip(self._shadows(), self._params(model), strict=True):
+            p.copy_(s)
+
+    @torch.no_grad()
+    def _swap(self, model: nn.Module) -> None:
+        for s, p in zip(self._shadows(), self._params(model), strict=True):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+    @contextmanager
+    def average_parameters(self, model: nn.Module) -> Iterator[None]:
+        """Within the block ``model`` carries the averaged weights; restored afterwards."""
+        self._swap(model)
+        try:
+            yield
+        finally:
+            self._swap(model)

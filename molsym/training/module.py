@@ -1,0 +1,156 @@
+"""The LightningModule: loss, EMA, metrics in physical units, optimiser and LR schedule."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from molsym import keys
+from molsym.training.ema import ExponentialMovingAverage
+from molsym.training.losses import Loss
+from molsym.training.metrics import ErrorAccumulator, flat_metrics
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., object]
+
+
+def _predict(model: nn.Module, batch, compute_forces: bool, compute_stress: bool) -> dict:
+    from molsym.models import predict_batch
+
+    return predict_batch(model, batch, compute_forces=compute_forces,
+                         compute_stress=compute_stress)
+
+
+class MolsymModule(pl.LightningModule):
+    """Trains a molsym model (``forward(z, pos, ...) -> dict``) on labelled PyG batches.
+
+    Validation, test, checkpoint selection and the deployed model use the EMA weights; the
+    raw weights stay in the checkpoint too, so a resumed run continues exactly.
+
+    Args:
+        model: a molsym model (constructor args = its config).
+        loss: the weighted loss (default: :class:`Loss` with unit weights).
+        optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``); default Adam(1e-3).
+        scheduler: ``optimizer -> scheduler`` or None. ``ReduceLROnPlateau`` steps each
+            epoch on ``val/loss``; any other steps every optimiser step and gets
+            ``total_steps`` from the trainer when its ``total_steps`` is None.
+        ema_decay: decay of the weight EMA (0: no averaging).
+        compute_forces: predict forces (default: when the model's ``outputs`` name forces).
+        compute_stress: predict stress (default: when the model's ``outputs`` name stress).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Loss | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        ema_decay: float = 0.99,
+        compute_forces: bool | None = None,
+        compute_stress: bool | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss if loss is not None else Loss()
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-3)
+        self.scheduler_factory = scheduler
+        self.ema = ExponentialMovingAverage(model, decay=ema_decay)
+        outputs = set(getattr(model, "outputs", []) or [])
+        self.compute_forces = (keys.FORCES in outputs) if compute_forces is None else compute_forces
+        self.compute_stress = (keys.STRESS in outputs) if compute_stress is None else compute_stress
+        self.errors = {"val": ErrorAccumulator(), "test": ErrorAccumulator()}
+        self.results: dict[str, dict] = {}
+
+    # --- steps ---------------------------------------------------------------------------
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Model outputs for a PyG batch (energy (B,), forces (N,3), ...)."""
+        return _predict(self.model, batch, self.compute_forces, self.compute_stress)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        pred = self(batch)
+        loss, terms = self.loss_fn(pred, batch)
+        bs = int(batch.num_graphs)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=bs, sync_dist=True)
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, on_step=False, on_epoch=True,
+                     batch_size=bs, sync_dist=True)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update(self.model)
+
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+        with torch.enable_grad():  # forces are gradients, also in validation
+            pred = self(batch)
+        pred = {k: v.detach() for k, v in pred.items()}
+        loss, _ = self.loss_fn(pred, batch)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val",
+                 batch_size=int(batch.num_graphs), sync_dist=True)
+        self.errors[stage].update(pred, batch)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")
+
+    # --- EMA swaps and epoch metrics -----------------------------------------------------
+    def _start_eval(self, stage: str) -> None:
+        self.ema._swap(self.model)
+        self.errors[stage].reset()
+
+    def _end_eval(self, stage: str) -> None:
+        metrics = self.errors[stage].compute(reduce=self._reduce_sum)
+        self.results[stage] = metrics
+        flat = flat_metrics(metrics, stage)
+        if flat:
+            show = {f"{stage}/energy_mae_meV", f"{stage}/forces_mae_meV_per_Angstrom"}
+            self.log_dict({k: v for k, v in flat.items() if k not in show}, sync_dist=False)
+            self.log_dict({k: v for k, v in flat.items() if k in show}, prog_bar=stage == "val",
+                          sync_dist=False)
+        self.ema._swap(self.model)
+
+    def _reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.trainer is None or self.trainer.world_size == 1:
+            return t
+        return self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval("val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval("test")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+    # --- optimiser ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.model.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs = {}
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        if "total_steps" in keywords and keywords["total_steps"] is None:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, **kwargs)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+        else:
+            config = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def averaged_model(self) -> nn.Module:
+        """The model with the EMA weights copied in (modifies ``self.model``)."""
+        self.ema.copy_to(self.model)
+        return self.model

@@ -1,0 +1,207 @@
+"""One training run: config -> data -> statistics -> model -> Lightning -> files in ``out``.
+
+What a run leaves in its directory ``out``::
+
+    checkpoints/last.ckpt, checkpoints/best-*.ckpt   Lightning checkpoints (raw + EMA weights)
+    model.pt        deploy file (EMA weights of the best checkpoint; molsym.deploy)
+    config.yaml     the resolved config;  splits.json  split indices;  statistics.json
+    metrics.json    test metrics {target: {"mae", "rmse", "unit"}}
+    logs/metrics.csv   per-epoch losses and validation metrics
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from molsym import keys
+from molsym.errors import ConfigError, MolsymError
+from molsym.training.callbacks import AtomicCheckpointIO, EpochSeededShuffle
+from molsym.training.metrics import format_table
+
+log = logging.getLogger(__name__)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def build(node: Any, what: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with its errors turned into one-line ConfigErrors."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, MolsymError):
+            raise cause from None
+        text = str(cause if cause is not None else exc).strip().splitlines()
+        first = text[0] if text else type(exc).__name__
+        raise ConfigError(f"cannot build {what}: {first}") from None
+
+
+def set_precision_switches(tf32: bool) -> None:
+    """TF32 matmuls/convolutions on Ampere+ GPUs (no effect on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+def _graph_elements(graphs) -> set[int]:
+    return {int(z) for g in graphs for z in g[keys.ATOMIC_NUMBERS].unique().tolist()}
+
+
+def check_elements(dm, model_elements: list[int] | None, stats: dict) -> None:
+    """Every element of every split must be known to the model (and the training data)."""
+    from ase.data import chemical_symbols
+
+    known = set(model_elements) if model_elements else set(stats["elements"])
+    for split in ("train", "val", "test"):
+        ds = dm.datasets.get(split)
+        missing = sorted(_graph_elements(ds.graphs) - known) if ds is not None else []
+        if missing:
+            source = dm.test_path if split == "test" and dm.test_path else dm.path
+            names = [chemical_symbols[z] for z in missing]
+            whose = "model.elements" if model_elements else "the training split"
+            raise ConfigError(
+                f"{source}: {split} structures contain element(s) {names} (Z={missing}) that "
+                f"{whose} ({sorted(known)}) does not cover"
+            )
+
+
+def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
+    """Constructor arguments that the data set decides: every one the config leaves null.
+
+    elements, atomic_energies (eV, aligned with elements), avg_num_neighbors, energy_scale
+    (force RMS, else the std of the energy residual) and property_mean/std of scalar targets.
+    """
+    try:
+        cls = get_class(model_cfg["_target_"])
+    except Exception as exc:  # noqa: BLE001 - hydra wraps import errors in varied types
+        raise ConfigError(f"model._target_: cannot import {model_cfg['_target_']!r}") from exc
+    params = inspect.signature(cls.__init__).parameters
+    outputs = list(model_cfg.get("outputs") or [])
+    elements = list(model_cfg.get("elements") or stats["elements"])
+    e0 = dict(zip(stats["elements"], stats["atomic_energies"] or [], strict=False))
+    scale = stats["forces_rms"] or stats["energy_residual_std"] or 1.0
+    props = [o for o in outputs if o in stats["target_mean"] and o != keys.ENERGY]
+    found = {
+        "elements": elements,
+        "atomic_energies": [float(e0.get(z, 0.0)) for z in elements] if e0 else None,
+        "avg_num_neighbors": stats["avg_num_neighbors"],
+        "energy_scale": float(scale) if scale > 0 else 1.0,
+        "property_mean": {p: stats["target_mean"][p] for p in props},
+        "property_std": {p: stats["target_std"][p] or 1.0 for p in props},
+    }
+    return {k: v for k, v in found.items()
+            if k in params and model_cfg.get(k) is None and v is not None}
+
+
+def _callbacks(cfg: DictConfig, out: Path) -> list[pl.Callback]:
+    callbacks = [EpochSeededShuffle(cfg.seed)]
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        extra = {}
+        if node.get("_target_", "").endswith("ModelCheckpoint") and node.get("dirpath") is None:
+            extra["dirpath"] = str(out / "checkpoints")
+        callbacks.append(build(node, f"callback {name}", **extra))
+    return callbacks
+
+
+def _loggers(cfg: DictConfig, out: Path) -> list:
+    return [build(node, f"logger {name}", save_dir=str(out))
+            for name, node in (cfg.get("logger") or {}).items() if node is not None]
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    ckpt = trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
+    return best if best and Path(best).is_file() else None
+
+
+def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> None:
+    write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomic(out / "statistics.json", json.dumps(stats, indent=2))
+    dm.save_splits(out / "splits.json")
+
+
+def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    """Run the training described by ``cfg`` (the composed ``train.yaml``) into ``out``.
+
+    Returns ``{"model": path of model.pt, "metrics": test metrics, "best_checkpoint": ...}``.
+
+    Raises:
+        ConfigError / InputError: bad config or data, with one line naming the cause.
+    """
+    out = Path(out).resolve()
+    OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
+    set_precision_switches(bool(cfg.get("tf32", False)))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path: checkpoint not found: {ckpt_path}")
+
+    dm = build(cfg.data, "data")
+    dm.setup("fit")
+    stats = dm.statistics().to_dict()
+    user_elements = cfg.model.get("elements")
+    check_elements(dm, list(user_elements) if user_elements else None, stats)
+    model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
+    model = model.to(getattr(torch, str(cfg.get("dtype", "float32"))))
+    module = build(
+        cfg.module, "module", model=model,
+        optimizer=build(cfg.optimizer, "optimizer"),
+        scheduler=build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
+    )
+    trainer = build(
+        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out), logger=_loggers(cfg, out),
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
+    )
+    if trainer.is_global_zero:
+        _write_outputs_before_fit(cfg, out, dm, stats)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+
+    metrics: dict = {}
+    best = _best_checkpoint(trainer)
+    if len(dm.datasets["test"]) > 0:
+        trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+        metrics = module.results.get("test", {})
+    elif best is not None:  # no test set: still deploy the best weights
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)[
+            "state_dict"])
+    result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best}
+    if trainer.is_global_zero:
+        from molsym.deploy import save_model
+
+        model = module.averaged_model().cpu()
+        meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
+                "config": OmegaConf.to_container(cfg, resolve=True)}
+        save_model(model, out / "model.pt", metadata=meta)
+        write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """What ``molsym train`` prints at the end: where the model is and its test errors."""
+    lines = [f"model: {result['model']}"]
+    if result["metrics"]:
+        lines.append(format_table(result["metrics"], "test errors:"))
+    else:
+        lines.append("no test set: no test errors")
+    return "\n".join(lines)
