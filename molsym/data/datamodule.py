@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from molsym import keys
@@ -128,11 +127,10 @@ class MolDataModule(pl.LightningDataModule):
             return
         full = self._load(self.path)
         test_full = self._load(self.test_path) if self.test_path is not None else None
-        graphs = full.graphs + (test_full.graphs if test_full is not None else [])
-        labels = self._select_labels(graphs)
-        for ds in (full, test_full):
-            if ds is not None:
-                ds.graphs = [_keep_labels(g, labels) for g in ds.graphs]
+        sources = [ds for ds in (full, test_full) if ds is not None]
+        labels = self._select_labels(sources)
+        full, test_full = (None if ds is None else ds.select_fields(STRUCTURE_KEYS | set(labels))
+                           for ds in (full, test_full))
         n_test_file = None if test_full is None else len(test_full)
         if self.split_file is not None:
             splits = Splits.load(self.split_file)
@@ -150,21 +148,22 @@ class MolDataModule(pl.LightningDataModule):
         }
         self.splits = splits
 
-    def _select_labels(self, graphs: list[Data]) -> list[str]:
-        present = [set(g.keys()) - STRUCTURE_KEYS for g in graphs]
-        common = set.intersection(*present) if present else set()
+    def _select_labels(self, sources: list[GraphDataset]) -> list[str]:
+        names = set.union(*(ds.field_names() for ds in sources)) - STRUCTURE_KEYS
+        common = {n for n in names if all(ds.first_missing(n) is None for ds in sources)}
         if self.targets is None:
-            dropped = set.union(*present) - common if present else set()
-            if dropped:
+            if names - common:
                 log.warning("labels missing from some structures are dropped: %s",
-                            sorted(dropped))
+                            sorted(names - common))
             return sorted(common)
         for target in self.targets:
-            for g, labels in zip(graphs, present, strict=True):
-                if target not in labels:
-                    where = g[keys.ID] if keys.ID in g else "a structure"
+            for ds in sources:
+                pos = ds.first_missing(target)
+                if pos is not None:
+                    g = ds[pos]
+                    where = g[keys.ID] if keys.ID in g else f"structure {pos}"
                     raise ConfigError(f"target {target!r} missing from {where} "
-                                      f"(labels there: {sorted(labels)})")
+                                      f"(labels there: {sorted(set(g.keys()) - STRUCTURE_KEYS)})")
         return list(self.targets)
 
     # --- loaders ---------------------------------------------------------------------------
@@ -199,7 +198,7 @@ class MolDataModule(pl.LightningDataModule):
             iso = None
             if self.isolated_atom_energies_path is not None:
                 iso = read_isolated_atom_energies(self.isolated_atom_energies_path)
-            self._statistics = compute_statistics(self.datasets["train"].graphs, iso)
+            self._statistics = compute_statistics(self.datasets["train"], iso)
         return self._statistics
 
     def save_splits(self, path: str | Path) -> None:
@@ -208,9 +207,3 @@ class MolDataModule(pl.LightningDataModule):
         assert self.splits is not None
         self.splits.save(path)
 
-
-def _keep_labels(graph: Data, labels: Sequence[str]) -> Data:
-    """A shallow copy of ``graph`` with only the structure fields and ``labels``."""
-    wanted = STRUCTURE_KEYS.union(labels)
-    fields = {k: graph[k] for k in graph.keys() if k in wanted and k != "num_nodes"}
-    return Data(num_nodes=graph.num_nodes, **fields)

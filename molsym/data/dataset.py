@@ -6,18 +6,19 @@ hash of the file's bytes, its path, the cutoff, the dtype, the reader options an
 :data:`GRAPH_FORMAT_VERSION`. A rerun with the same inputs loads the cache and never calls the
 reader; a changed file, cutoff, dtype or option gives a new key and reprocesses.
 
-Cache files are data only: a dict of plain tensors (each field concatenated over graphs, with
-per-graph slices) and lists of strings, loaded with ``torch.load(..., weights_only=True)`` and
-written atomically (temporary file + ``os.replace``).
+Cache files are data only (:mod:`molsym.data.store`): a dict of plain tensors (each field
+concatenated over graphs, with per-graph slices) and lists of strings, loaded with
+``torch.load(..., weights_only=True)`` and written atomically (temporary file + ``os.replace``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from torch_geometric.data import Data
 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
+from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
 from molsym.errors import ConfigError, InputError
 
 #: Bump when the content or layout of cached graphs changes (invalidates every cache file).
@@ -144,53 +146,6 @@ def cache_key(content_digest: str, cutoff: float, dtype: torch.dtype, options: d
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# --- graphs <-> plain tensors ----------------------------------------------------------------
-
-
-def graphs_to_store(graphs: Sequence[Data]) -> dict:
-    """Pack graphs into plain tensors: for every field its values concatenated along PyG's
-    concatenation dimension, the per-graph ``slices`` (G+1,) and, when not every graph has the
-    field, a ``present`` mask (G,). String fields (``id``) become lists of strings."""
-    fields: dict[str, dict] = {}
-    names = sorted({k for g in graphs for k in g.keys() if k != "num_nodes"})
-    for name in names:
-        present = [name in g for g in graphs]
-        values = [g[name] for g in graphs if name in g]
-        if isinstance(values[0], str):
-            fields[name] = {"strings": [g[name] if name in g else None for g in graphs]}
-        else:
-            dim = graphs[present.index(True)].__cat_dim__(name, values[0])
-            dim = dim % values[0].dim()
-            sizes = [g[name].shape[dim] if p else 0 for g, p in zip(graphs, present, strict=True)]
-            entry = {
-                "values": torch.cat(values, dim=dim),
-                "dim": dim,
-                "slices": torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.long),
-            }
-            if not all(present):
-                entry["present"] = torch.tensor(present)
-            fields[name] = entry
-    return {"num_graphs": len(graphs), "fields": fields}
-
-
-def store_to_graphs(store: dict) -> list[Data]:
-    """Inverse of :func:`graphs_to_store` (tensors are views into the concatenated arrays)."""
-    n = int(store["num_graphs"])
-    per_graph: list[dict] = [{} for _ in range(n)]
-    for name, entry in store["fields"].items():
-        if "strings" in entry:
-            for i, s in enumerate(entry["strings"]):
-                if s is not None:
-                    per_graph[i][name] = s
-            continue
-        values, dim, sl = entry["values"], int(entry["dim"]), entry["slices"].tolist()
-        present = entry.get("present")
-        for i in range(n):
-            if present is None or bool(present[i]):
-                per_graph[i][name] = values.narrow(dim, sl[i], sl[i + 1] - sl[i])
-    return [Data(num_nodes=int(d[keys.ATOMIC_NUMBERS].shape[0]), **d) for d in per_graph]
-
-
 def _save_atomic(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -207,30 +162,79 @@ def _save_atomic(obj: dict, path: Path) -> None:
 
 
 class GraphDataset(torch.utils.data.Dataset):
-    """A list of PyG graphs held in memory.
+    """Graphs held in memory as concatenated tensors (a store); ``ds[i]`` is a PyG ``Data``
+    whose tensors are views into the store (built on first access, then kept).
 
     Attributes:
-        graphs: the graphs (``molsym.keys`` fields, internal units).
+        store: the packed graphs (see :func:`graphs_to_store`).
+        indices: store indices of this dataset's graphs (a subset shares its parent's store).
         errors: messages of records skipped with ``on_error="skip"``.
         cache_path: cache file used (None when caching was off).
         from_cache: True when the graphs were loaded from the cache, not processed.
     """
 
-    def __init__(self, graphs: Sequence[Data], errors: Sequence[str] = ()):
-        self.graphs = list(graphs)
+    def __init__(
+        self,
+        store: dict,
+        errors: Sequence[str] = (),
+        indices: Sequence[int] | None = None,
+        _layout: StoreLayout | None = None,
+    ):
+        self.store = store
+        self._layout = _layout or StoreLayout(store)
+        n = self._layout.num_graphs
+        self.indices = list(range(n)) if indices is None else [int(i) for i in indices]
         self.errors = list(errors)
         self.cache_path: Path | None = None
         self.from_cache = False
+        self._memo: dict[int, Data] = {}
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[Data], errors: Sequence[str] = ()) -> GraphDataset:
+        """A dataset of already built graphs (they are packed into a store)."""
+        return cls(graphs_to_store(graphs), errors)
 
     def __len__(self) -> int:
-        return len(self.graphs)
+        return len(self.indices)
 
     def __getitem__(self, idx: int) -> Data:
-        return self.graphs[idx]
+        k = self.indices[idx]
+        graph = self._memo.get(k)
+        if graph is None:
+            graph = self._memo[k] = self._layout.graph(k)
+        return graph
+
+    def __iter__(self) -> Iterator[Data]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def graphs(self) -> list[Data]:
+        """All graphs as a list."""
+        return list(self)
 
     def subset(self, indices: Sequence[int]) -> GraphDataset:
-        """A new dataset with the graphs at ``indices`` (same objects, no copy)."""
-        return GraphDataset([self.graphs[int(i)] for i in indices])
+        """The graphs at positions ``indices`` of this dataset (shares the store, no copy)."""
+        return GraphDataset(self.store, (), [self.indices[int(i)] for i in indices], self._layout)
+
+    def first_missing(self, name: str) -> int | None:
+        """Position of the first graph without field ``name``, or None if all have it."""
+        for pos, k in enumerate(self.indices):
+            if not self._layout.has(name, k):
+                return pos
+        return None
+
+    def field_names(self) -> set[str]:
+        """Fields of the store (some graphs may lack some; see :meth:`first_missing`)."""
+        return set(self.store["fields"])
+
+    def select_fields(self, names: Iterable[str]) -> GraphDataset:
+        """The same graphs with only the fields ``names`` (a new store sharing tensors)."""
+        wanted = set(names)
+        store = {"num_graphs": self.store["num_graphs"],
+                 "fields": {k: v for k, v in self.store["fields"].items() if k in wanted}}
+        ds = GraphDataset(store, self.errors, self.indices)
+        ds.cache_path, ds.from_cache = self.cache_path, self.from_cache
+        return ds
 
     @classmethod
     def from_atoms(
@@ -242,16 +246,16 @@ class GraphDataset(torch.utils.data.Dataset):
         on_error: str = "raise",
         cache_dir: str | Path | None = None,
         use_cache: bool = False,
+        num_workers: int | None = None,
     ) -> GraphDataset:
         """Graphs of in-memory structures; cached (keyed by a hash of the atoms) if asked."""
         torch_dtype = resolve_dtype(dtype)
 
-        def build() -> tuple[list[Data], list[str]]:
-            return _build_graphs(atoms_list, cutoff, torch_dtype, on_error)
+        def build() -> tuple[dict, list[str]]:
+            return build_store(atoms_list, cutoff, torch_dtype, on_error, num_workers)
 
         if not use_cache:
-            graphs, errors = build()
-            return cls(graphs, errors)
+            return cls._built(build, "atoms list", None)
         key = cache_key(atoms_digest(atoms_list), cutoff, torch_dtype, {"on_error": on_error})
         cache_file = Path(cache_dir or default_cache_dir()) / f"atoms-{key[:20]}.pt"
         return cls._cached(cache_file, build, "atoms list")
@@ -268,8 +272,10 @@ class GraphDataset(torch.utils.data.Dataset):
         on_error: str = "raise",
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
+        num_workers: int | None = None,
     ) -> GraphDataset:
-        """Read ``path`` and build its graphs, or load them from the cache.
+        """Read ``path`` and build its graphs (over ``num_workers`` processes, default: the
+        cores), or load them from the cache.
 
         Raises:
             ConfigError: the file does not exist.
@@ -281,15 +287,15 @@ class GraphDataset(torch.utils.data.Dataset):
             raise ConfigError(f"data file not found: {path}")
         options = dict(reader_options or {})
 
-        def build() -> tuple[list[Data], list[str]]:
+        def build() -> tuple[dict, list[str]]:
             errors: list = []
             atoms_list = read_structures(path, format, on_error, errors, **options)
-            graphs, graph_errors = _build_graphs(atoms_list, cutoff, torch_dtype, on_error)
-            return graphs, [str(e) for e in errors] + graph_errors
+            store, graph_errors = build_store(atoms_list, cutoff, torch_dtype, on_error,
+                                              num_workers)
+            return store, [str(e) for e in errors] + graph_errors
 
         if not use_cache:
-            graphs, errors = build()
-            return cls(graphs, errors)
+            return cls._built(build, str(path), None)
         opts = {"format": format, "on_error": on_error, "reader": options,
                 "path": str(path.resolve()) if path.exists() else str(path)}
         key = cache_key(source_digest(path, format), cutoff, torch_dtype, opts)
@@ -297,41 +303,87 @@ class GraphDataset(torch.utils.data.Dataset):
         return cls._cached(cache_file, build, str(path))
 
     @classmethod
+    def _built(cls, build: Callable, source: str, cache_file: Path | None) -> GraphDataset:
+        store, errors = build()
+        if store["num_graphs"] == 0:
+            raise InputError("no usable structure", source)
+        if cache_file is not None:
+            _save_atomic({**store, "errors": list(errors),
+                          "graph_format": GRAPH_FORMAT_VERSION}, cache_file)
+        ds = cls(store, errors)
+        ds.cache_path = cache_file
+        return ds
+
+    @classmethod
     def _cached(cls, cache_file: Path, build: Callable, source: str) -> GraphDataset:
         if cache_file.is_file():
             try:
                 store = torch.load(cache_file, weights_only=True)
-                ds = cls(store_to_graphs(store), store.get("errors", []))
+                ds = cls(store, store.get("errors", []))
                 ds.cache_path, ds.from_cache = cache_file, True
                 return ds
             except Exception:  # unreadable/partial cache: rebuild it below
                 pass
-        graphs, errors = build()
-        if not graphs:
-            raise InputError("no usable structure", source)
-        store = graphs_to_store(graphs)
-        store["errors"] = list(errors)
-        store["graph_format"] = GRAPH_FORMAT_VERSION
-        _save_atomic(store, cache_file)
-        ds = cls(graphs, errors)
-        ds.cache_path = cache_file
-        return ds
+        return cls._built(build, source, cache_file)
 
 
-def _build_graphs(
-    atoms_list: Sequence[ase.Atoms], cutoff: float, dtype: torch.dtype, on_error: str
-) -> tuple[list[Data], list[str]]:
-    """``atoms_to_graph`` on every structure; bad ones raise or (``on_error="skip"``) are
-    dropped and their messages returned."""
+# --- building, in parallel when it pays --------------------------------------------------
+
+#: Below this many structures graphs are built in the calling process.
+PARALLEL_MIN_STRUCTURES = 256
+_FORK_JOB: tuple | None = None  # (atoms_list, cutoff, dtype) inherited by forked workers
+
+
+def build_store(
+    atoms_list: Sequence[ase.Atoms],
+    cutoff: float,
+    dtype: torch.dtype,
+    on_error: str = "raise",
+    num_workers: int | None = None,
+) -> tuple[dict, list[str]]:
+    """``atoms_to_graph`` on every structure, packed into a store. Bad structures raise
+    :class:`InputError` or (``on_error="skip"``) are dropped and their messages returned.
+    Large lists are split over ``num_workers`` forked processes (default: usable cores)."""
+    global _FORK_JOB
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    graphs, errors = [], []
-    for idx, atoms in enumerate(atoms_list):
-        record = atoms.info.get("record", idx)
+    workers = _usable_cores() if num_workers is None else max(1, int(num_workers))
+    n = len(atoms_list)
+    if workers == 1 or n < PARALLEL_MIN_STRUCTURES or "fork" not in mp.get_all_start_methods():
+        results = [_build_chunk((0, n), (atoms_list, cutoff, dtype))]
+    else:
+        bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
+        _FORK_JOB = (atoms_list, cutoff, dtype)
         try:
-            graphs.append(atoms_to_graph(atoms, cutoff, dtype=dtype, record=record))
+            with mp.get_context("fork").Pool(workers) as pool:
+                results = pool.map(_build_chunk, list(zip(bounds[:-1], bounds[1:], strict=True)))
+        finally:
+            _FORK_JOB = None
+    failures = [f for _, chunk_failures in results for f in chunk_failures]
+    if failures and on_error == "raise":
+        raise InputError(*failures[0])
+    store = concat_stores([s for s, _ in results if s["num_graphs"]] or [results[0][0]])
+    return store, [str(InputError(*f)) for f in failures]
+
+
+def _build_chunk(bounds: tuple[int, int], job: tuple | None = None) -> tuple[dict, list[tuple]]:
+    atoms_list, cutoff, dtype = job if job is not None else _FORK_JOB
+    if job is None:
+        torch.set_num_threads(1)
+    graphs, failures = [], []
+    for idx in range(int(bounds[0]), int(bounds[1])):
+        atoms = atoms_list[idx]
+        try:
+            graphs.append(atoms_to_graph(atoms, cutoff, dtype=dtype,
+                                         record=atoms.info.get("record", idx)))
         except InputError as err:
-            if on_error == "raise":
-                raise
-            errors.append(str(err))
-    return graphs, errors
+            failures.append((err.reason, err.source, err.record, err.record_kind))
+    store = graphs_to_store(graphs) if graphs else {"num_graphs": 0, "fields": {}}
+    return store, failures
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -8,13 +8,9 @@ from ase.build import molecule
 from ase.calculators.emt import EMT
 
 from molsym.data import dataset as dataset_mod
-from molsym.data.dataset import (
-    GraphDataset,
-    default_cache_dir,
-    graphs_to_store,
-    store_to_graphs,
-)
+from molsym.data.dataset import GraphDataset, build_store, default_cache_dir
 from molsym.data.graph import atoms_to_graph
+from molsym.data.store import concat_stores, graphs_to_store, store_to_graphs
 from molsym.errors import ConfigError, InputError
 
 NAMES = ["CH3CH2OH", "H2O", "CH4", "NH3", "CH3OH"]
@@ -193,3 +189,45 @@ def test_labels_in_internal_units(xyz_file, tmp_path):
         assert g.energy.item() == pytest.approx(atoms.get_potential_energy())
         np.testing.assert_allclose(g.forces.numpy(), atoms.get_forces())
         assert json.dumps(g.id)
+
+
+def labelled_graphs():
+    frames = make_frames(5)
+    for atoms in frames:
+        atoms.info.update(energy=atoms.get_potential_energy())
+        atoms.calc = None
+    frames[3].info["homo"] = -5.5
+    return [atoms_to_graph(a, 3.0) for a in frames]
+
+
+def test_concat_stores_equals_one_store():
+    graphs = labelled_graphs()
+    whole = graphs_to_store(graphs)
+    parts = [graphs_to_store(graphs[:2]), graphs_to_store(graphs[2:3]), graphs_to_store(graphs[3:])]
+    assert_same_graphs(store_to_graphs(concat_stores(parts)), store_to_graphs(whole))
+
+
+def test_parallel_build_matches_serial(monkeypatch):
+    monkeypatch.setattr(dataset_mod, "PARALLEL_MIN_STRUCTURES", 2)
+    frames = make_frames(30)
+    for i, atoms in enumerate(frames):
+        atoms.info.update(energy=atoms.get_potential_energy(), record=i)
+        atoms.calc = None
+    frames[17].positions[1] = frames[17].positions[0]  # broken structure in a middle chunk
+    serial, serial_err = build_store(frames, 3.0, torch.float64, "skip", num_workers=1)
+    parallel, parallel_err = build_store(frames, 3.0, torch.float64, "skip", num_workers=2)
+    assert_same_graphs(store_to_graphs(serial), store_to_graphs(parallel))
+    assert serial["num_graphs"] == 29 and serial_err == parallel_err and "17" in serial_err[0]
+    with pytest.raises(InputError, match="record 17"):
+        build_store(frames, 3.0, torch.float64, "raise", num_workers=2)
+
+
+def test_subset_and_select_fields_share_the_store():
+    ds = GraphDataset.from_graphs(labelled_graphs())
+    sub = ds.subset([4, 1])
+    assert sub[0] is ds[4] or torch.equal(sub[0].pos, ds[4].pos)
+    assert sub.first_missing("homo") == 0 and ds.first_missing("homo") == 0
+    assert ds.subset([3]).first_missing("homo") is None
+    slim = ds.select_fields({"z", "pos", "edge_index", "energy"})
+    assert set(slim[2].keys()) == {"z", "pos", "edge_index", "energy", "num_nodes"}
+    assert slim[2].pos.data_ptr() == ds[2].pos.data_ptr()
