@@ -70,21 +70,21 @@ def _split_frames(lines: list[str]) -> Iterator[tuple[int, int, list[str] | str]
             have = max(0, n - pos - 2)
             yield frame, pos, f"line {pos + 1}: truncated frame ({have} of {natoms} atom lines)"
             return
-        if end < n and lines[end].strip() and not _is_count_line(lines[end]):
-            body = lines[pos + 2 : end]
-            bad = next((k for k, line in enumerate(body) if _is_count_line(line)), None)
-            if bad is not None:
-                yield frame, pos, (
-                    f"line {pos + 3 + bad}: fewer atom lines than the {natoms} declared on "
-                    f"line {pos + 1}"
-                )
-                pos, frame = pos + 2 + bad, frame + 1
-            else:
-                yield frame, pos, (
-                    f"line {end + 1}: more atom lines than the {natoms} declared on line "
-                    f"{pos + 1}"
-                )
-                pos, frame = _resync(lines, end), frame + 1
+        body = lines[pos + 2 : end]
+        short = min(map(len, body)) < 12  # cheap filter: a count line inside the atom block
+        bad = next((k for k, ln in enumerate(body) if _is_count_line(ln)), None) if short else None
+        if bad is not None:
+            yield frame, pos, (
+                f"line {pos + 3 + bad}: fewer atom lines than the {natoms} declared on "
+                f"line {pos + 1}"
+            )
+            pos, frame = pos + 2 + bad, frame + 1
+            continue
+        if end < n and len(lines[end].split()) == len(lines[end - 1].split()) > 1:
+            yield frame, pos, (
+                f"line {end + 1}: more atom lines than the {natoms} declared on line {pos + 1}"
+            )
+            pos, frame = _resync(lines, end), frame + 1
             continue
         yield frame, pos, lines[pos:end]
         pos, frame = end, frame + 1
@@ -157,7 +157,10 @@ def _fast_columns(body: list[str], props, ncols: int) -> dict | None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = np.fromstring(" ".join(rest), sep=" ")
+        try:
+            values = np.fromstring(" ".join(rest), sep=" ")
+        except ValueError:
+            return None
     if values.size != len(body) * (ncols - 1):
         return None
     values = values.reshape(len(body), ncols - 1)
@@ -240,13 +243,19 @@ def _numeric(row, kind: str) -> bool:
     return True
 
 
-def _ase_frame(frame_lines: list[str]) -> ase.Atoms:
+def _ase_frame(frame_lines: list[str], first_line: int) -> ase.Atoms:
     from ase.io import read
 
     try:
         return read(io.StringIO("\n".join(frame_lines) + "\n"), format="extxyz", index=0)
     except Exception as err:  # ASE raises many types on malformed text
-        raise ValueError(f"ASE could not parse the frame: {err}") from None
+        try:  # a precise message (with the line) when the fast parser can give one
+            _fast_frame(frame_lines, first_line)
+        except ValueError as precise:
+            raise precise from None
+        except Exception:
+            pass
+        raise ValueError(f"line {first_line}: ASE could not parse the frame: {err}") from None
 
 
 def normalize_labels(
@@ -292,7 +301,7 @@ def parse_frame(frame_lines: list[str], first_line: int, fast: bool = True) -> a
             return _fast_frame(frame_lines, first_line)
         except _Fallback:
             pass
-    return _ase_frame(frame_lines)
+    return _ase_frame(frame_lines, first_line)
 
 
 def read_xyz(
@@ -330,12 +339,12 @@ def read_xyz(
                 raise ValueError(body)
             atoms = parse_frame(body, start + 1, fast)
             normalize_labels(atoms, energy_key, forces_key, units)
-            validate(atoms, source, frame, "frame")
+            try:
+                validate(atoms, source, frame, "frame")
+            except InputError as err:
+                raise ValueError(f"line {start + 1}: {err.reason}") from None
         except ValueError as err:
-            if isinstance(err, InputError):
-                handle(err, on_error, errors)
-            else:
-                handle(InputError(str(err), source, frame, "frame"), on_error, errors)
+            handle(InputError(str(err), source, frame, "frame"), on_error, errors)
             continue
         out.append(tag(atoms, source, frame))
     return out
