@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ase
 
+from molsym.data.readers._common import check_on_error
 from molsym.data.readers.ase_db import read_ase_db
 from molsym.data.readers.npz import read_npz
 from molsym.data.readers.qm9 import PROPERTIES as QM9_PROPERTIES
@@ -59,6 +60,7 @@ def read_file(
     """Read every structure of ``path`` (format from the extension unless given; ``"qm9"``
     for QM9). ``options`` go to the format's reader. With ``on_error="skip"`` bad records are
     appended to ``errors`` as :class:`InputError` and the good ones are returned."""
+    check_on_error(on_error, errors)
     fmt = format.lower() if format else detect_format(path)
     if fmt not in READERS:
         raise InputError(f"unknown format {format!r}; known: {sorted(READERS)}", str(path))
