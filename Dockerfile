@@ -2,7 +2,8 @@
 #
 #   docker build -t molsym .
 #   docker run --gpus all --ipc=host -v "$PWD":/data -v "$PWD/runs":/runs molsym \
-#       train experiment=rmd17 trainer.devices=4
+#       train experiment=rmd17 data.molecule=aspirin trainer=ddp trainer.devices=4
+# data_root is /data ($MOLSYM_DATA_ROOT); Hydra's run directories land under /runs/outputs.
 #
 # The torch wheel that pip installs on Linux x86_64 is a CUDA build that brings its own CUDA
 # runtime, cuDNN and NCCL; the host needs only an NVIDIA driver recent enough for it and the
@@ -52,7 +53,6 @@ RUN python3 -m venv "$VIRTUAL_ENV" \
 WORKDIR /opt/src/molsym
 COPY pyproject.toml README.md ./
 COPY molsym ./molsym
-COPY configs ./configs
 # The local package: its dependencies are bounded in pyproject.toml.
 # hadolint ignore=DL3013
 RUN python -m pip install ".[${MOLSYM_EXTRAS}]" \
@@ -69,7 +69,8 @@ RUN if id -u "$UID" > /dev/null 2>&1; then userdel --remove "$(id -un "$UID")"; 
     && mkdir -p /data /runs/cache \
     && chown -R "$UID:$GID" /data /runs
 
-ENV MOLSYM_CACHE_DIR=/runs/cache \
+ENV MOLSYM_DATA_ROOT=/data \
+    MOLSYM_CACHE_DIR=/runs/cache \
     HOME=/home/molsym
 USER ${UID}:${GID}
 WORKDIR /runs
