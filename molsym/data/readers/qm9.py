@@ -74,26 +74,28 @@ def _labels(values: dict[str, float]) -> dict[str, float]:
 
 
 def _csv_rows(files, max_molecules, wanted) -> Iterator[tuple[str, int, dict]]:
+    """Rows of the CSVs in order, read in chunks; stops early (rows are sorted by Index)."""
     import pandas as pd
 
     cols = ["XYZ_file", "Index", "SMILES", "Elements", "XYZ_Ang", "Mulliken_pop"]
     cols += sorted({p.csv_column for p in PROPERTIES})
+    last = max(wanted) if wanted else None
     seen = 0
     for f in files:
-        remaining = None if max_molecules is None else max_molecules - seen
-        if remaining is not None and remaining <= 0:
-            return
         try:
-            df = pd.read_csv(f, usecols=cols, nrows=None if wanted else remaining)
+            chunks = pd.read_csv(f, usecols=cols, chunksize=4096)
+            for df in chunks:
+                if wanted is not None:
+                    if df["Index"].iloc[0] > last:
+                        return
+                    df = df[df["Index"].isin(wanted)]
+                for row in df.itertuples(index=False):
+                    if max_molecules is not None and seen >= max_molecules:
+                        return
+                    seen += 1
+                    yield str(f), int(row.Index) - 1, row._asdict()
         except (ValueError, OSError, pd.errors.ParserError) as err:
             raise InputError(f"not a qm9pack CSV: {err}", str(f)) from None
-        if wanted is not None:
-            df = df[df["Index"].isin(wanted)]
-        for row in df.itertuples(index=False):
-            seen += 1
-            yield str(f), int(row.Index) - 1, row._asdict()
-            if max_molecules is not None and seen >= max_molecules:
-                return
 
 
 def _from_csv_row(row: dict) -> ase.Atoms:
