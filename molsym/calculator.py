@@ -1,0 +1,103 @@
+"""ASE calculator for molsym models: energy, forces, stress (periodic cells), dipole.
+
+The model carries its own cutoff and element list, so the calculator needs nothing else::
+
+    from molsym import MolsymCalculator, load_model
+    atoms.calc = MolsymCalculator(load_model("model.pt"), device="cpu", dtype="float64")
+    atoms.get_potential_energy()  # eV
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import ase
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from molsym import keys
+from molsym.data.graph import atoms_to_graph
+from molsym.errors import ConfigError, InputError
+from molsym.predict import _resolve_dtype, bare_atoms, element_error, load_model_any
+
+
+class MolsymCalculator(Calculator):
+    """ASE calculator wrapping a molsym model.
+
+    Args:
+        model: a molsym model, a deploy-file path or a pretrained name (e.g. ``"qm9"``).
+        device: ``"cpu"`` or ``"cuda"`` (or a torch device).
+        dtype: ``"float64"`` (default; best for MD and optimisation) or ``"float32"``.
+
+    Results: ``energy``/``free_energy`` (eV), ``forces`` (N, 3) eV/Angstrom, ``stress`` (6,)
+    Voigt order xx, yy, zz, yz, xz, xy in eV/Angstrom^3 (only for cells periodic in all three
+    directions, and only when the model can compute it), ``dipole`` (3,) e*Angstrom when the
+    model predicts one, and any other per-molecule scalar the model predicts (e.g. ``homo``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "dipole"]
+    default_parameters: dict[str, Any] = {}
+
+    def __init__(self, model: Any, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype = "float64", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
+        self.dtype = _resolve_dtype(dtype)
+        module = load_model_any(model)
+        self.model = copy.deepcopy(module).to(device=self.device, dtype=self.dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.cutoff = float(module.cutoff)
+        self.elements = [int(z) for z in module.elements]
+        self.outputs = list(module.outputs)
+
+    def calculate(self, atoms: ase.Atoms | None = None, properties: list[str] | None = None,
+                  system_changes: list[str] = all_changes) -> None:
+        """Compute ``properties`` (all the model gives) for ``atoms``; see the class docstring."""
+        from torch_geometric.data import Batch
+
+        from molsym.models import predict_batch
+
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        message = element_error(atoms, self.elements)
+        if message:
+            raise InputError(message, atoms.info.get("source"), atoms.info.get("record"))
+        stress = "stress" in properties
+        if stress and not atoms.pbc.all():
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
+        graph = atoms_to_graph(bare_atoms(atoms), self.cutoff, dtype=self.dtype)
+        batch = Batch.from_data_list([graph]).to(self.device)
+        forces = keys.FORCES in self.outputs
+        with torch.set_grad_enabled(forces or stress):
+            out = predict_batch(self.model, batch, compute_forces=forces, compute_stress=stress)
+        self.results = self._convert(out, stress)
+
+    def _convert(self, out: dict[str, torch.Tensor], stress: bool) -> dict[str, Any]:
+        def np_(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float64).numpy()
+
+        results: dict[str, Any] = {}
+        for name, tensor in out.items():
+            if name == keys.ENERGY:
+                results["energy"] = results["free_energy"] = float(np_(tensor)[0])
+            elif name == keys.FORCES:
+                results["forces"] = np_(tensor)
+            elif name == keys.STRESS:
+                if stress:
+                    s = np_(tensor)[0]
+                    results["stress"] = np.array(
+                        [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
+                    )
+            elif name == keys.DIPOLE:
+                results["dipole"] = np_(tensor)[0]
+            elif tensor.dim() == 1 and tensor.numel() == 1:
+                results[name] = float(np_(tensor)[0])
+        return results

@@ -1,0 +1,128 @@
+"""Throughput of ``molsym predict`` (molecules/s) on QM9 SMILES and on extxyz frames.
+
+    python scripts/bench_predict.py --model qm9            # 10,000 QM9 SMILES
+    python scripts/bench_predict.py --model qm9 --quick    # 500, for a smoke run
+
+Three timings, each the wall time of the real CLI path (``molsym.cli.predict``):
+1. SMILES file -> table, embedding included (RDKit ETKDG + MMFF over ``--jobs`` processes);
+2. the same molecules, embedding excluded (pre-embedded structures -> graphs -> model -> table);
+3. an extxyz file of the QM9 DFT geometries -> table (reading included).
+Prints a Markdown block (command, machine, versions, date) for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def qm9_sample(n: int, seed: int = 0):
+    """``n`` random QM9 molecules (SMILES, DFT geometry) from the qm9pack CSVs."""
+    import importlib.util
+    import json
+
+    import pandas as pd
+    from ase import Atoms
+
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None:
+        sys.exit("qm9pack is not installed: pip install 'molsym[qm9]'")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data" / "qm9_part1.csv"
+    df = pd.read_csv(data, usecols=["Index", "SMILES", "Elements", "XYZ_Ang"])
+    rows = df.sample(n=min(n, len(df)), random_state=seed)
+    smiles = rows["SMILES"].tolist()
+    frames = []
+    for idx, elements, xyz in zip(rows["Index"], rows["Elements"], rows["XYZ_Ang"], strict=True):
+        symbols = json.loads(elements.replace("'", '"'))
+        atoms = Atoms(symbols=symbols, positions=np.array(json.loads(xyz)))
+        atoms.info["name"] = f"qm9_{idx}"
+        frames.append(atoms)
+    return smiles, frames
+
+
+def timed_main(argv: list[str]) -> tuple[float, int]:
+    """Wall time of ``molsym predict argv`` (table to a file, nothing on stdout)."""
+    from molsym.cli.predict import main
+
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        rc = main(argv)
+    return time.perf_counter() - t0, rc
+
+
+def bench(model: str, n: int, jobs: int, batch_atoms: int, device: str) -> list[tuple]:
+    import ase.io
+
+    from molsym.cli.predict import gather
+    from molsym.predict import Predictor
+
+    smiles, frames = qm9_sample(n)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        smi, xyz, out = Path(tmp, "q.smi"), Path(tmp, "q.extxyz"), str(Path(tmp, "o.csv"))
+        smi.write_text("\n".join(smiles) + "\n")
+        ase.io.write(xyz, frames, format="extxyz")
+        common = ["--model", model, "-o", out, "--jobs", str(jobs),
+                  "--batch-atoms", str(batch_atoms), "--device", device, "--progress", "never"]
+        Predictor(model, device=device)  # warm-up: imports and model load
+        dt, rc = timed_main([*common, str(smi)])
+        rows.append(("SMILES file, embedding included", n, dt, rc))
+        entries = gather([str(smi)], n_jobs=jobs)
+        t0 = time.perf_counter()
+        predictor = Predictor(model, device=device, batch_atoms=batch_atoms)
+        predictor.table(predictor.run(entries))
+        rows.append(("same molecules, embedding excluded", n, time.perf_counter() - t0, 0))
+        dt, rc = timed_main([*common, str(xyz)])
+        rows.append(("extxyz frames (QM9 DFT geometries)", n, dt, rc))
+    return rows
+
+
+def machine() -> str:
+    import torch
+
+    import molsym
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, molsym {molsym.__version__}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="qm9", help="deploy file or pretrained name")
+    p.add_argument("-n", type=int, default=10_000, help="number of QM9 molecules")
+    p.add_argument("--quick", action="store_true", help="500 molecules")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--batch-atoms", type=int, default=4096)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    n = 500 if args.quick else args.n
+    rows = bench(args.model, n, args.jobs, args.batch_atoms, args.device)
+    print(f"`python scripts/bench_predict.py {' '.join(argv or sys.argv[1:])}` "
+          f"({datetime.date.today().isoformat()})\n")
+    print(f"Machine: {machine()}\n")
+    print("| path | molecules | wall s | molecules/s | exit |")
+    print("|---|---:|---:|---:|---:|")
+    for name, count, dt, rc in rows:
+        print(f"| {name} | {count} | {dt:.1f} | {count / dt:.0f} | {rc} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
