@@ -349,27 +349,32 @@ def build_store(
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     workers = _usable_cores() if num_workers is None else max(1, int(num_workers))
     n = len(atoms_list)
-    if workers == 1 or n < PARALLEL_MIN_STRUCTURES or "fork" not in mp.get_all_start_methods():
-        results = [_build_chunk((0, n), (atoms_list, cutoff, dtype))]
-    else:
-        bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
-        _FORK_JOB = (atoms_list, cutoff, dtype)
-        try:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensor ops: intra-op threads only cost time here
+    try:
+        if workers == 1 or n < PARALLEL_MIN_STRUCTURES or "fork" not in mp.get_all_start_methods():
+            results = [_build_chunk((0, n), (atoms_list, cutoff, dtype))]
+        else:
+            bounds = np.linspace(0, n, 2 * workers + 1).astype(int)
+            _FORK_JOB = (atoms_list, cutoff, dtype)
             with mp.get_context("fork").Pool(workers) as pool:
                 results = pool.map(_build_chunk, list(zip(bounds[:-1], bounds[1:], strict=True)))
-        finally:
-            _FORK_JOB = None
+    finally:
+        _FORK_JOB = None
+        torch.set_num_threads(threads)
     failures = [f for _, chunk_failures in results for f in chunk_failures]
     if failures and on_error == "raise":
         raise InputError(*failures[0])
-    store = concat_stores([s for s, _ in results if s["num_graphs"]] or [results[0][0]])
+    torch.set_num_threads(1)
+    try:
+        store = concat_stores([s for s, _ in results if s["num_graphs"]] or [results[0][0]])
+    finally:
+        torch.set_num_threads(threads)
     return store, [str(InputError(*f)) for f in failures]
 
 
 def _build_chunk(bounds: tuple[int, int], job: tuple | None = None) -> tuple[dict, list[tuple]]:
     atoms_list, cutoff, dtype = job if job is not None else _FORK_JOB
-    if job is None:
-        torch.set_num_threads(1)
     graphs, failures = [], []
     for idx in range(int(bounds[0]), int(bounds[1])):
         atoms = atoms_list[idx]
