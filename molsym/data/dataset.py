@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from molsym import keys
 from molsym.data.graph import atoms_to_graph
+from molsym.data.readers import read_file
 from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
 from molsym.errors import ConfigError, InputError
 
@@ -62,29 +62,7 @@ def read_structures(
     **options: Any,
 ) -> list[ase.Atoms]:
     """Read every structure of ``path`` with molsym's readers (labels in internal units)."""
-    try:
-        from molsym.data.readers import read_file
-    except ImportError:  # readers not in this checkout yet: plain ASE I/O
-        return _read_with_ase(path, format)
     return read_file(path, format=format, on_error=on_error, errors=errors, **options)
-
-
-def _read_with_ase(path: str | Path, format: str | None) -> list[ase.Atoms]:
-    import ase.io
-
-    out = []
-    for idx, atoms in enumerate(ase.io.read(path, index=":", format=format)):
-        calc = atoms.calc
-        if calc is not None:
-            for name, value in calc.results.items():
-                if name == keys.FORCES:
-                    atoms.arrays[name] = np.asarray(value)
-                else:
-                    atoms.info[name] = value
-            atoms.calc = None
-        atoms.info.update(source=str(path), record=idx, id=f"{path}:{idx}")
-        out.append(atoms)
-    return out
 
 
 # --- cache keys ------------------------------------------------------------------------------
