@@ -189,3 +189,20 @@ def test_rmd17_protocol(tmp_path):
     stats = dm.statistics()
     assert stats.elements == [1, 6, 8] and 0.1 < stats.forces_rms < 10  # eV/A
     assert stats.avg_num_neighbors == pytest.approx(8.0)  # 9 atoms, all within 5 A
+
+
+def test_isolated_atom_energies_and_float64(data, tmp_path):
+    path, _, cache = data
+    iso_path = tmp_path / "iso.xyz"
+    iso = {1: -13.6, 6: -1029.5, 7: -1485.0, 8: -2042.0}
+    frames = []
+    for z, e in iso.items():
+        atoms = ase.Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]])
+        atoms.info["energy"] = e
+        frames.append(atoms)
+    ase.io.write(iso_path, frames, format="extxyz")
+    dm = MolDataModule(str(path), isolated_atom_energies_path=str(iso_path), dtype="float64",
+                       cache_dir=str(cache))
+    stats = dm.statistics()
+    assert stats.atomic_energies == [iso[z] for z in stats.elements]
+    assert next(iter(dm.val_dataloader())).pos.dtype == torch.float64
