@@ -116,7 +116,9 @@ class MolDataModule(pl.LightningDataModule):
         return ds
 
     def prepare_data(self) -> None:
-        """Process the files into the cache (once, on one process)."""
+        """Process the files into the cache (once, on one process); nothing without a cache."""
+        if not self.use_cache:
+            return
         for p in (self.path, self.test_path):
             if p is not None:
                 self._load(p)
