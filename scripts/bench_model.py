@@ -1,0 +1,488 @@
+"""Model speed of molsym against mace-torch and nequip on one CPU, same data, same run.
+
+Builds the rMD17 aspirin graphs once (molsym's vesin neighbour list, cutoff 5 Angstrom), writes
+them to a temporary ``.npz`` and starts one long-lived worker per model (``scripts/peers/``),
+each in its own Python: molsym in this interpreter's venv, mace-torch and nequip in their own
+venvs under ``--peer-venv-dir`` (created when missing). The driver then runs the timing
+commands round-robin (models interleaved, each mode ``--rounds`` times) and reports medians.
+
+Timed: training steps (forward energy + forces, MSE loss on both, backward, Adam step) and
+inference (energy + forces by autograd), eager and compiled, batch 5, float32, 2 threads.
+Neighbour lists and batching happen before timing, for every model alike.
+
+    python scripts/bench_model.py --quick            # < 5 min with the venvs present
+    python scripts/bench_model.py --write-docs       # full run, updates docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT / "scripts" / "peers"
+MARK = "@@BENCH "
+TORCH_PIN = "torch==2.13.0"
+#: peer name -> (pip requirement, worker script)
+PEER_PACKAGES = {"mace": ("mace-torch==0.3.16", "mace_worker.py"),
+                 "nequip": ("nequip==0.19.1", "nequip_worker.py")}
+MODELS = ("molsym", "molsym_invariant", "mace", "nequip")
+LABELS = {"molsym": "molsym flagship", "molsym_invariant": "molsym invariant",
+          "mace": "mace-torch", "nequip": "nequip"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data",
+                   default=str(ROOT.parent / "shared/data/rmd17/rmd17_aspirin_train_01.npz"))
+    p.add_argument("--peer-venv-dir", default=str(ROOT / "peers"))
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma list of {MODELS}")
+    p.add_argument("--n-conf", type=int, default=100, help="configurations (first n of --data)")
+    p.add_argument("--batch-size", type=int, default=5)
+    p.add_argument("--cutoff", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-channels", type=int, default=32)
+    p.add_argument("--l-max", type=int, default=1)
+    p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="repeats of each (model, mode)")
+    p.add_argument("--min-time", type=float, default=4.0, help="seconds per timed block")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled modes")
+    p.add_argument("--train-compiled", action="store_true", help="also time compiled training")
+    p.add_argument("--profile", action="store_true", help="torch.profiler top ops of molsym")
+    p.add_argument("--quick", action="store_true",
+                   help="1 round, short blocks, 50 configurations, invariant not compiled")
+    p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--json", default=None, help="write all raw results here")
+    p.add_argument("--startup-timeout", type=float, default=300.0)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.min_time, args.n_conf, args.warmup = 1, 1.5, 30, 2
+    return args
+
+
+# ----------------------------------------------------------------------------- venvs
+def venv_python(venv_dir: Path, peer: str) -> Path:
+    return venv_dir / peer / "bin" / "python"
+
+
+def ensure_venv(venv_dir: Path, peer: str) -> Path:
+    """Return the peer venv's python; create the venv (torch pinned first) when missing."""
+    py = venv_python(venv_dir, peer)
+    requirement = PEER_PACKAGES[peer][0]
+    if py.exists():
+        return py
+    print(f"[bench] creating venv {venv_dir / peer} ({TORCH_PIN}, then {requirement})",
+          flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv_dir / peer)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + [TORCH_PIN], check=True)  # first: a bare torch pulls a CUDA build
+    subprocess.run(pip + [requirement, TORCH_PIN], check=True)
+    return py
+
+
+# ----------------------------------------------------------------------------- graphs
+def build_graphs(data: str, n_conf: int, cutoff: float, out: Path) -> dict[str, Any]:
+    """Neighbour lists (molsym's, vesin) of the first ``n_conf`` frames -> ``out`` (.npz)."""
+    from molsym.data.graph import neighbour_list
+    from molsym.units import KCAL_PER_MOL
+
+    d = np.load(data)
+    z = np.asarray(d["nuclear_charges"], dtype=np.int64)
+    coords = np.asarray(d["coords"][:n_conf], dtype=np.float64)
+    energy = np.asarray(d["energies"][:n_conf], dtype=np.float64) * KCAL_PER_MOL
+    forces = np.asarray(d["forces"][:n_conf], dtype=np.float64) * KCAL_PER_MOL
+    edges, n_edges = [], []
+    for frame in coords:
+        e, _, _ = neighbour_list(frame, cutoff)
+        edges.append(e)
+        n_edges.append(e.shape[1])
+    n_atoms = np.full(len(coords), len(z))
+    avg = float(np.sum(n_edges) / np.sum(n_atoms))
+    np.savez(out, z=np.tile(z, len(coords)), pos=coords.reshape(-1, 3),
+             forces=forces.reshape(-1, 3), energy=energy - energy.mean(), n_atoms=n_atoms,
+             edge_index=np.concatenate(edges, axis=1), n_edges=np.asarray(n_edges),
+             avg_num_neighbors=avg, elements=np.unique(z))
+    return {"n_conf": len(coords), "n_atoms": int(len(z)), "avg_num_neighbors": avg,
+            "edges_per_conf": float(np.mean(n_edges))}
+
+
+# ----------------------------------------------------------------------------- workers
+class WorkerProc:
+    """One long-lived model worker (see scripts/peers/_common.py) driven over stdin/stdout."""
+
+    def __init__(self, key: str, python: str, script: Path, graphs: Path, opts: dict[str, Any],
+                 args: argparse.Namespace, log_dir: Path):
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+                   MKL_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+        self.key = key
+        self.ready: dict[str, Any] = {}
+        self.log = open(log_dir / f"{key}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [python, str(script), "--graphs", str(graphs), "--model", json.dumps(opts),
+             "--batch-size", str(args.batch_size), "--threads", str(args.threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+            cwd=str(ROOT))
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(MARK):
+                self.lines.put(line[len(MARK):])
+        self.lines.put(None)
+
+    def reply(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return {"error": f"no answer in {timeout:.0f} s"}
+        if line is None:
+            return {"error": f"worker exited (rc={self.proc.wait()}); see {self.log.name}"}
+        return json.loads(line)
+
+    def ask(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return {"error": f"worker gone; see {self.log.name}"}
+        return self.reply(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"mode": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def model_opts(key: str, args: argparse.Namespace) -> dict[str, Any]:
+    common = {"cutoff": args.cutoff, "num_channels": args.num_channels, "l_max": args.l_max,
+              "num_layers": args.num_layers}
+    if key == "molsym":
+        return {"model_class": "equivariant", **common}
+    if key == "molsym_invariant":
+        return {"model_class": "invariant", **common}
+    return common
+
+
+def start_workers(keys: list[str], args: argparse.Namespace, graphs: Path,
+                  log_dir: Path) -> dict[str, WorkerProc]:
+    """Start the workers one after another (each waits for the previous one's ``ready``)."""
+    venv_dir = Path(args.peer_venv_dir)
+    workers: dict[str, WorkerProc] = {}
+    for key in keys:
+        if key in PEER_PACKAGES:
+            python, script = str(ensure_venv(venv_dir, key)), PEERS / PEER_PACKAGES[key][1]
+        else:
+            python, script = sys.executable, PEERS / "molsym_worker.py"
+        w = WorkerProc(key, python, script, graphs, model_opts(key, args), args, log_dir)
+        w.ready = w.reply(args.startup_timeout)
+        if "error" in w.ready:
+            print(f"[bench] {key}: could not start: {w.ready['error']}", flush=True)
+            w.close()
+            continue
+        print(f"[bench] {key}: ready, {w.ready['params']} parameters, "
+              f"versions {w.ready['versions']}", flush=True)
+        workers[key] = w
+    return workers
+
+
+# ----------------------------------------------------------------------------- timing
+def modes_for(key: str, args: argparse.Namespace) -> list[str]:
+    modes = ["train", "infer"]
+    compile_ok = not args.no_compile and key != "mace"  # mace: no CPU compile path used
+    if args.quick and key == "molsym_invariant":
+        compile_ok = False
+    if compile_ok:
+        modes.append("infer_compiled")
+        if args.train_compiled:
+            modes.append("train_compiled")
+    return modes
+
+
+def run_rounds(workers: dict[str, WorkerProc], args: argparse.Namespace) -> dict[str, Any]:
+    """Round-robin: in each round every mode runs once per model, model order rotated, so
+    that background load on the shared cores hits all models alike. The first command of each
+    worker is eager training, so its peak RSS is that of training."""
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in workers}
+    keys = list(workers)
+    all_modes = ["train", "infer", "infer_compiled", "train_compiled"]
+    for r in range(args.rounds):
+        order = keys[r % len(keys):] + keys[: r % len(keys)]
+        for mode in all_modes:
+            for key in order:
+                if mode not in modes_for(key, args):
+                    continue
+                first_compile = mode.endswith("compiled") and r == 0
+                timeout = 900.0 if first_compile else 120 + 20 * args.min_time
+                cmd = {"mode": mode, "warmup": args.warmup, "min_time": args.min_time,
+                       "min_iters": 5}
+                t0 = time.time()
+                rep = workers[key].ask(cmd, timeout)
+                rep["wall_s"] = time.time() - t0
+                rep["loadavg"] = os.getloadavg()[0]
+                results[key].setdefault(mode, []).append(rep)
+                rate = rep.get("conf_per_s")
+                shown = f"{rate:.1f} conf/s" if rate else rep.get("error", "unsupported")
+                print(f"[bench] round {r + 1}/{args.rounds} {key:17s} {mode:15s} {shown}"
+                      f" (load {rep['loadavg']:.1f})", flush=True)
+    return results
+
+
+def median_rate(results: dict[str, Any], key: str, mode: str,
+                field: str = "conf_per_s") -> float | None:
+    """Median over rounds of a block's rate (each block's rate is from its median step)."""
+    rates = [r[field] for r in results.get(key, {}).get(mode, []) if field in r]
+    return statistics.median(rates) if rates else None
+
+
+def best_rate(results: dict[str, Any], key: str, mode: str) -> float | None:
+    """Fastest single step over all rounds: the least disturbed by other jobs."""
+    rates = [r["best_conf_per_s"] for r in results.get(key, {}).get(mode, [])
+             if "best_conf_per_s" in r]
+    return max(rates) if rates else None
+
+
+def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, w in workers.items():
+        train = results[key].get("train", [{}])
+        comp = results[key].get("infer_compiled", [{}])[0]
+        rows.append({
+            "key": key, "label": LABELS[key], "params": w.ready["params"],
+            "train": median_rate(results, key, "train"),
+            "infer": median_rate(results, key, "infer"),
+            "infer_compiled": median_rate(results, key, "infer_compiled"),
+            "train_compiled": median_rate(results, key, "train_compiled"),
+            **{f"best_{m}": best_rate(results, key, m)
+               for m in ("train", "infer", "infer_compiled", "train_compiled")},
+            "rss_idle_mb": w.ready["rss_mb"],
+            "peak_train_mb": train[0].get("maxrss_mb"),
+            "compile_warmup_s": comp.get("warmup_s"),
+            "n_rounds": len(train),
+            "spread_train": [min((r["conf_per_s"] for r in train if "conf_per_s" in r),
+                                 default=None),
+                             max((r["conf_per_s"] for r in train if "conf_per_s" in r),
+                                 default=None)],
+        })
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """molsym flagship over each peer; infer is compiled vs compiled where both have it."""
+    by = {r["key"]: r for r in rows}
+    out: dict[str, float | None] = {}
+    ms = by.get("molsym")
+    for peer in ("mace", "nequip"):
+        p = by.get(peer)
+        ok = ms is not None and p is not None
+        good = ok and ms["train"] and p["train"]
+        out[f"{peer}_train"] = ms["train"] / p["train"] if good else None
+        mode = "infer_compiled" if ok and ms["infer_compiled"] and p["infer_compiled"] else "infer"
+        out[f"{peer}_infer_mode"] = mode  # type: ignore[assignment]
+        out[f"{peer}_infer"] = ms[mode] / p[mode] if ok and ms[mode] and p[mode] else None
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(v: float | None, nd: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool) -> str:
+    head = ["model", "params", "train conf/s", "infer eager conf/s",
+            "infer compiled conf/s"]
+    if show_train_compiled:
+        head.append("train compiled conf/s")
+    head = [h.replace("conf/s", "conf/s median (best)") for h in head]
+    head += ["peak RSS train (MiB)", "RSS idle (MiB)", "compile warm-up (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        modes = ["train", "infer", "infer_compiled"] + (
+            ["train_compiled"] if show_train_compiled else [])
+        cells = [r["label"], f"{r['params']:,}"]
+        cells += [f"{_fmt(r[m])} ({_fmt(r['best_' + m])})" for m in modes]
+        cells += [_fmt(r["peak_train_mb"], 0), _fmt(r["rss_idle_mb"], 0),
+                  _fmt(r["compile_warmup_s"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_lines(rat: dict[str, Any]) -> list[str]:
+    out = []
+    for peer in ("mace", "nequip"):
+        mode = rat[f"{peer}_infer_mode"].replace("infer_compiled", "compiled vs compiled")
+        mode = mode.replace("infer", "eager vs eager")
+        out.append(f"- molsym flagship / {peer}: train x{_fmt(rat[f'{peer}_train'], 2)}, "
+                   f"infer x{_fmt(rat[f'{peer}_infer'], 2)} ({mode})")
+    return out
+
+
+def last_line(rat: dict[str, Any]) -> str:
+    f = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"speedup_vs_mace_train={f(rat['mace_train'])} "
+            f"speedup_vs_mace_infer={f(rat['mace_infer'])} "
+            f"speedup_vs_nequip_train={f(rat['nequip_train'])} "
+            f"speedup_vs_nequip_infer={f(rat['nequip_infer'])}")
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def docs_section(rows, rat, workers, info, args, argv, load) -> str:
+    vers: dict[str, str] = {}
+    for w in workers.values():
+        for k, v in w.ready["versions"].items():
+            vers.setdefault(k, v)
+    m = machine()
+    cmd = "python scripts/bench_model.py " + " ".join(argv)
+    return "\n".join([
+        "## Model speed",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{cmd.strip()}`",
+        f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = {args.threads}, float32, "
+        f"batch {args.batch_size}, rMD17 aspirin (first {info['n_conf']} frames of "
+        f"`rmd17_aspirin_train_01.npz`, {info['n_atoms']} atoms, cutoff {args.cutoff} Angstrom, "
+        f"{info['edges_per_conf']:.0f} directed edges per frame). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())) + ".",
+        "",
+        markdown_table(rows, args.train_compiled),
+        "",
+        *ratio_lines(rat),
+        "",
+        "How it is measured:",
+        f"- Models: {args.num_channels} channels, l_max {args.l_max}, {args.num_layers} layers "
+        "each (molsym invariant has no l_max); mace-torch MACE with residual interactions, "
+        "correlation 3, radial MLP [64,64,64]; nequip NequIPGNNModel with parity off.",
+        "- Neighbour lists (molsym's vesin list, identical edges for every model) and batching "
+        "are done once before timing, for every model alike; only model steps are timed.",
+        "- Train = forward energy + forces (autograd, graph kept), MSE loss on energy and forces, "
+        "backward, Adam step. Infer = energy + forces. Each block: "
+        f"{args.warmup} untimed warm-up steps, then at least {args.min_time:g} s.",
+        "- Compiled: molsym `torch.compile(model)`; nequip its own train-time compile "
+        "(`compile_mode='compile'`: make_fx + torch.compile); nequip's AOTInductor packaging "
+        "needs a checkpoint and was not used; mace-torch not compiled (its compile path is for "
+        "GPU training), so the mace ratio for inference is eager vs eager.",
+        "- Peak memory: getrusage maxrss of each model's own worker process after its first "
+        "training block (includes the Python interpreter and torch); RSS idle = after imports, "
+        "data and model, before any step.",
+        f"- Every model runs in its own long-lived process (peers in their own venvs); "
+        f"{args.rounds} round(s), models interleaved round-robin, median reported. The 2 cores "
+        f"are shared with other work: load average {load[0]:.1f} at start, {load[1]:.1f} at the "
+        "end, so absolute numbers are noisy; the ratios are the robust part.",
+        "",
+    ])
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace (or add) the ``## Model speed`` section of ``path``; other sections are kept."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == "## Model speed"), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""]
+                        + lines[end:]).rstrip("\n") + "\n"
+    path.write_text(new if new.endswith("\n") else new + "\n")
+
+
+def profile_molsym(workers: dict[str, WorkerProc]) -> str:
+    """torch.profiler top ops (self CPU time) of the molsym flagship, train and infer."""
+    w = workers.get("molsym")
+    if w is None:
+        return ""
+    parts = []
+    for mode in ("train", "infer"):
+        rep = w.ask({"profile": True, "mode": mode, "iters": 10, "rows": 25}, 600)
+        parts.append(f"### molsym flagship, {mode} (10 steps, sorted by self CPU time)\n"
+                     + rep.get("profile", rep.get("error", "")))
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    bad = [k for k in keys if k not in MODELS]
+    if bad:
+        raise SystemExit(f"unknown model(s) {bad}; choose from {MODELS}")
+    if not Path(args.data).exists():
+        raise SystemExit(f"data file not found: {args.data} (use --data)")
+    for peer in PEER_PACKAGES:  # create missing venvs before anything is timed
+        if peer in keys:
+            ensure_venv(Path(args.peer_venv_dir), peer)
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
+        tmp_path = Path(tmp)
+        graphs = tmp_path / "graphs.npz"
+        info = build_graphs(args.data, args.n_conf, args.cutoff, graphs)
+        print(f"[bench] {info}", flush=True)
+        workers = start_workers(keys, args, graphs, tmp_path)
+        try:
+            results = run_rounds(workers, args)
+            prof = profile_molsym(workers) if args.profile else ""
+        finally:
+            for w in workers.values():
+                w.close()
+            if any("error" in r for res in locals().get("results", {}).values()
+                   for rs in res.values() for r in rs):
+                for w in workers.values():
+                    print(f"--- {w.key} log (tail)\n"
+                          + Path(w.log.name).read_text()[-1500:], flush=True)
+    load1 = os.getloadavg()[0]
+    rows = summarize(workers, results)
+    rat = ratios(rows)
+    if prof:
+        print(prof)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"rows": rows, "ratios": rat, "results": results, "graphs": info,
+             "machine": machine(), "args": vars(args)}, indent=1, default=str))
+    table = markdown_table(rows, args.train_compiled)
+    print(table)
+    print("\n".join(ratio_lines(rat)))
+    if args.write_docs:
+        write_docs(Path(args.docs), docs_section(rows, rat, workers, info, args, argv,
+                                                 (load0, load1)))
+        print(f"[bench] wrote the Model speed section of {args.docs}")
+    print(last_line(rat))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
