@@ -83,8 +83,8 @@ class EquivariantModel(AtomisticModel):
         )
         self.products = nn.ModuleList(ProductBlock(num_channels, l_max) for _ in range(num_layers))
         self.readouts = nn.ModuleList(
-            [nn.Linear(num_channels, 1) for _ in range(num_layers - 1)]
-            + [ScalarMLP(num_channels, readout_hidden)]
+            [nn.Linear(num_channels, 1, bias=False) for _ in range(num_layers - 1)]
+            + [ScalarMLP(num_channels, readout_hidden, bias=False)]
         )
 
     def representation(

@@ -51,7 +51,7 @@ class InvariantModel(AtomisticModel):
             CFConvInteraction(num_channels, num_radial, radial_hidden, avg_num_neighbors)
             for _ in range(num_layers)
         )
-        self.readout = ScalarMLP(num_channels, readout_hidden)
+        self.readout = ScalarMLP(num_channels, readout_hidden, bias=False)
 
     def representation(
         self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor

@@ -7,12 +7,15 @@ from torch import nn
 
 
 class ScalarMLP(nn.Module):
-    """``Linear -> SiLU -> Linear`` from (N, C) features to (N, out) values."""
+    """``Linear -> SiLU -> Linear`` from (N, C) features to (N, out) values.
 
-    def __init__(self, in_channels: int, hidden: int, out_features: int = 1):
+    ``bias=False`` drops the last bias (atomic energies: the per-element shift plays its role).
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_features: int = 1, bias: bool = True):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_channels, hidden), nn.SiLU(), nn.Linear(hidden, out_features)
+            nn.Linear(in_channels, hidden), nn.SiLU(), nn.Linear(hidden, out_features, bias=bias)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

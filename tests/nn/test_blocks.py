@@ -1,0 +1,112 @@
+"""Building blocks: radial functions, Cartesian tensor algebra, equivariance of blocks."""
+
+import numpy as np
+import pytest
+import torch
+
+from molsym.nn import (
+    BesselBasis,
+    EquivariantLinear,
+    PolynomialCutoff,
+    ProductBlock,
+    edge_harmonics,
+    scatter_mean,
+    scatter_sum,
+    sym_traceless,
+)
+from molsym.testing import random_orthogonal
+
+
+def rotate_features(h: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Apply R to (K, N, C) Cartesian features: v -> R v, T -> R T R^T."""
+    parts = [h[:1]]
+    if h.shape[0] >= 4:
+        parts.append(torch.einsum("ab,bnc->anc", rot, h[1:4]))
+    if h.shape[0] == 13:
+        t = h[4:13].reshape(3, 3, *h.shape[1:])
+        parts.append(torch.einsum("ab,bdnc,ed->aenc", rot, t, rot).reshape(9, *h.shape[1:]))
+    return torch.cat(parts)
+
+
+def random_features(k, n=5, c=4):
+    h = torch.randn(k, n, c, dtype=torch.float64)
+    if k == 13:  # make the rank-2 part traceless symmetric
+        t = sym_traceless(h[4:13].reshape(3, 3, n, c))
+        h = torch.cat([h[:4], t.reshape(9, n, c)])
+    return h
+
+
+def test_envelope_vanishes_smoothly_at_cutoff():
+    env = PolynomialCutoff(4.0, p=6)
+    d = torch.tensor([0.0, 4.0], dtype=torch.float64, requires_grad=True)
+    f = env(d)
+    (g,) = torch.autograd.grad(f.sum(), d, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), d)
+    assert f[0].item() == pytest.approx(1.0) and f[1].item() == pytest.approx(0.0, abs=1e-12)
+    assert g[1].item() == pytest.approx(0.0, abs=1e-10)
+    assert h[1].item() == pytest.approx(0.0, abs=1e-9)
+    assert env(torch.tensor([4.5, 10.0])).abs().max() == 0
+    inside = env(torch.linspace(0.01, 3.99, 50, dtype=torch.float64))
+    assert torch.all(inside > 0) and torch.all(inside.diff() < 0)
+
+
+def test_bessel_basis_is_orthonormal_with_r2_weight():
+    rc = 5.0
+    basis = BesselBasis(rc, 6).double()
+    d = torch.linspace(1e-4, rc, 20001, dtype=torch.float64)
+    b = basis(d) * d.unsqueeze(-1)  # r^2 weight
+    gram = torch.trapezoid(b.unsqueeze(2) * b.unsqueeze(1), d, dim=0)
+    torch.testing.assert_close(gram, torch.eye(6, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_edge_harmonics_transform_as_tensors(proper):
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(0), proper))
+    u = torch.nn.functional.normalize(torch.randn(7, 3, dtype=torch.float64), dim=-1)
+    y = edge_harmonics(u, 2)
+    t = y[4:13].reshape(3, 3, 7)
+    assert torch.allclose(t, t.transpose(0, 1)) and torch.allclose(t[0, 0] + t[1, 1] + t[2, 2],
+                                                                    torch.zeros(7, dtype=t.dtype))
+    y_rot = edge_harmonics(u @ rot.T, 2)
+    torch.testing.assert_close(y_rot.unsqueeze(-1), rotate_features(y.unsqueeze(-1), rot))
+
+
+def test_sym_traceless_is_a_projection():
+    m = torch.randn(3, 3, 4, dtype=torch.float64)
+    p = sym_traceless(m)
+    torch.testing.assert_close(p, p.transpose(0, 1))
+    torch.testing.assert_close(p[0, 0] + p[1, 1] + p[2, 2], torch.zeros(4, dtype=p.dtype))
+    torch.testing.assert_close(sym_traceless(p), p)
+
+
+@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("proper", [True, False])
+def test_linear_and_product_blocks_commute_with_o3(l_max, proper):
+    k = {0: 1, 1: 4, 2: 13}[l_max]
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(1), proper))
+    h = random_features(k)
+    for block in (EquivariantLinear(4, 4, l_max), ProductBlock(4, l_max)):
+        block = block.double()
+        torch.testing.assert_close(block(rotate_features(h, rot)),
+                                   rotate_features(block(h), rot), atol=1e-12, rtol=1e-10)
+
+
+def test_product_block_output_is_traceless_symmetric():
+    out = ProductBlock(4, 2).double()(random_features(13))
+    t = out[4:13].reshape(3, 3, 5, 4)
+    torch.testing.assert_close(t, t.transpose(0, 1))
+    torch.testing.assert_close(t[0, 0] + t[1, 1] + t[2, 2], torch.zeros(5, 4, dtype=t.dtype))
+
+
+def test_scatter_against_loops():
+    src = torch.randn(10, 3, dtype=torch.float64)
+    index = torch.tensor([0, 2, 2, 1, 0, 2, 4, 4, 1, 0])
+    total = scatter_sum(src, index, 5)
+    mean = scatter_mean(src, index, 5)
+    for b in range(5):
+        rows = src[index == b]
+        torch.testing.assert_close(total[b], rows.sum(0))
+        want = rows.mean(0) if len(rows) else torch.zeros(3, dtype=src.dtype)
+        torch.testing.assert_close(mean[b], want)
+    moved = scatter_sum(src.T.contiguous(), index, 5, dim=1)
+    torch.testing.assert_close(moved, total.T)
