@@ -16,7 +16,7 @@ from torch import nn
 from molsym.models.base import AtomisticModel, capture_config
 from molsym.nn.cartesian import ProductBlock, edge_harmonics, num_components
 from molsym.nn.interaction import CartesianInteraction
-from molsym.nn.radial import BesselBasis, PolynomialCutoff
+from molsym.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from molsym.nn.readout import ScalarMLP
 
 
@@ -75,12 +75,12 @@ class EquivariantModel(AtomisticModel):
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
         self.embedding = nn.Embedding(len(self.elements), num_channels)
         self.interactions = nn.ModuleList(
-            CartesianInteraction(
-                num_channels, 0 if t == 0 else l_max, l_max, num_radial, radial_hidden,
-                avg_num_neighbors,
-            )
+            CartesianInteraction(num_channels, 0 if t == 0 else l_max, l_max, avg_num_neighbors)
             for t in range(num_layers)
         )
+        # one radial network for all layers and paths: one matmul instead of one per layer
+        self.weight_sizes = [i.num_paths * num_channels for i in self.interactions]
+        self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes))
         self.products = nn.ModuleList(ProductBlock(num_channels, l_max) for _ in range(num_layers))
         self.readouts = nn.ModuleList(
             [nn.Linear(num_channels, 1, bias=False) for _ in range(num_layers - 1)]
@@ -92,13 +92,14 @@ class EquivariantModel(AtomisticModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
         harmonics = edge_harmonics(edge_vec / length.unsqueeze(-1), self.l_max)  # (K, E)
-        basis, envelope = self.basis(length), self.envelope(length)
+        weights = self.radial(self.basis(length), self.envelope(length))
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         node_energy = torch.zeros_like(h[0, :, 0])
-        for interaction, product, readout in zip(
-            self.interactions, self.products, self.readouts, strict=True
+        for interaction, product, readout, w in zip(
+            self.interactions, self.products, self.readouts,
+            weights.split(self.weight_sizes, dim=1), strict=True,
         ):
-            update = product(interaction(h, harmonics, basis, envelope, edge_index))
+            update = product(interaction(h, harmonics, w, edge_index))
             k = h.shape[0]
             if k == update.shape[0]:
                 h = h + update

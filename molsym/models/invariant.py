@@ -7,7 +7,7 @@ from torch import nn
 
 from molsym.models.base import AtomisticModel, capture_config
 from molsym.nn.interaction import CFConvInteraction
-from molsym.nn.radial import BesselBasis, PolynomialCutoff
+from molsym.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from molsym.nn.readout import ScalarMLP
 
 
@@ -48,17 +48,18 @@ class InvariantModel(AtomisticModel):
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
         self.embedding = nn.Embedding(len(self.elements), num_channels)
         self.interactions = nn.ModuleList(
-            CFConvInteraction(num_channels, num_radial, radial_hidden, avg_num_neighbors)
-            for _ in range(num_layers)
+            CFConvInteraction(num_channels, avg_num_neighbors) for _ in range(num_layers)
         )
+        self.radial = RadialMLP(num_radial, radial_hidden, num_layers * num_channels)
         self.readout = ScalarMLP(num_channels, readout_hidden, bias=False)
 
     def representation(
         self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)
-        basis, envelope = self.basis(length), self.envelope(length)
+        weights = self.radial(self.basis(length), self.envelope(length))
         s = self.embedding(species)
-        for interaction in self.interactions:
-            s = s + interaction(s, basis, envelope, edge_index)
+        for interaction, w in zip(self.interactions, weights.chunk(len(self.interactions), 1),
+                                  strict=True):
+            s = s + interaction(s, w, edge_index)
         return self.readout(s).squeeze(-1), s, None

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from molsym.nn.cartesian import EquivariantLinear, num_components, sym_traceless
-from molsym.nn.radial import RadialMLP
 
 
 def _num_paths(l_in: int, l_max: int) -> int:
@@ -22,40 +21,32 @@ class CartesianInteraction(nn.Module):
     """Equivariant neighbour density ``A_i = sum_j R(r_ij) * (h_j (x) Y(u_ij)) / avg_neighbours``.
 
     Input ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``harmonics`` (K, E) from
-    :func:`molsym.nn.cartesian.edge_harmonics` with K = ``num_components(l_max)``.
-    Output ``A`` (K, N, C). Every coupling of an l_in feature of atom j with the edge direction
-    into an l_out <= l_max feature is a separate path with its own learned radial weights.
+    :func:`molsym.nn.cartesian.edge_harmonics` with K = ``num_components(l_max)``; ``weights``
+    (E, num_paths * C) radial weights (zero beyond the cutoff), e.g. from a
+    :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A`` (K, N, C). Every coupling
+    of an l_in feature of atom j with the edge direction into an l_out <= l_max feature is a
+    separate path with its own radial weights.
     """
 
-    def __init__(
-        self,
-        num_channels: int,
-        l_in: int,
-        l_max: int,
-        num_radial: int,
-        radial_hidden: int,
-        avg_num_neighbors: float,
-    ):
+    def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float):
         super().__init__()
         self.l_in = min(l_in, l_max)
         self.l_max = l_max
         self.num_channels = num_channels
         self.up = EquivariantLinear(num_channels, num_channels, self.l_in)
         self.num_paths = _num_paths(self.l_in, l_max)
-        self.radial = RadialMLP(num_radial, radial_hidden, self.num_paths * num_channels)
         self.norm = 1.0 / float(avg_num_neighbors)
 
     def forward(
         self,
         h: torch.Tensor,
         harmonics: torch.Tensor,
-        basis: torch.Tensor,
-        envelope: torch.Tensor,
+        weights: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> torch.Tensor:
         c, n = self.num_channels, h.shape[1]
         hj = self.up(h[: num_components(self.l_in)]).index_select(1, edge_index[1])
-        w = self.radial(basis, envelope).view(-1, self.num_paths, c).unbind(1)  # P x (E, C)
+        w = weights.view(-1, self.num_paths, c).unbind(1)  # P x (E, C)
         sj = hj[0]
         k = 0  # next path
         messages = []
@@ -104,24 +95,23 @@ class CartesianInteraction(nn.Module):
 class CFConvInteraction(nn.Module):
     """SchNet-style continuous-filter convolution on scalar features (distances only).
 
-    Input ``s`` (N, C); output the residual update (N, C):
-    ``Dense(SiLU(Dense(sum_j W(r_ij) * Dense(s)_j / avg_neighbours)))``.
+    Input ``s`` (N, C) and filter ``weights`` (E, C) (zero beyond the cutoff); output the
+    residual update (N, C): ``Dense(SiLU(Dense(sum_j W(r_ij) * Dense(s)_j / avg_neighbours)))``.
     """
 
-    def __init__(
-        self, num_channels: int, num_radial: int, radial_hidden: int, avg_num_neighbors: float
-    ):
+    num_paths = 1
+
+    def __init__(self, num_channels: int, avg_num_neighbors: float):
         super().__init__()
         self.lin_in = nn.Linear(num_channels, num_channels, bias=False)
-        self.radial = RadialMLP(num_radial, radial_hidden, num_channels)
         self.lin_out = nn.Sequential(
             nn.Linear(num_channels, num_channels), nn.SiLU(), nn.Linear(num_channels, num_channels)
         )
         self.norm = 1.0 / float(avg_num_neighbors)
 
     def forward(
-        self, s: torch.Tensor, basis: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
+        self, s: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor
     ) -> torch.Tensor:
-        msg = self.lin_in(s).index_select(0, edge_index[1]) * self.radial(basis, envelope)
+        msg = self.lin_in(s).index_select(0, edge_index[1]) * weights
         agg = torch.zeros_like(s).index_add_(0, edge_index[0], msg) * self.norm
         return self.lin_out(agg)
