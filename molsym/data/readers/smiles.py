@@ -35,23 +35,44 @@ def embed_smiles(
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return f"invalid SMILES {smiles!r}"
-    mol = Chem.AddHs(mol)
+    heavy = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    mol = Chem.AddHs(mol)  # appends the new hydrogens after the SMILES's own atoms
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
-    cids = list(AllChem.EmbedMultipleConfs(mol, int(num_conformers), params))
+    cids = _embed(mol, params, num_conformers)
     if not cids:
         params.useRandomCoords = True
-        cids = list(AllChem.EmbedMultipleConfs(mol, int(num_conformers), params))
+        cids = _embed(mol, params, num_conformers)
     if not cids:
         return f"RDKit could not embed {smiles!r} in 3D"
     if optimize:
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=_MAX_ITERS)
-        elif AllChem.UFFHasAllMoleculeParams(mol):
-            AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=_MAX_ITERS)
-    z = np.fromiter((a.GetAtomicNum() for a in mol.GetAtoms()), dtype=np.int64)
+        _optimize(mol, len(cids))
+    z = np.ones(mol.GetNumAtoms(), dtype=np.int64)
+    z[: len(heavy)] = heavy
     confs = [np.array(mol.GetConformer(c).GetPositions()) for c in cids]
     return z, confs, Chem.GetFormalCharge(mol)
+
+
+def _embed(mol, params, num_conformers: int) -> list[int]:
+    from rdkit.Chem import AllChem
+
+    if num_conformers == 1:
+        return [0] if AllChem.EmbedMolecule(mol, params) == 0 else []
+    return list(AllChem.EmbedMultipleConfs(mol, num_conformers, params))
+
+
+def _optimize(mol, num_conformers: int) -> None:
+    """MMFF94, or UFF when MMFF lacks parameters (one conformer: the plain RDKit calls)."""
+    from rdkit.Chem import AllChem
+
+    if num_conformers == 1:  # returns -1 when MMFF cannot be set up (missing parameters)
+        if AllChem.MMFFOptimizeMolecule(mol, maxIters=_MAX_ITERS) == -1:
+            if AllChem.UFFHasAllMoleculeParams(mol):
+                AllChem.UFFOptimizeMolecule(mol, maxIters=_MAX_ITERS)
+    elif AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=_MAX_ITERS)
+    elif AllChem.UFFHasAllMoleculeParams(mol):
+        AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=_MAX_ITERS)
 
 
 def _embed_task(args: tuple) -> tuple[np.ndarray, list[np.ndarray], int] | str:
