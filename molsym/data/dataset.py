@@ -333,10 +333,13 @@ def build_store(
         if workers == 1 or n < PARALLEL_MIN_STRUCTURES or "fork" not in mp.get_all_start_methods():
             results = [_build_chunk((0, n), (atoms_list, cutoff, dtype))]
         else:
-            bounds = np.linspace(0, n, 2 * workers + 1).astype(int)
+            # one equal share per process; this process builds the first share itself
+            bounds = np.linspace(0, n, workers + 1).astype(int)
+            chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
             _FORK_JOB = (atoms_list, cutoff, dtype)
-            with mp.get_context("fork").Pool(workers) as pool:
-                results = pool.map(_build_chunk, list(zip(bounds[:-1], bounds[1:], strict=True)))
+            with mp.get_context("fork").Pool(workers - 1) as pool:
+                pending = pool.map_async(_build_chunk, chunks[1:])
+                results = [_build_chunk(chunks[0], _FORK_JOB), *pending.get()]
     finally:
         _FORK_JOB = None
         torch.set_num_threads(threads)
