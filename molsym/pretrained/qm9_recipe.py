@@ -1,0 +1,147 @@
+"""How the bundled ``qm9`` model is made and measured (reproducible; needs qm9pack).
+
+    python -m molsym.pretrained.qm9_recipe data OUT --train 24000 --val 1000 --test 10000
+    molsym train experiment=qm9 data.path=OUT/qm9_trainval.extxyz data.format=extxyz \
+        data.test_path=OUT/qm9_test.extxyz ...            # see README "Pretrained QM9 model"
+    python -m molsym.pretrained.qm9_recipe evaluate RUN/model.pt OUT --smiles 1000
+
+``data`` draws a seeded random sample of QM9 (qm9pack's 130,831 molecules, read by molsym's
+QM9 reader) and writes train+val and test sets as extxyz with the targets in internal units
+(eV, e*Angstrom), plus the test molecules' SMILES. ``evaluate`` gives the MAE per property on
+the test set with the DFT geometries, and on a subset with geometries from SMILES (RDKit
+ETKDG + MMFF, as ``molsym predict`` makes them) so the cost of not having a DFT geometry shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Targets of the bundled model, as named by molsym's QM9 reader (energy = U0).
+TARGETS = ["energy", "homo", "lumo", "gap", "dipole_moment"]
+NUM_QM9 = 130_831
+
+
+def make_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int = 0) -> dict:
+    """Write ``qm9_trainval.extxyz``, ``qm9_test.extxyz``, ``qm9_test.smi`` and
+    ``indices.json`` (0-based QM9 indices) under ``out``."""
+    import ase.io
+
+    from molsym.data.readers import read_file
+
+    rng = np.random.default_rng(seed)
+    n_total = n_train + n_val + n_test
+    # Indices drawn from the rows qm9pack holds (some release indices are absent): draw a
+    # little more than needed from 0..133884, keep what the reader returns.
+    pool = rng.permutation(133_885)[: int(n_total * 1.05) + 100]
+    mols = read_file("qm9pack", format="qm9", indices=sorted(pool.tolist()))
+    by_index = {int(m.info["record"]): m for m in mols}
+    order = [int(i) for i in pool if int(i) in by_index][:n_total]
+    if len(order) < n_total:
+        raise SystemExit(f"only {len(order)} molecules available, asked for {n_total}")
+    out.mkdir(parents=True, exist_ok=True)
+    sets = {"trainval": order[: n_train + n_val], "test": order[n_train + n_val:]}
+    for name, idx in sets.items():
+        frames = [_slim(by_index[i]) for i in idx]
+        ase.io.write(out / f"qm9_{name}.extxyz", frames, format="extxyz")
+    with open(out / "qm9_test.smi", "w") as fh:
+        for i in sets["test"]:
+            fh.write(f"{by_index[i].info['smiles']} {by_index[i].info['name']}\n")
+    meta = {"seed": seed, "train": n_train, "val": n_val, "test": n_test,
+            "indices": {k: v for k, v in sets.items()}}
+    (out / "indices.json").write_text(json.dumps(meta))
+    return meta
+
+
+def _slim(atoms):
+    """Structure, name, SMILES and the targets only (keeps the files small)."""
+    import ase
+
+    slim = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions)
+    slim.info = {k: atoms.info[k] for k in ("name", "smiles", *TARGETS) if k in atoms.info}
+    return slim
+
+
+def _mae(pred: np.ndarray, ref: np.ndarray) -> float:
+    ok = np.isfinite(pred)
+    return float(np.mean(np.abs(pred[ok] - ref[ok])))
+
+
+def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
+    """MAE per property on the test set (DFT geometries) and on its first ``n_smiles``
+    molecules with RDKit/MMFF geometries from their SMILES (same model, same labels)."""
+    from molsym import units
+    from molsym.data.readers import read_file
+    from molsym.predict import Entry, Predictor, embed_smiles, property_column
+
+    predictor = Predictor(model)
+    test = read_file(out / "qm9_test.extxyz")
+    cols = {t: property_column(t, predictor.outputs) for t in TARGETS}
+    factor = {t: (units.DEBYE if t == "dipole_moment" else 1.0) for t in TARGETS}
+    refs = {t: np.array([m.info[t] for m in test]) / factor[t] for t in TARGETS}
+    t0 = time.perf_counter()
+    dft = predictor.table(predictor.run([Entry.from_atoms(m) for m in test]))
+    t_dft = time.perf_counter() - t0
+    subset = test[:n_smiles]
+    entries = embed_smiles([m.info["smiles"] for m in subset], "qm9_test", jobs)
+    smi = predictor.table(predictor.run(entries))
+    result = {"n_test": len(test), "n_smiles": len(subset),
+              "smiles_failed": int((smi["error"] != "").sum()), "seconds_dft": t_dft,
+              "mae": {}}
+    for t in TARGETS:
+        col = cols[t]
+        result["mae"][t] = {
+            "unit": col.rsplit("_", 1)[-1],
+            "dft_geometry": _mae(dft[col].to_numpy(float), refs[t]),
+            "dft_geometry_subset": _mae(dft[col].to_numpy(float)[: len(subset)],
+                                        refs[t][: len(subset)]),
+            "smiles_geometry_subset": _mae(smi[col].to_numpy(float), refs[t][: len(subset)]),
+        }
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The evaluation as a Markdown table (energies in meV, dipole in D)."""
+    lines = [f"| property | MAE, DFT geometry ({result['n_test']} test molecules) | "
+             f"MAE, DFT geometry (first {result['n_smiles']}) | MAE, RDKit/MMFF geometry from "
+             f"SMILES (same {result['n_smiles']}) |", "|---|---:|---:|---:|"]
+    for t, m in result["mae"].items():
+        scale, unit = (1000.0, "meV") if m["unit"] == "eV" else (1.0, m["unit"])
+        lines.append(f"| {t} ({unit}) | {m['dft_geometry'] * scale:.3g} | "
+                     f"{m['dft_geometry_subset'] * scale:.3g} | "
+                     f"{m['smiles_geometry_subset'] * scale:.3g} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m molsym.pretrained.qm9_recipe")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data", help="write the QM9 sample as extxyz")
+    d.add_argument("out", type=Path)
+    d.add_argument("--train", type=int, default=24_000)
+    d.add_argument("--val", type=int, default=1_000)
+    d.add_argument("--test", type=int, default=10_000)
+    d.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("evaluate", help="MAE per property on the test set")
+    e.add_argument("model")
+    e.add_argument("out", type=Path)
+    e.add_argument("--smiles", type=int, default=1000, help="molecules embedded from SMILES")
+    e.add_argument("--jobs", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.cmd == "data":
+        meta = make_data(args.out, args.train, args.val, args.test, args.seed)
+        print(json.dumps({k: v for k, v in meta.items() if k != "indices"}))
+        return 0
+    result = evaluate(args.model, args.out, args.smiles, args.jobs)
+    (args.out / "evaluation.json").write_text(json.dumps(result, indent=1))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
