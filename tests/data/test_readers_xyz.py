@@ -198,3 +198,40 @@ def test_single_atom_and_numbers_as_species(tmp_path):
     ar, water = read_xyz(path)
     assert len(ar) == 1 and water.get_chemical_formula() == "H2O"
     assert isinstance(water, Atoms)
+
+
+def test_fast_path_matches_ase_on_random_frames(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = []
+    for k in range(25):
+        n = int(rng.integers(1, 12))
+        a = Atoms(numbers=rng.integers(1, 55, size=n),
+                  positions=rng.uniform(-4, 4, size=(n, 3)) * np.arange(1, n + 1)[:, None] / n)
+        if k % 3 == 0:
+            a.cell = np.diag(rng.uniform(20, 30, size=3))
+            a.pbc = [bool(x) for x in rng.integers(0, 2, size=3)]
+        a.arrays["q"] = rng.normal(size=n)
+        a.arrays["tag"] = rng.integers(-5, 5, size=n)
+        a.info.update(step=int(k), t=float(rng.normal()), phase=["a", "b"][k % 2])
+        results = {"energy": float(rng.normal()), "forces": rng.normal(size=(n, 3))}
+        if k % 4 == 0:
+            s = rng.normal(size=(3, 3))
+            results["stress"] = (s + s.T).reshape(9)[[0, 4, 8, 5, 2, 1]]
+        a.calc = SinglePointCalculator(a, **results)
+        frames.append(a)
+    path = tmp_path / "random.extxyz"
+    write(path, frames)
+    fast, slow = read_xyz(path), read_xyz(path, fast=False)
+    assert len(fast) == len(slow) == 25
+    for a, b in zip(fast, slow, strict=True):
+        _same(a, b)
+
+
+def test_atoms_too_close_through_a_periodic_boundary(tmp_path):
+    path = tmp_path / "pbc.xyz"
+    frame = ('2\nLattice="10 0 0 0 10 0 0 0 10" Properties=species:S:1:pos:R:3 pbc="{}"\n'
+             "H 0.02 5 5\nH 9.97 5 5\n")
+    path.write_text(frame.format("T F F") + frame.format("F T T"))
+    errors = []
+    (ok,) = read_xyz(path, on_error="skip", errors=errors)
+    assert not ok.pbc[0] and errors[0].record == 0 and "0.05 Angstrom apart" in str(errors[0])

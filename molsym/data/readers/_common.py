@@ -14,6 +14,7 @@ from molsym.errors import InputError
 from molsym.units import to_internal
 
 ON_ERROR = ("raise", "skip")
+_SEARCH_CUTOFF = max(1.0, MIN_DISTANCE)
 
 
 def check_on_error(on_error: str, errors: list | None) -> None:
@@ -64,7 +65,7 @@ def min_pair_distance(positions: np.ndarray) -> tuple[float, int, int]:
     if n < 2:
         return np.inf, -1, -1
     if n > 256:
-        ei, _, dist = neighbour_list(positions, MIN_DISTANCE)
+        ei, _, dist = neighbour_list(positions, _SEARCH_CUTOFF)
         if not dist.size:
             return np.inf, -1, -1
         k = int(np.argmin(dist))
@@ -76,6 +77,30 @@ def min_pair_distance(positions: np.ndarray) -> tuple[float, int, int]:
     i, j = divmod(k, n)
     d = float(np.sqrt(d2[i, j]))
     return (d, min(i, j), max(i, j)) if d < MIN_DISTANCE else (d, -1, -1)
+
+
+def _min_periodic_distance(atoms: ase.Atoms, source, record, kind) -> tuple[float, int, int]:
+    """Closest pair including periodic images: minimum image plus the 26 images around it
+    (small structures), vesin above 256 atoms."""
+    pos, cell, pbc = atoms.positions, np.asarray(atoms.cell[:]), atoms.pbc
+    if len(pos) > 256 or abs(np.linalg.det(cell)) < 1e-9:
+        try:
+            ei, _, dist = neighbour_list(pos, _SEARCH_CUTOFF, cell, pbc)
+        except Exception as err:  # degenerate cells and the like
+            raise InputError(f"bad periodic cell: {err}", source, record, kind) from None
+        k = int(np.argmin(dist)) if dist.size else -1
+        return (float(dist[k]), int(ei[0, k]), int(ei[1, k])) if k >= 0 else (np.inf, -1, -1)
+    frac = np.linalg.solve(cell.T, pos.T).T
+    dfrac = frac[None, :, :] - frac[:, None, :]
+    dfrac[..., pbc] -= np.round(dfrac[..., pbc])
+    shifts = np.array(np.meshgrid(*[[-1, 0, 1] if p else [0] for p in pbc], indexing="ij"))
+    shifts = shifts.reshape(3, -1).T
+    vec = (dfrac[:, :, None, :] + shifts[None, None]) @ cell
+    d2 = (vec * vec).sum(-1).min(-1)
+    d2[np.diag_indices(len(pos))] = np.inf
+    k = int(np.argmin(d2))
+    i, j = divmod(k, len(pos))
+    return float(np.sqrt(d2[i, j])), min(i, j), max(i, j)
 
 
 def validate(atoms: ase.Atoms, source: str, record: int, kind: str = "record") -> None:
@@ -91,12 +116,7 @@ def validate(atoms: ase.Atoms, source: str, record: int, kind: str = "record") -
         bad = sorted({int(x) for x in z[(z <= 0) | (z > 118)]})
         raise InputError(f"invalid atomic number(s) {bad}", source, record, kind)
     if atoms.pbc.any():
-        try:
-            ei, _, dist = neighbour_list(pos, MIN_DISTANCE, atoms.cell[:], atoms.pbc)
-        except Exception as err:  # degenerate cells and the like
-            raise InputError(f"bad periodic cell: {err}", source, record, kind) from None
-        k = int(np.argmin(dist)) if dist.size else -1
-        d, i, j = (float(dist[k]), int(ei[0, k]), int(ei[1, k])) if k >= 0 else (np.inf, -1, -1)
+        d, i, j = _min_periodic_distance(atoms, source, record, kind)
     else:
         d, i, j = min_pair_distance(pos)
     if d < MIN_DISTANCE:
