@@ -6,7 +6,7 @@ The constructor arguments are the whole config (Hydra instantiates it with ``_ta
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -92,7 +92,7 @@ class MolDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
-        self.reader_options = dict(reader_options or {})
+        self.reader_options = _plain(dict(reader_options or {}))
         for name, value in (("energy_key", energy_key), ("forces_key", forces_key)):
             if value is not None:
                 self.reader_options[name] = value
@@ -209,3 +209,12 @@ class MolDataModule(pl.LightningDataModule):
         assert self.splits is not None
         self.splits.save(path)
 
+
+
+def _plain(value):
+    """Hydra's DictConfig/ListConfig (any mapping/sequence) -> plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value

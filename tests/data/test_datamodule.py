@@ -147,6 +147,7 @@ def test_hydra_instantiate_and_lightning_fit(data):
     })
     dm = instantiate(cfg)
     assert isinstance(dm, MolDataModule) and dm.cutoff == 3.0
+    assert type(dm.reader_options) is dict and dm.targets == ["energy", "forces"]
 
     class PerElementEnergy(pl.LightningModule):
         def __init__(self):
