@@ -27,26 +27,16 @@ import numpy as np
 
 
 def qm9_sample(n: int, seed: int = 0):
-    """``n`` random QM9 molecules (SMILES, DFT geometry) from the qm9pack CSVs."""
-    import importlib.util
-    import json
-
-    import pandas as pd
+    """``n`` random QM9 molecules (SMILES, DFT geometry) through molsym's QM9 reader."""
     from ase import Atoms
 
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None:
-        sys.exit("qm9pack is not installed: pip install 'molsym[qm9]'")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data" / "qm9_part1.csv"
-    df = pd.read_csv(data, usecols=["Index", "SMILES", "Elements", "XYZ_Ang"])
-    rows = df.sample(n=min(n, len(df)), random_state=seed)
-    smiles = rows["SMILES"].tolist()
-    frames = []
-    for idx, elements, xyz in zip(rows["Index"], rows["Elements"], rows["XYZ_Ang"], strict=True):
-        symbols = json.loads(elements.replace("'", '"'))
-        atoms = Atoms(symbols=symbols, positions=np.array(json.loads(xyz)))
-        atoms.info["name"] = f"qm9_{idx}"
-        frames.append(atoms)
+    from molsym.data.readers import read_file
+
+    pool = np.random.default_rng(seed).permutation(133_885)[: int(n * 1.05) + 50]
+    mols = read_file("qm9pack", format="qm9", indices=sorted(pool.tolist()))[:n]
+    smiles = [m.info["smiles"] for m in mols]
+    frames = [Atoms(numbers=m.numbers, positions=m.positions, info={"name": m.info["name"]})
+              for m in mols]
     return smiles, frames
 
 

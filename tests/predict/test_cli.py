@@ -5,6 +5,7 @@ import ase.io
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from ase.build import molecule
 from rdkit import Chem
 from rdkit.Chem import AllChem
@@ -139,3 +140,9 @@ def test_parallel_embedding_keeps_order(model_file, tmp_path, capsys):
     assert list(df["smiles"]) == smiles
     assert list(df["index"]) == list(range(len(smiles)))
     assert [bool(e) for e in df["error"]] == [s == "bad(" for s in smiles]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
+def test_cuda_without_a_device_exits_2(model_file, capsys):
+    assert main(["--model", str(model_file), "CCO", "--device", "cuda"]) == 2
+    assert "CUDA" in capsys.readouterr().err

@@ -106,3 +106,19 @@ def test_dipole_moment_column_name():
 def test_batch_atoms_must_be_positive():
     with pytest.raises(ConfigError):
         Predictor(small_model(), batch_atoms=0)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    mols = ["CCO", "c1ccccc1O", molecule("CH3CONH2")]
+    cpu = predict(small_model(), mols)
+    gpu = predict(small_model(), mols, device="cuda")
+    cols = ["energy_eV", "dipole_D", "homo_eV"]
+    np.testing.assert_allclose(gpu[cols].to_numpy(), cpu[cols].to_numpy(), rtol=1e-8,
+                               atol=1e-10)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_a_device_is_a_config_error():
+    with pytest.raises(ConfigError, match="CUDA"):
+        Predictor(small_model(), device="cuda")
