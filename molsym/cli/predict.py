@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"molsym predict: error: {err}", file=sys.stderr)
         return 2
+    if args.forces is not None and "forces" not in predictor.outputs:
+        parser.print_usage(sys.stderr)
+        print(f"molsym predict: error: --forces: the model predicts no forces (outputs: "
+              f"{', '.join(predictor.outputs)})", file=sys.stderr)
+        return 2
     entries = gather(args.inputs, n_jobs=args.jobs)
     update, close = _progress(len(entries), args.progress)
     try:

@@ -146,3 +146,16 @@ def test_parallel_embedding_keeps_order(model_file, tmp_path, capsys):
 def test_cuda_without_a_device_exits_2(model_file, capsys):
     assert main(["--model", str(model_file), "CCO", "--device", "cuda"]) == 2
     assert "CUDA" in capsys.readouterr().err
+
+
+def test_forces_from_a_model_without_forces_exits_2(tmp_path, capsys):
+    from molsym.deploy import save_model
+    from molsym.models import InvariantModel
+
+    path = tmp_path / "energy_only.pt"
+    save_model(InvariantModel(cutoff=4.0, elements=[1, 6, 8], outputs=["energy", "gap"],
+                              num_channels=8, num_layers=1), path)
+    argv = ["--model", str(path), "CCO", "--forces", str(tmp_path / "f.extxyz")]
+    assert main(argv) == 2
+    assert "no forces" in capsys.readouterr().err
+    assert not (tmp_path / "f.extxyz").exists()
