@@ -206,7 +206,8 @@ class AtomisticModel(nn.Module):
                 if strain is not None:
                     out[keys.STRESS] = self._stress(grads[-1], cell)
         self._heads(out, scalars, vectors, pos0, batch, num_graphs, total_charge)
-        if not grad_outside:  # called under no_grad: return plain tensors
+        if not grad_outside or (need_grad and not self.training):
+            # under no_grad, or in eval mode after the force gradient consumed the graph
             out = {k: v.detach() for k, v in out.items()}
         return out
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from molsym.models.base import AtomisticModel, capture_config
-from molsym.nn.cartesian import ProductBlock, edge_harmonics, num_components
+from molsym.nn.cartesian import ProductBlock, edge_tensors, num_components
 from molsym.nn.interaction import CartesianInteraction
 from molsym.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from molsym.nn.readout import ScalarMLP
@@ -91,20 +91,18 @@ class EquivariantModel(AtomisticModel):
         self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
-        harmonics = edge_harmonics(edge_vec / length.unsqueeze(-1), self.l_max)  # (K, E)
+        unit, y2 = edge_tensors(edge_vec / length.unsqueeze(-1), self.l_max)
         weights = self.radial(self.basis(length), self.envelope(length))
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
-        node_energy = torch.zeros_like(h[0, :, 0])
+        node_energy = torch.zeros_like(species, dtype=h.dtype)
         for interaction, product, readout, w in zip(
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
         ):
-            update = product(interaction(h, harmonics, w, edge_index))
-            k = h.shape[0]
-            if k == update.shape[0]:
-                h = h + update
-            else:
-                h = torch.cat([h + update[:k], update[k:]], dim=0)
+            update = product(interaction(h, unit, y2, w, edge_index))
+            if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
+                h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
+            h = h + update
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors

@@ -46,6 +46,19 @@ def edge_harmonics(unit: torch.Tensor, l_max: int) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def edge_tensors(unit: torch.Tensor, l_max: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Polar unit vectors (3, E) and ``u u^T - I/3`` (3, 3, E) for ``l_max`` >= 1, 2 (else None).
+
+    Input ``unit`` (E, 3). The same quantities as :func:`edge_harmonics`, unconcatenated.
+    """
+    u = unit.transpose(0, 1) if l_max >= 1 else None
+    y2 = None
+    if l_max >= 2:
+        eye = torch.eye(3, dtype=unit.dtype, device=unit.device).unsqueeze(-1)
+        y2 = u.unsqueeze(1) * u.unsqueeze(0) - eye / 3.0
+    return u, y2
+
+
 def sym_traceless(m: torch.Tensor) -> torch.Tensor:
     """Traceless symmetric part of rank-2 tensors ``m`` of shape (3, 3, ...)."""
     sym = 0.5 * (m + m.transpose(0, 1))
@@ -77,6 +90,22 @@ def _cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
+def split_components(h: torch.Tensor) -> list[torch.Tensor]:
+    """(K, N, C) -> [scalars (N, C), vectors (3, N, C), tensors (3, 3, N, C)] (as present).
+
+    One ``split`` (its backward is a single ``cat``) instead of several slices.
+    """
+    k, rest = h.shape[0], h.shape[1:]
+    sizes = {1: [1], 4: [1, 3], 13: [1, 3, 9]}[k]
+    parts = h.split(sizes, dim=0)
+    out = [parts[0].squeeze(0)]
+    if k >= 4:
+        out.append(parts[1])
+    if k == 13:
+        out.append(parts[2].view(3, 3, *rest))
+    return out
+
+
 class ProductBlock(nn.Module):
     """Many-body features from products of the neighbour density ``A`` at each atom.
 
@@ -100,27 +129,27 @@ class ProductBlock(nn.Module):
 
     def forward(self, a_in: torch.Tensor) -> torch.Tensor:
         x = self.mix(a_in)
-        c = x.shape[-1] // 2
-        a, b = x[..., :c], x[..., c:]
+        k, n, c2 = x.shape
+        c = c2 // 2
+        a_full, b_full = x.view(k, n, 2, c).unbind(2)
+        a, b = split_components(a_full), split_components(b_full)
         a0, b0 = a[0], b[0]
         scalars = [a0, a0 * b0]
         if self.l_max == 0:
             return self.out_scalar(_cat_channels(scalars)).unsqueeze(0)
-        a1, b1 = a[1:4], b[1:4]
+        a1, b1 = a[1], b[1]
         dot = (a1 * b1).sum(0)
         scalars += [dot, dot * b0]
-        vectors = [a1, b0.unsqueeze(0) * a1, dot.unsqueeze(0) * b1]
+        vectors = [a1, b0 * a1, dot * b1]
         if self.l_max >= 2:
-            n = a.shape[1]
-            a2 = a[4:13].view(3, 3, n, c)
-            b2 = b[4:13].view(3, 3, n, c)
-            b2a1 = (b2 * a1.unsqueeze(0)).sum(1)  # b2 @ a1, (3, N, C)
+            a2, b2 = a[2], b[2]
+            b2a1 = (b2 * a1).sum(1)  # b2 @ a1, (3, N, C)
             scalars += [(a2 * b2).sum((0, 1)), (a1 * b2a1).sum(0)]
             vectors.append(b2a1)
             tensors = [
                 a2,
                 b0 * a2,
-                sym_traceless(a1.unsqueeze(1) * b1.unsqueeze(0)),
+                sym_traceless(a1.unsqueeze(1) * b1),
                 sym_traceless(torch.einsum("abnc,bdnc->adnc", a2, b2)),
             ]
             t_out = _cat_channels([t.reshape(9, n, c) for t in tensors]) @ self.out_tensor

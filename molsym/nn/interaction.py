@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from molsym.nn.cartesian import EquivariantLinear, num_components, sym_traceless
+from molsym.nn.cartesian import EquivariantLinear, split_components, sym_traceless
 
 
 def _num_paths(l_in: int, l_max: int) -> int:
@@ -20,12 +20,12 @@ def _num_paths(l_in: int, l_max: int) -> int:
 class CartesianInteraction(nn.Module):
     """Equivariant neighbour density ``A_i = sum_j R(r_ij) * (h_j (x) Y(u_ij)) / avg_neighbours``.
 
-    Input ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``harmonics`` (K, E) from
-    :func:`molsym.nn.cartesian.edge_harmonics` with K = ``num_components(l_max)``; ``weights``
-    (E, num_paths * C) radial weights (zero beyond the cutoff), e.g. from a
-    :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A`` (K, N, C). Every coupling
-    of an l_in feature of atom j with the edge direction into an l_out <= l_max feature is a
-    separate path with its own radial weights.
+    Inputs: ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``unit`` (3, E) and
+    ``y2`` (3, 3, E) from :func:`molsym.nn.cartesian.edge_tensors` (None when l_max is too
+    small); ``weights`` (E, num_paths * C) radial weights (zero beyond the cutoff), e.g. from a
+    :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A`` (K, N, C),
+    K = ``num_components(l_max)``. Every coupling of an l_in feature of atom j with the edge
+    direction into an l_out <= l_max feature is a path with its own radial weights.
     """
 
     def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float):
@@ -40,53 +40,38 @@ class CartesianInteraction(nn.Module):
     def forward(
         self,
         h: torch.Tensor,
-        harmonics: torch.Tensor,
+        unit: torch.Tensor | None,
+        y2: torch.Tensor | None,
         weights: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> torch.Tensor:
         c, n = self.num_channels, h.shape[1]
-        hj = self.up(h[: num_components(self.l_in)]).index_select(1, edge_index[1])
-        w = weights.view(-1, self.num_paths, c).unbind(1)  # P x (E, C)
+        hj = split_components(self.up(h).index_select(1, edge_index[1]))
+        w = iter(weights.view(-1, self.num_paths, c).unbind(1))  # P x (E, C)
         sj = hj[0]
-        k = 0  # next path
-        messages = []
-        # l_out = 0
-        m0 = w[0] * sj
-        k = 1
-        if self.l_in >= 1:
-            u = harmonics[1:4].unsqueeze(-1)  # (3, E, 1)
-            vj = hj[1:4]
-            m0 = m0 + w[k] * (vj * u).sum(0)
-            k += 1
-        if self.l_in >= 2:
-            tj = hj[4:13].view(3, 3, -1, c)
-            tu = (tj * u.unsqueeze(0)).sum(1)  # T_j u, (3, E, C)
-            m0 = m0 + w[k] * (tu * u).sum(0)
-            k += 1
-        messages.append(m0.unsqueeze(0))
+        u = unit.unsqueeze(-1) if unit is not None else None  # (3, E, 1)
+        vj = hj[1] if self.l_in >= 1 else None
+        tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, E, C)
+        m0 = next(w) * sj
+        if vj is not None:
+            m0 = m0 + next(w) * (vj * u).sum(0)
+        if tu is not None:
+            m0 = m0 + next(w) * (tu * u).sum(0)
+        messages = [m0.unsqueeze(0)]
         if self.l_max >= 1:
-            u = harmonics[1:4].unsqueeze(-1)
-            m1 = (w[k] * sj).unsqueeze(0) * u
-            k += 1
-            if self.l_in >= 1:
-                m1 = m1 + w[k] * vj
-                k += 1
-            if self.l_in >= 2:
-                m1 = m1 + w[k] * tu
-                k += 1
+            m1 = next(w) * sj * u
+            if vj is not None:
+                m1 = m1 + next(w) * vj
+            if tu is not None:
+                m1 = m1 + next(w) * tu
             messages.append(m1)
         if self.l_max >= 2:
-            y2 = harmonics[4:13].unsqueeze(-1)
-            m2 = (w[k] * sj).unsqueeze(0) * y2
-            k += 1
-            if self.l_in >= 1:
-                uv = sym_traceless(u.unsqueeze(1) * vj.unsqueeze(0)).reshape(9, -1, c)
-                m2 = m2 + w[k] * uv
-                k += 1
+            m2 = next(w) * sj * y2.unsqueeze(-1)
+            if vj is not None:
+                m2 = m2 + next(w) * sym_traceless(u.unsqueeze(1) * vj)
             if self.l_in >= 2:
-                m2 = m2 + w[k] * hj[4:13]
-                k += 1
-            messages.append(m2)
+                m2 = m2 + next(w) * hj[2]
+            messages.append(m2.reshape(9, -1, c))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
         return out.index_add_(1, edge_index[0], msg) * self.norm
