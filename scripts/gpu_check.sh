@@ -7,10 +7,13 @@
 #   0. environment: GPU, torch/CUDA versions, which molsym dependencies import
 #   1. the gpu-marked tests (pytest -m gpu) and the export tests
 #   2. a short training run on cuda (about 90 s of training)
-#   3. scripts/bench_model.py on cuda
+#   3. scripts/bench_model.py on cuda (when it has a --device option)
 #   4. eager vs torch.compile energy+forces of the flagship (scripts/bench_compile.py)
+#   5. molsym export of the trained model as an AOTInductor package for cuda
 # Results go to $OUT/ when OUT is set (the device tool), else ./gpu_results/: a summary
 # (summary.txt) and one log per step. Exit status: the number of failed steps.
+# The whole run stays within GPU_CHECK_BUDGET seconds (default 540): a step gets at most the
+# time left, and is skipped when less than 30 s are left.
 #
 # Missing packages (rdkit, ase, hydra-core, vesin, ...) are taken from a wheel folder .whl/ if
 # present, installed with --no-deps into /tmp/site and put on PYTHONPATH. Prepare it on a
@@ -31,6 +34,7 @@ SUMMARY="$RESULTS/summary.txt"
 : > "$SUMMARY"
 PY=${PYTHON:-python3}
 FAILED=0
+DEADLINE=$(( $(date +%s) + ${GPU_CHECK_BUDGET:-540} ))
 export PYTHONUNBUFFERED=1
 export MOLSYM_CACHE_DIR=${MOLSYM_CACHE_DIR:-/tmp/molsym_cache}
 
@@ -38,9 +42,15 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 
 # run_step NAME LIMIT_S CMD...: run with a time limit, log to $RESULTS/NAME.log, record status.
 run_step() {
-    local name=$1 limit=$2 rc start
+    local name=$1 limit=$2 rc start left
     shift 2
     start=$(date +%s)
+    left=$(( DEADLINE - start - 5 ))
+    if [ "$left" -lt 30 ]; then
+        say "$name: SKIPPED (only ${left}s of GPU_CHECK_BUDGET left)"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     say "--- $name (limit ${limit}s): $*"
     timeout --kill-after=10 "$limit" "$@" > "$RESULTS/$name.log" 2>&1
     rc=$?
@@ -109,29 +119,43 @@ fi
 MOLSYM=("$PY" -c "import sys; from molsym.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 # --- 1. tests -----------------------------------------------------------------------------
-run_step tests_gpu 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
-run_step tests_export 180 "$PY" -m pytest -q -p no:cacheprovider tests/deploy
+run_step tests_gpu 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
 
-# --- 2. short training on cuda ------------------------------------------------------------
+# --- 2. short training on cuda (bundled rMD17 ethanol) ------------------------------------
 TRAIN_DIR=/tmp/molsym_gpu_train
 rm -rf "$TRAIN_DIR"
-run_step train 240 "${MOLSYM[@]}" train \
-    trainer.accelerator=gpu trainer.devices=1 \
-    '+trainer.max_time="00:00:01:30"' \
+run_step train 150 "${MOLSYM[@]}" train \
+    trainer=gpu 'trainer.max_time="00:00:01:00"' \
     hydra.run.dir="$TRAIN_DIR"
-find "$TRAIN_DIR" -name "*.ckpt" -o -name "*.pt" 2>/dev/null | head -n 5 | tee -a "$SUMMARY"
+[ -f "$TRAIN_DIR/metrics.json" ] && cp "$TRAIN_DIR/metrics.json" "$RESULTS/train_metrics.json"
 
 # --- 3. model benchmark on cuda -----------------------------------------------------------
-if [ -f scripts/bench_model.py ]; then
-    run_step bench_model 240 "$PY" scripts/bench_model.py --device cuda
+BENCH_DATA=${MOLSYM_BENCH_DATA:-}
+for cand in shared/data/rmd17/rmd17_aspirin_train_01.npz \
+    ../shared/data/rmd17/rmd17_aspirin_train_01.npz \
+    data/rmd17_ethanol/rmd17_ethanol_train_01.npz; do
+    if [ -z "$BENCH_DATA" ] && [ -f "$cand" ]; then BENCH_DATA=$cand; fi
+done
+say "benchmark data: ${BENCH_DATA:-none found}"
+if [ -f scripts/bench_model.py ] && "$PY" scripts/bench_model.py --help 2>&1 | grep -q -- --device
+then
+    run_step bench_model 90 "$PY" scripts/bench_model.py --device cuda --quick \
+        --models molsym,molsym_invariant --data "$BENCH_DATA" --json "$RESULTS/bench_model.json"
 else
-    say "bench_model: scripts/bench_model.py not found, skipped"
+    say "bench_model: scripts/bench_model.py has no --device option here, skipped"
 fi
 
 # --- 4. eager vs torch.compile ------------------------------------------------------------
-if [ -f scripts/bench_compile.py ]; then
-    run_step bench_compile 300 "$PY" scripts/bench_compile.py --device cuda \
-        --out "$RESULTS/bench_compile.json"
+run_step bench_compile 120 "$PY" scripts/bench_compile.py --device cuda --frames 32 \
+    ${BENCH_DATA:+--data "$BENCH_DATA"} --out "$RESULTS/bench_compile.json"
+
+# --- 5. export the trained model for cuda (AOTInductor) -----------------------------------
+if [ -f "$TRAIN_DIR/model.pt" ]; then
+    run_step export_aoti 150 "${MOLSYM[@]}" export --model "$TRAIN_DIR/model.pt" \
+        -o /tmp/molsym_gpu_model.pt2 --format aoti --device cuda
+    cp /tmp/molsym_gpu_model.pt2.json "$RESULTS/export_aoti.json" 2>/dev/null
+else
+    say "export_aoti: no trained model.pt, skipped"
 fi
 
 say "=== $FAILED step(s) failed; results in $RESULTS"
