@@ -169,6 +169,12 @@ class AtomisticModel(nn.Module):
         grad_outside = torch.is_grad_enabled()
         want_forces = compute_forces and keys.FORCES in self.outputs
         need_grad = want_forces or compute_stress
+        if need_grad and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "forces and stress are autograd derivatives and cannot be computed under "
+                "torch.inference_mode(); use torch.no_grad() (Lightning: "
+                "Trainer(inference_mode=False))"
+            )
         with torch.set_grad_enabled(grad_outside or need_grad):
             pos0 = pos
             if need_grad and not pos.requires_grad:

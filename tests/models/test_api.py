@@ -137,6 +137,16 @@ def test_no_grad_outputs_are_plain_tensors():
     assert out["forces"].numpy().shape == (9, 3)
 
 
+def test_inference_mode_gives_a_clear_error_for_forces():
+    model = build_model("invariant", torch.float32).eval()
+    b = batch_of([ethanol()], dtype=torch.float32)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match="inference_mode"):
+            predict_batch(model, b)
+        out = predict_batch(model, b, compute_forces=False)
+    assert out["energy"].shape == (1,)
+
+
 @pytest.mark.slow
 def test_torch_compile_matches_eager():
     model = build_model("equivariant-l2", torch.float32).eval()
