@@ -7,13 +7,15 @@
 #
 # The torch wheel that pip installs on Linux x86_64 is a CUDA build that brings its own CUDA
 # runtime, cuDNN and NCCL; the host needs only an NVIDIA driver recent enough for it and the
-# NVIDIA container toolkit. Pin torch (and, for another CUDA version, its wheel index) with
+# NVIDIA container toolkit (CUDA 12.x wheels run on drivers >= 525 through minor-version
+# compatibility; CUDA 13 wheels need >= 580). torch >= 2.6 for torch.export/AOTInductor packaging (`molsym export`).
+# Pin torch (and, for another CUDA version, its wheel index) with
 #   docker build --build-arg TORCH_SPEC="torch==2.8.0" \
 #       --build-arg TORCH_INDEX_URL=<index of the CUDA build you want> -t molsym .
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 FROM ${CUDA_IMAGE}
 
-ARG TORCH_SPEC="torch>=2.4"
+ARG TORCH_SPEC="torch>=2.6"
 ARG TORCH_INDEX_URL=""
 # Extras of molsym installed into the image: every optional dependency group of pyproject.toml
 # except the developer tools (tests/test_dockerfile.py keeps the two in step).
