@@ -169,53 +169,84 @@ class AtomisticModel(nn.Module):
         grad_outside = torch.is_grad_enabled()
         want_forces = compute_forces and keys.FORCES in self.outputs
         need_grad = want_forces or compute_stress
-        if need_grad and torch.is_inference_mode_enabled():
+        compiling = torch.compiler.is_compiling()
+        if need_grad and not compiling and torch.is_inference_mode_enabled():
             raise RuntimeError(
                 "forces and stress are autograd derivatives and cannot be computed under "
                 "torch.inference_mode(); use torch.no_grad() (Lightning: "
                 "Trainer(inference_mode=False))"
             )
-        with torch.set_grad_enabled(grad_outside or need_grad):
-            pos0 = pos
-            if need_grad and not pos.requires_grad:
-                pos0 = pos.detach().requires_grad_(True)
-            pos = pos0
-            strain = None
-            if compute_stress:
-                if cell is None or cell_shifts is None:
-                    raise ValueError("compute_stress=True needs cell and cell_shifts")
-                strain = torch.zeros(
-                    num_graphs, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=True
-                )
-                sym = 0.5 * (strain + strain.transpose(1, 2))
-                pos = pos + torch.einsum("ni,nij->nj", pos, sym.index_select(0, batch))
-                cell = cell + torch.bmm(cell, sym)
-            centre, neighbour = edge_index[0], edge_index[1]
-            edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre)
-            if cell is not None and cell_shifts is not None:
-                edge_cell = cell.index_select(0, batch.index_select(0, centre))
-                edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts, edge_cell)
-            node_energy, scalars, vectors = self.representation(species, edge_vec, edge_index)
-            node_energy = (
-                node_energy * self.atomic_energy_scale.index_select(0, species)
-                + self.atomic_energy_shift.index_select(0, species)
-            )
-            energy = scatter_sum(node_energy, batch, num_graphs)
-            out: dict[str, torch.Tensor] = {}
-            if keys.ENERGY in self.outputs:
-                out[keys.ENERGY] = energy
-            if need_grad:
-                inputs = [pos0] if strain is None else [pos0, strain]
-                grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training)
-                if want_forces:
-                    out[keys.FORCES] = -grads[0]
+        if compute_stress and (cell is None or cell_shifts is None):
+            raise ValueError("compute_stress=True needs cell and cell_shifts")
+        geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts)
+        strain = None
+        if compute_stress:
+            strain = torch.zeros(num_graphs, 3, 3, dtype=pos.dtype, device=pos.device)
+        out: dict[str, torch.Tensor] = {}
+        grads: tuple[torch.Tensor, ...] = ()
+        if need_grad and compiling:
+            # torch.func.grad traces into one graph under torch.compile (autograd.grad breaks it)
+            def energy_fn(p, e):
+                energy, scalars, vectors = self._energy(p, e, *geometry)
+                aux = (energy, scalars) if vectors is None else (energy, scalars, vectors)
+                return energy.sum(), aux
+
+            argnums = (0, 1) if compute_stress else (0,)
+            grads, aux = torch.func.grad(energy_fn, argnums=argnums, has_aux=True)(pos, strain)
+            energy, scalars = aux[0], aux[1]
+            vectors = aux[2] if len(aux) == 3 else None
+        else:
+            with torch.set_grad_enabled(grad_outside or need_grad):
+                if need_grad and not pos.requires_grad:
+                    pos = pos.detach().requires_grad_(True)
                 if strain is not None:
-                    out[keys.STRESS] = self._stress(grads[-1], cell)
-        self._heads(out, scalars, vectors, pos0, batch, num_graphs, total_charge)
+                    strain.requires_grad_(True)
+                energy, scalars, vectors = self._energy(pos, strain, *geometry)
+                if need_grad:
+                    inputs = [pos] if strain is None else [pos, strain]
+                    grads = torch.autograd.grad(
+                        [energy.sum()], inputs, create_graph=self.training
+                    )
+        if keys.ENERGY in self.outputs:
+            out[keys.ENERGY] = energy
+        if want_forces:
+            out[keys.FORCES] = -grads[0]
+        if compute_stress:
+            out[keys.STRESS] = self._stress(grads[-1], cell)
+        self._heads(out, scalars, vectors, pos, batch, num_graphs, total_charge)
         if not grad_outside or (need_grad and not self.training):
             # under no_grad, or in eval mode after the force gradient consumed the graph
             out = {k: v.detach() for k, v in out.items()}
         return out
+
+    def _energy(
+        self,
+        pos: torch.Tensor,
+        strain: torch.Tensor | None,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        num_graphs: int,
+        cell: torch.Tensor | None,
+        cell_shifts: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Energies (B,) and the features of :meth:`representation`; ``strain`` (B, 3, 3) (zero,
+        differentiated for the stress) deforms positions and cell symmetrically."""
+        if strain is not None and cell is not None:
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            pos = pos + torch.einsum("ni,nij->nj", pos, sym.index_select(0, batch))
+            cell = cell + torch.bmm(cell, sym)
+        centre, neighbour = edge_index[0], edge_index[1]
+        edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre)
+        if cell is not None and cell_shifts is not None:
+            edge_cell = cell.index_select(0, batch.index_select(0, centre))
+            edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts, edge_cell)
+        node_energy, scalars, vectors = self.representation(species, edge_vec, edge_index)
+        node_energy = (
+            node_energy * self.atomic_energy_scale.index_select(0, species)
+            + self.atomic_energy_shift.index_select(0, species)
+        )
+        return scatter_sum(node_energy, batch, num_graphs), scalars, vectors
 
     @staticmethod
     def _stress(d_energy_d_strain: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
