@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import statistics
 import subprocess
@@ -34,6 +33,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "scripts" / "peers"
+sys.path.insert(0, str(PEERS))
+from report import (  # noqa: E402
+    docs_section,
+    last_line,
+    machine,
+    markdown_table,
+    ratio_lines,
+    write_docs,
+)
+
 MARK = "@@BENCH "
 TORCH_PIN = "torch==2.13.0"
 #: peer name -> (pip requirement, worker script)
@@ -58,8 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--l-max", type=int, default=1)
     p.add_argument("--num-layers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3, help="repeats of each (model, mode)")
-    p.add_argument("--min-time", type=float, default=4.0, help="seconds per timed block")
+    p.add_argument("--min-time", type=float, default=6.0, help="seconds per timed block")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
+    p.add_argument("--nice", type=int, default=0,
+                   help="scheduling priority of the worker during its timed blocks only "
+                        "(negative = ahead of other jobs on shared cores; needs root)")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled modes")
     p.add_argument("--train-compiled", action="store_true", help="also time compiled training")
     p.add_argument("--profile", action="store_true", help="torch.profiler top ops of molsym")
@@ -71,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--startup-timeout", type=float, default=300.0)
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds, args.min_time, args.n_conf, args.warmup = 1, 1.5, 30, 2
+        args.rounds, args.min_time, args.n_conf, args.warmup = 1, 1.0, 25, 2
     return args
 
 
@@ -156,13 +168,16 @@ class WorkerProc:
             return {"error": f"worker exited (rc={self.proc.wait()}); see {self.log.name}"}
         return json.loads(line)
 
-    def ask(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def send(self, cmd: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(cmd) + "\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
-            return {"error": f"worker gone; see {self.log.name}"}
+            self.lines.put(None)
+
+    def ask(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.send(cmd)
         return self.reply(timeout)
 
     def close(self) -> None:
@@ -190,15 +205,18 @@ def model_opts(key: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def start_workers(keys: list[str], args: argparse.Namespace, graphs: Path,
                   log_dir: Path) -> dict[str, WorkerProc]:
-    """Start the workers one after another (each waits for the previous one's ``ready``)."""
+    """Start all workers at once (nothing is timed yet) and wait for each one's ``ready``."""
     venv_dir = Path(args.peer_venv_dir)
-    workers: dict[str, WorkerProc] = {}
+    started: dict[str, WorkerProc] = {}
     for key in keys:
         if key in PEER_PACKAGES:
             python, script = str(ensure_venv(venv_dir, key)), PEERS / PEER_PACKAGES[key][1]
         else:
             python, script = sys.executable, PEERS / "molsym_worker.py"
-        w = WorkerProc(key, python, script, graphs, model_opts(key, args), args, log_dir)
+        started[key] = WorkerProc(key, python, script, graphs, model_opts(key, args), args,
+                                  log_dir)
+    workers: dict[str, WorkerProc] = {}
+    for key, w in started.items():
         w.ready = w.reply(args.startup_timeout)
         if "error" in w.ready:
             print(f"[bench] {key}: could not start: {w.ready['error']}", flush=True)
@@ -223,6 +241,22 @@ def modes_for(key: str, args: argparse.Namespace) -> list[str]:
     return modes
 
 
+def prepare_compiled(workers: dict[str, WorkerProc], args: argparse.Namespace,
+                     results: dict[str, Any]) -> None:
+    """Compile every model at once (compilation is mostly one core each) and run each batch
+    once, so that compile time and shape-driven recompiles stay out of the timed blocks."""
+    for mode in ("infer_compiled", "train_compiled"):
+        keys = [k for k in workers if mode in modes_for(k, args)]
+        for key in keys:
+            workers[key].send({"mode": mode, "prepare_only": True, "nice": args.nice})
+        for key in keys:
+            rep = workers[key].reply(1200.0)
+            results[key].setdefault(f"prepare_{mode}", []).append(rep)
+            took = rep.get("compile_setup_s", 0) + rep.get("first_pass_s", 0)
+            print(f"[bench] {key:17s} {mode:15s} compiled + one pass over the batches in "
+                  f"{took:.0f} s {rep.get('error', '')}", flush=True)
+
+
 def run_rounds(workers: dict[str, WorkerProc], args: argparse.Namespace) -> dict[str, Any]:
     """Round-robin: in each round every mode runs once per model, model order rotated, so
     that background load on the shared cores hits all models alike. The first command of each
@@ -233,15 +267,15 @@ def run_rounds(workers: dict[str, WorkerProc], args: argparse.Namespace) -> dict
     for r in range(args.rounds):
         order = keys[r % len(keys):] + keys[: r % len(keys)]
         for mode in all_modes:
+            if mode == "infer_compiled" and r == 0:
+                prepare_compiled(workers, args, results)
             for key in order:
                 if mode not in modes_for(key, args):
                     continue
-                first_compile = mode.endswith("compiled") and r == 0
-                timeout = 900.0 if first_compile else 120 + 20 * args.min_time
                 cmd = {"mode": mode, "warmup": args.warmup, "min_time": args.min_time,
-                       "min_iters": 5}
+                       "min_iters": 5, "nice": args.nice}
                 t0 = time.time()
-                rep = workers[key].ask(cmd, timeout)
+                rep = workers[key].ask(cmd, 300 + 20 * args.min_time)
                 rep["wall_s"] = time.time() - t0
                 rep["loadavg"] = os.getloadavg()[0]
                 results[key].setdefault(mode, []).append(rep)
@@ -270,7 +304,7 @@ def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[d
     rows = []
     for key, w in workers.items():
         train = results[key].get("train", [{}])
-        comp = results[key].get("infer_compiled", [{}])[0]
+        comp = results[key].get("prepare_infer_compiled", [{}])[0]
         rows.append({
             "key": key, "label": LABELS[key], "params": w.ready["params"],
             "train": median_rate(results, key, "train"),
@@ -279,9 +313,12 @@ def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[d
             "train_compiled": median_rate(results, key, "train_compiled"),
             **{f"best_{m}": best_rate(results, key, m)
                for m in ("train", "infer", "infer_compiled", "train_compiled")},
+            **{f"cpu_{m}": median_rate(results, key, m, "conf_per_cpu_s")
+               for m in ("train", "infer", "infer_compiled", "train_compiled")},
             "rss_idle_mb": w.ready["rss_mb"],
             "peak_train_mb": train[0].get("maxrss_mb"),
-            "compile_warmup_s": comp.get("warmup_s"),
+            "compile_warmup_s": (comp["compile_setup_s"] + comp["first_pass_s"]
+                                 if "first_pass_s" in comp else None),
             "n_rounds": len(train),
             "spread_train": [min((r["conf_per_s"] for r in train if "conf_per_s" in r),
                                  default=None),
@@ -291,144 +328,37 @@ def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[d
     return rows
 
 
-def ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """molsym flagship over each peer; infer is compiled vs compiled where both have it."""
+def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """molsym flagship over each peer; infer is compiled vs compiled where both have it.
+
+    ``<peer>_train``/``<peer>_infer`` use the median rates; the ``best_`` and ``cpu_`` variants
+    the fastest step and the configurations per CPU-second (less sensitive to other jobs)."""
     by = {r["key"]: r for r in rows}
-    out: dict[str, float | None] = {}
+    out: dict[str, Any] = {}
     ms = by.get("molsym")
+    div = lambda a, b: a / b if a and b else None  # noqa: E731
     for peer in ("mace", "nequip"):
         p = by.get(peer)
-        ok = ms is not None and p is not None
-        good = ok and ms["train"] and p["train"]
-        out[f"{peer}_train"] = ms["train"] / p["train"] if good else None
-        mode = "infer_compiled" if ok and ms["infer_compiled"] and p["infer_compiled"] else "infer"
-        out[f"{peer}_infer_mode"] = mode  # type: ignore[assignment]
-        out[f"{peer}_infer"] = ms[mode] / p[mode] if ok and ms[mode] and p[mode] else None
+        if ms is None or p is None:
+            out.update({f"{peer}_train": None, f"{peer}_infer": None,
+                        f"{peer}_infer_mode": "infer"})
+            continue
+        mode = "infer_compiled" if ms["infer_compiled"] and p["infer_compiled"] else "infer"
+        out[f"{peer}_infer_mode"] = mode
+        for prefix in ("", "best_", "cpu_"):
+            out[f"{prefix}{peer}_train"] = div(ms[prefix + "train"], p[prefix + "train"])
+            out[f"{prefix}{peer}_infer"] = div(ms[prefix + mode], p[prefix + mode])
     return out
 
 
-# ----------------------------------------------------------------------------- report
-def _fmt(v: float | None, nd: int = 1) -> str:
-    return "n/a" if v is None else f"{v:.{nd}f}"
-
-
-def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool) -> str:
-    head = ["model", "params", "train conf/s", "infer eager conf/s",
-            "infer compiled conf/s"]
-    if show_train_compiled:
-        head.append("train compiled conf/s")
-    head = [h.replace("conf/s", "conf/s median (best)") for h in head]
-    head += ["peak RSS train (MiB)", "RSS idle (MiB)", "compile warm-up (s)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        modes = ["train", "infer", "infer_compiled"] + (
-            ["train_compiled"] if show_train_compiled else [])
-        cells = [r["label"], f"{r['params']:,}"]
-        cells += [f"{_fmt(r[m])} ({_fmt(r['best_' + m])})" for m in modes]
-        cells += [_fmt(r["peak_train_mb"], 0), _fmt(r["rss_idle_mb"], 0),
-                  _fmt(r["compile_warmup_s"], 0)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ratio_lines(rat: dict[str, Any]) -> list[str]:
-    out = []
-    for peer in ("mace", "nequip"):
-        mode = rat[f"{peer}_infer_mode"].replace("infer_compiled", "compiled vs compiled")
-        mode = mode.replace("infer", "eager vs eager")
-        out.append(f"- molsym flagship / {peer}: train x{_fmt(rat[f'{peer}_train'], 2)}, "
-                   f"infer x{_fmt(rat[f'{peer}_infer'], 2)} ({mode})")
-    return out
-
-
-def last_line(rat: dict[str, Any]) -> str:
-    f = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
-    return (f"speedup_vs_mace_train={f(rat['mace_train'])} "
-            f"speedup_vs_mace_infer={f(rat['mace_infer'])} "
-            f"speedup_vs_nequip_train={f(rat['nequip_train'])} "
-            f"speedup_vs_nequip_infer={f(rat['nequip_infer'])}")
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
-
-
-def docs_section(rows, rat, workers, info, args, argv, load) -> str:
-    vers: dict[str, str] = {}
-    for w in workers.values():
-        for k, v in w.ready["versions"].items():
-            vers.setdefault(k, v)
-    m = machine()
-    cmd = "python scripts/bench_model.py " + " ".join(argv)
-    return "\n".join([
-        "## Model speed",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{cmd.strip()}`",
-        f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = {args.threads}, float32, "
-        f"batch {args.batch_size}, rMD17 aspirin (first {info['n_conf']} frames of "
-        f"`rmd17_aspirin_train_01.npz`, {info['n_atoms']} atoms, cutoff {args.cutoff} Angstrom, "
-        f"{info['edges_per_conf']:.0f} directed edges per frame). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())) + ".",
-        "",
-        markdown_table(rows, args.train_compiled),
-        "",
-        *ratio_lines(rat),
-        "",
-        "How it is measured:",
-        f"- Models: {args.num_channels} channels, l_max {args.l_max}, {args.num_layers} layers "
-        "each (molsym invariant has no l_max); mace-torch MACE with residual interactions, "
-        "correlation 3, radial MLP [64,64,64]; nequip NequIPGNNModel with parity off.",
-        "- Neighbour lists (molsym's vesin list, identical edges for every model) and batching "
-        "are done once before timing, for every model alike; only model steps are timed.",
-        "- Train = forward energy + forces (autograd, graph kept), MSE loss on energy and forces, "
-        "backward, Adam step. Infer = energy + forces. Each block: "
-        f"{args.warmup} untimed warm-up steps, then at least {args.min_time:g} s.",
-        "- Compiled: molsym `torch.compile(model)`; nequip its own train-time compile "
-        "(`compile_mode='compile'`: make_fx + torch.compile); nequip's AOTInductor packaging "
-        "needs a checkpoint and was not used; mace-torch not compiled (its compile path is for "
-        "GPU training), so the mace ratio for inference is eager vs eager.",
-        "- Peak memory: getrusage maxrss of each model's own worker process after its first "
-        "training block (includes the Python interpreter and torch); RSS idle = after imports, "
-        "data and model, before any step.",
-        f"- Every model runs in its own long-lived process (peers in their own venvs); "
-        f"{args.rounds} round(s), models interleaved round-robin, median reported. The 2 cores "
-        f"are shared with other work: load average {load[0]:.1f} at start, {load[1]:.1f} at the "
-        "end, so absolute numbers are noisy; the ratios are the robust part.",
-        "",
-    ])
-
-
-def write_docs(path: Path, section: str) -> None:
-    """Replace (or add) the ``## Model speed`` section of ``path``; other sections are kept."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == "## Model speed"), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""]
-                        + lines[end:]).rstrip("\n") + "\n"
-    path.write_text(new if new.endswith("\n") else new + "\n")
-
-
-def profile_molsym(workers: dict[str, WorkerProc]) -> str:
+def profile_molsym(workers: dict[str, WorkerProc], nice: int) -> str:
     """torch.profiler top ops (self CPU time) of the molsym flagship, train and infer."""
     w = workers.get("molsym")
     if w is None:
         return ""
     parts = []
     for mode in ("train", "infer"):
-        rep = w.ask({"profile": True, "mode": mode, "iters": 10, "rows": 25}, 600)
+        rep = w.ask({"profile": True, "mode": mode, "iters": 10, "rows": 25, "nice": nice}, 600)
         parts.append(f"### molsym flagship, {mode} (10 steps, sorted by self CPU time)\n"
                      + rep.get("profile", rep.get("error", "")))
     return "\n".join(parts)
@@ -455,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = start_workers(keys, args, graphs, tmp_path)
         try:
             results = run_rounds(workers, args)
-            prof = profile_molsym(workers) if args.profile else ""
+            prof = profile_molsym(workers, args.nice) if args.profile else ""
         finally:
             for w in workers.values():
                 w.close()

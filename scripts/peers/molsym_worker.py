@@ -2,7 +2,7 @@
 
 Graphs come from the real path, ``molsym.data.graph.atoms_to_graph`` + PyG ``Batch``, and are
 checked to hold exactly the edges the peers get. The model is called through
-``molsym.models.predict_batch``. Compiled path: ``torch.compile(model)`` (default options).
+``molsym.models.predict_batch``. Compiled path: ``torch.compile(model, dynamic=True)``.
 Model options (JSON ``--model``): ``model_class`` (a key of ``MODEL_CLASSES``) and any
 constructor kwargs; those the class does not take (e.g. ``l_max`` for the invariant model) are
 dropped.
@@ -70,8 +70,9 @@ class MolsymAdapter(Adapter):
         return self._run(self.model, item, training)
 
     def compile(self, training: bool) -> tuple[str, torch.nn.Module] | None:
-        self.compiled_model = torch.compile(self.model)
-        return "torch.compile(model) (default options)", self.model
+        # dynamic=True: the edge count changes from batch to batch (nequip compiles likewise)
+        self.compiled_model = torch.compile(self.model, dynamic=True)
+        return "torch.compile(model, dynamic=True)", self.model
 
     def compiled_forward(self, item, training: bool):
         return self._run(self.compiled_model, item, training)

@@ -1,0 +1,137 @@
+"""Tables, ratios and the docs section of ``scripts/bench_model.py`` (driver side only)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(v: float | None, nd: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool) -> str:
+    head = ["model", "params", "train conf/s", "infer eager conf/s",
+            "infer compiled conf/s"]
+    if show_train_compiled:
+        head.append("train compiled conf/s")
+    head = [h.replace("conf/s", "conf/s median (best)") for h in head]
+    head += ["conf per CPU-s train / infer", "peak RSS train (MiB)", "RSS idle (MiB)",
+             "compile warm-up (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        modes = ["train", "infer", "infer_compiled"] + (
+            ["train_compiled"] if show_train_compiled else [])
+        cells = [r["label"], f"{r['params']:,}"]
+        cells += [f"{_fmt(r[m])} ({_fmt(r['best_' + m])})" for m in modes]
+        cells += [f"{_fmt(r['cpu_train'])} / {_fmt(r['cpu_infer'])}",
+                  _fmt(r["peak_train_mb"], 0), _fmt(r["rss_idle_mb"], 0),
+                  _fmt(r["compile_warmup_s"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_lines(rat: dict[str, Any]) -> list[str]:
+    out = []
+    for peer in ("mace", "nequip"):
+        mode = rat[f"{peer}_infer_mode"].replace("infer_compiled", "compiled vs compiled")
+        mode = mode.replace("infer", "eager vs eager")
+        f = lambda k: _fmt(rat.get(k), 2)  # noqa: E731
+        out.append(f"- molsym flagship / {peer} (medians): train x{f(peer + '_train')}, "
+                   f"infer x{f(peer + '_infer')} ({mode}); from the fastest steps: "
+                   f"train x{f('best_' + peer + '_train')}, infer x{f('best_' + peer + '_infer')}"
+                   f"; per CPU-second: train x{f('cpu_' + peer + '_train')}, "
+                   f"infer x{f('cpu_' + peer + '_infer')}")
+    return out
+
+
+def last_line(rat: dict[str, Any]) -> str:
+    f = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"speedup_vs_mace_train={f(rat['mace_train'])} "
+            f"speedup_vs_mace_infer={f(rat['mace_infer'])} "
+            f"speedup_vs_nequip_train={f(rat['nequip_train'])} "
+            f"speedup_vs_nequip_infer={f(rat['nequip_infer'])}")
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def docs_section(rows, rat, workers, info, args, argv, load) -> str:
+    vers: dict[str, str] = {}
+    for w in workers.values():
+        for k, v in w.ready["versions"].items():
+            vers.setdefault(k, v)
+    m = machine()
+    cmd = "python scripts/bench_model.py " + " ".join(argv)
+    return "\n".join([
+        "## Model speed",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{cmd.strip()}`",
+        f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = {args.threads}, float32, "
+        f"batch {args.batch_size}, rMD17 aspirin (first {info['n_conf']} frames of "
+        f"`rmd17_aspirin_train_01.npz`, {info['n_atoms']} atoms, cutoff {args.cutoff} Angstrom, "
+        f"{info['edges_per_conf']:.0f} directed edges per frame). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())) + ".",
+        "",
+        markdown_table(rows, args.train_compiled),
+        "",
+        *ratio_lines(rat),
+        "",
+        "How it is measured:",
+        f"- Models: {args.num_channels} channels, l_max {args.l_max}, {args.num_layers} layers "
+        "each (molsym invariant has no l_max); mace-torch MACE with residual interactions, "
+        "correlation 3, radial MLP [64,64,64]; nequip NequIPGNNModel with parity off.",
+        "- Neighbour lists (molsym's vesin list, identical edges for every model) and batching "
+        "are done once before timing, for every model alike; only model steps are timed.",
+        "- Train = forward energy + forces (autograd, graph kept), MSE loss on energy and forces, "
+        "backward, Adam step. Infer = energy + forces. Each block: "
+        f"{args.warmup} untimed warm-up steps, then at least {args.min_time:g} s.",
+        "- Compiled: molsym `torch.compile(model, dynamic=True)` (edge counts differ between "
+        "batches); nequip its own train-time compile (`compile_mode='compile'`: make_fx + "
+        "torch.compile, dynamic=True), used here for inference; both compiled once and run "
+        "over every batch once before timing. nequip's AOTInductor packaging "
+        "needs a checkpoint and was not used; mace-torch not compiled (its compile path is for "
+        "GPU training), so the mace ratio for inference is eager vs eager.",
+        "- Peak memory: getrusage maxrss of each model's own worker process after its first "
+        "training block (includes the Python interpreter and torch); RSS idle = after imports, "
+        "data and model, before any step.",
+        ("- `--quick`: 1 round of 1 s blocks on 25 frames; molsym invariant not compiled.\n"
+         if args.quick else "")
+        + "- Every model runs in its own long-lived process (peers in their own venvs); "
+        f"{args.rounds} round(s), models interleaved round-robin, median reported. The 2 cores "
+        f"are shared with other work: load average {load[0]:.1f} at start, {load[1]:.1f} at the "
+        "end, so absolute numbers are noisy; the ratios are the more robust part. "
+        + (f"Each worker ran its timed blocks (only those) at nice {args.nice}, ahead of the "
+           "other jobs." if args.nice else "All at normal priority."),
+        "- conf/s median (best): each block's rate is taken from its median step, the table "
+        "shows the median over rounds; best = the fastest single step seen (least disturbed). "
+        "conf per CPU-s: configurations per CPU-second of the worker (all its threads).",
+        "",
+    ])
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace (or add) the ``## Model speed`` section of ``path``; other sections are kept."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == "## Model speed"), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""]
+                        + lines[end:]).rstrip("\n") + "\n"
+    path.write_text(new if new.endswith("\n") else new + "\n")
