@@ -16,11 +16,9 @@
 # time left, and is skipped when less than 30 s are left.
 #
 # Missing packages (rdkit, ase, hydra-core, vesin, ...) are taken from a wheel folder .whl/ if
-# present, installed with --no-deps into /tmp/site and put on PYTHONPATH. Prepare it on a
-# machine with pip, for the device's Python (3.12 here), for instance:
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#       rdkit ase hydra-core omegaconf antlr4-python3-runtime vesin
+# present, installed with --no-deps into /tmp/site and put on PYTHONPATH. Fill it beforehand, on
+# a machine with pip and network, for the device's Python (default 3.12):
+#   bash scripts/gpu_check.sh --fetch-wheels [PYTHON_VERSION]
 # Wheels of torch, triton and nvidia-* are never installed from .whl/ (they would replace the
 # machine's CUDA build); neither is any package that already imports there.
 
@@ -28,6 +26,32 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 99
+
+# Packages a bare CUDA+torch machine may lack (manylinux x86_64 or pure-Python wheels;
+# antlr4-python3-runtime 4.9, needed by omegaconf, exists only as an sdist and is built here).
+WHEELS=(rdkit ase hydra-core omegaconf vesin)
+SDISTS=(antlr4-python3-runtime)
+if [ "${1:-}" = "--fetch-wheels" ]; then
+    pyver=${2:-3.12}
+    py=${PYTHON:-python3}
+    mkdir -p .whl
+    # pin the versions installed here, when there are any, so the device runs what was tested
+    pin() {
+        local ver
+        if ver=$("$py" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" \
+            "$1" 2> /dev/null); then echo "$1==$ver"; else echo "$1"; fi
+    }
+    specs=()
+    for name in "${WHEELS[@]}"; do specs+=("$(pin "$name")"); done
+    "$py" -m pip download --no-deps --only-binary=:all: --python-version "$pyver" \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform any -d .whl "${specs[@]}" || exit 1
+    for name in "${SDISTS[@]}"; do
+        "$py" -m pip wheel --no-deps -w .whl "$(pin "$name")" || exit 1
+    done
+    du -sh .whl
+    exit 0
+fi
 RESULTS=${OUT:-$ROOT/gpu_results}
 mkdir -p "$RESULTS"
 SUMMARY="$RESULTS/summary.txt"
@@ -86,11 +110,15 @@ if compgen -G "$ROOT/.whl/*.whl" > /dev/null; then
         fi
         wheels+=("$whl")
     done
-    if [ "${#wheels[@]}" -gt 0 ]; then
-        say "installing ${#wheels[@]} wheel(s) from .whl/ into $SITE"
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target "$SITE" "${wheels[@]}" 2>&1 | tail -n 5 | tee -a "$SUMMARY"
-    fi
+    # one at a time: a wheel that does not fit this Python must not stop the others
+    for whl in ${wheels[@]+"${wheels[@]}"}; do
+        if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$SITE" "$whl" > "$RESULTS/pip.log" 2>&1; then
+            say "installed $(basename "$whl") into $SITE"
+        else
+            say "could not install $(basename "$whl"): $(tail -n 1 "$RESULTS/pip.log")"
+        fi
+    done
 fi
 export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 
