@@ -1,0 +1,169 @@
+"""Accuracy on rMD17: molsym's flagship vs mace-torch under the same wall-clock CPU budget.
+
+Standard protocol: train 950 / validate 50 frames of ``rmd17_<mol>_train_01``, test on all
+1000 frames of ``rmd17_<mol>_test_01``. molsym trains through ``molsym train experiment=rmd17``;
+MACE trains on the very same 950/50 frames (molsym's splits.json) through ``mace_run_train``.
+The two runs go one after the other, each with the same budget and thread count.
+
+    python scripts/benchmarks/accuracy.py --molecules aspirin --budget-min 25
+    python scripts/benchmarks/accuracy.py --quick          # CI-sized check (50 frames, 1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import mace_peer  # noqa: E402
+
+#: Published, GPU-converged force MAE on rMD17 aspirin (meV/Angstrom; 950 training frames).
+PUBLISHED = {"aspirin": {"MACE": 6.6, "Allegro": 7.3, "NequIP": 8.2, "TensorNet": 8.9}}
+
+
+def npz(molecule: str, part: str) -> Path:
+    return common.DATA / "rmd17" / f"rmd17_{molecule}_{part}_01.npz"
+
+
+def run_molsym(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
+    overrides = ["experiment=rmd17", f"data.molecule={molecule}",
+                 f"data_root={common.DATA}", "seed=0", *common.EXPERIMENT_OVERRIDES["rmd17"]]
+    if quick:
+        overrides += ["data.num_train=50", "data.num_val=10"]
+    res = common.molsym_train(out / "molsym", overrides, budget_s, out / "molsym.log")
+    res["n_test"] = 1000
+    return res
+
+
+def run_mace(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
+    from molsym.data.readers import read_file
+
+    splits = json.loads((out / "molsym" / "splits.json").read_text())
+    frames = read_file(npz(molecule, "train"))
+    test = read_file(npz(molecule, "test"))
+    if quick:
+        test = test[:100]
+    train_xyz = mace_peer.write_extxyz([frames[i] for i in splits["train"]], out / "train.xyz")
+    valid_xyz = mace_peer.write_extxyz([frames[i] for i in splits["val"]], out / "valid.xyz")
+    test_xyz = mace_peer.write_extxyz(test, out / "test.xyz")
+    res = mace_peer.train(out / "mace", train_xyz, valid_xyz, budget_s)
+    if res["model"]:
+        res["metrics"] = mace_peer.evaluate(Path(res["model"]), test_xyz,
+                                            out / "mace_test_pred.xyz", out / "mace_eval.log")
+    res["n_test"] = len(test)
+    return res
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mols = list(results["molecules"])
+    fig, axes = plt.subplots(1, len(mols), figsize=(4.5 * len(mols), 3.6), squeeze=False)
+    for ax, mol in zip(axes[0], mols, strict=False):
+        r = results["molecules"][mol]
+        names, vals, colors = [], [], []
+        for key, label, color in (("molsym", "molsym (CPU budget)", "C0"),
+                                  ("mace", "MACE (CPU budget)", "C1")):
+            mae = r.get(key, {}).get("metrics", {}).get("forces", {}).get("mae")
+            if mae is not None:
+                names.append(label)
+                vals.append(mae)
+                colors.append(color)
+        for name, val in PUBLISHED.get(mol, {}).items():
+            names.append(f"{name} (published, GPU)")
+            vals.append(val)
+            colors.append("0.6")
+        ax.barh(names, vals, color=colors)
+        ax.set_xscale("log")
+        ax.set_xlabel("force MAE (meV/Å), test_01")
+        ax.set_title(f"rMD17 {mol}, {results['budget_min']:g} min each on CPU")
+        for y, v in enumerate(vals):
+            ax.text(v, y, f" {v:.3g}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = []
+    for mol, r in results["molecules"].items():
+        for key, name in (("molsym", "molsym flagship (EquivariantModel, model=default)"),
+                          ("mace", "MACE (32x0e+32x1o, L=1, 2 layers, correlation 3)")):
+            run = r.get(key)
+            if not run:
+                continue
+            m = run.get("metrics") or {}
+            base = common.RUNS / "accuracy" / mol
+            load = (common.run_load(base / "molsym") if key == "molsym" else
+                    common.run_load(base / "mace", "bench.log", "mace.model"))
+            rows.append([mol, name, m.get("energy", {}).get("mae"),
+                         m.get("forces", {}).get("mae"), run.get("epochs") or
+                         run.get("epochs_to_best"), run.get("n_test"), load])
+        for name, val in PUBLISHED.get(mol, {}).items():
+            rows.append([mol, f"{name}, published (GPU, converged)", None, val, None, 1000,
+                         None])
+    table = common.md_table(["molecule", "model", "energy MAE (meV)", "force MAE (meV/Å)",
+                             "epochs", "test frames", "mean load (2 cores)"], rows)
+    budget = results["budget_min"]
+    text = [
+        f"Train 950 / validate 50 frames of `train_01`, test on all of `test_01`; every model "
+        f"trained for the same wall-clock budget of **{budget:g} min on the CPU**, one run after "
+        f"the other (not concurrently), float32. The published numbers are converged GPU "
+        f"trainings (days of GPU time) quoted for scale, not run here.",
+        "", table, "", "![rMD17 force MAE](img/accuracy_rmd17.png)", "",
+        f"Command: `{results['command']}`. {common.env_line(results['env'])}",
+        "molsym command: `" + "`; `".join(
+            r["molsym"]["command"] for r in results["molecules"].values() if "molsym" in r) + "`.",
+        "MACE: `mace_run_train` on the same 950/50 frames (molsym's `splits.json`), energy/force "
+        "weights 1/100, EMA 0.99, lr 0.01, batch 5, run under a timeout and finished with "
+        "`--restart_latest --max_num_epochs 1` (best checkpoint); errors from "
+        "`mace_eval_configs`. For MACE the epochs column counts epochs up to its best checkpoint.",
+        "NequIP / Allegro were not trained here (no budget left on 2 shared cores).",
+    ]
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--molecules", nargs="+", default=["aspirin"])
+    parser.add_argument("--budget-min", type=float, default=25.0)
+    parser.add_argument("--no-mace", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="50 frames, 1 minute per model")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    name = "accuracy_quick" if args.quick else "accuracy"
+    if args.report_only:
+        results = common.load_result(name)
+    else:
+        budget_min = 1.0 if args.quick else args.budget_min
+        results = {"command": "python scripts/benchmarks/accuracy.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]), "budget_min": budget_min,
+            "env": common.environment(("mace",)), "molecules": {}}
+        for mol in args.molecules:
+            out = common.RUNS / name / mol
+            r: dict[str, Any] = {"molsym": run_molsym(mol, budget_min * 60, args.quick, out)}
+            results["molecules"][mol] = r
+            common.save_result(name, results)
+            if not args.no_mace and mace_peer.available():
+                r["mace"] = run_mace(mol, budget_min * 60, args.quick, out)
+            common.save_result(name, results)
+    common.IMG.mkdir(parents=True, exist_ok=True)
+    plot(results, common.IMG / ("accuracy_rmd17_quick.png" if args.quick
+                                else "accuracy_rmd17.png"))
+    if not args.quick:
+        common.write_section("Accuracy (rMD17)", report(results))
+    print(json.dumps({m: {k: v.get("metrics", {}).get("forces") for k, v in r.items()}
+                      for m, r in results["molecules"].items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

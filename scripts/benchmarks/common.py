@@ -1,0 +1,255 @@
+"""Shared helpers for the benchmark studies in scripts/benchmarks/.
+
+Every study script runs its trainings through the real ``molsym`` CLI (and the peers' own
+CLIs), stores its measured numbers as JSON under ``scripts/benchmarks/results/``, draws a PNG
+into ``docs/img/`` and rewrites only its own ``## <section>`` of ``docs/benchmarks.md``.
+Run directories go to ``runs/benchmarks/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("MOLSYM_BENCH_DATA", "/work/shared/data"))
+RUNS = Path(os.environ.get("MOLSYM_BENCH_RUNS", REPO / "runs" / "benchmarks"))
+RESULTS = REPO / "scripts" / "benchmarks" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+IMG = REPO / "docs" / "img"
+PEERS = REPO / "peers"
+MOLSYM = Path(sys.executable).with_name("molsym")
+
+#: train.yaml lists ``_self_`` after ``experiment``, so its own values (loss weights, targets,
+#: early-stopping patience) override the experiment files; these restate the experiments'
+#: values explicitly (see the Accuracy section of docs/benchmarks.md).
+EXPERIMENT_OVERRIDES = {
+    "rmd17": ["module.loss.weights.forces=100", "callbacks.early_stopping.patience=100"],
+    "3bpa": ["module.loss.weights.forces=100"],
+}
+
+SUMMARY_BEGIN = "<!-- benchmarks-summary:begin -->"
+SUMMARY_END = "<!-- benchmarks-summary:end -->"
+
+
+def now() -> str:
+    """UTC time stamp, minutes resolution."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _version(python: Path, module: str) -> str | None:
+    if not python.exists():
+        return None
+    code = f"import importlib.metadata as m; print(m.version({module!r}))"
+    res = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    return res.stdout.strip() or None
+
+
+def environment(peers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Machine, load and software versions (molsym git commit, torch, peers' packages)."""
+    import torch
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    env: dict[str, Any] = {
+        "date": now(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "molsym_commit": commit,
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads(),
+    }
+    for peer, module in (("mace", "mace-torch"), ("nequip", "nequip"),
+                         ("schnetpack", "schnetpack")):
+        if peer in peers:
+            env[module] = _version(PEERS / peer / "bin" / "python", module)
+    return env
+
+
+def env_line(env: dict[str, Any]) -> str:
+    """One markdown line naming date, machine and versions."""
+    extra = ", ".join(f"{k} {v}" for k, v in env.items()
+                      if k in ("mace-torch", "nequip", "schnetpack") and v)
+    text = (f"Run {env['date']} on {env['machine']} ({env['cpus']} cores shared with other "
+            f"jobs, 1-min load {env['load_avg_1min']} at the start; {env['threads']} thread(s) "
+            f"per run); Python {env['python']}, torch {env['torch']}, molsym "
+            f"{env['molsym_commit']}")
+    return text + (f", {extra}." if extra else ".")
+
+
+def save_result(name: str, data: dict[str, Any]) -> Path:
+    """Write ``scripts/benchmarks/results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def load_result(name: str) -> dict[str, Any] | None:
+    """The stored result of a study, or None when it has not been run."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table; floats with 3 significant digits, None as an en dash."""
+    def cell(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _doc_text() -> str:
+    if DOC.is_file():
+        return DOC.read_text()
+    return ("# Benchmarks\n\n" + SUMMARY_BEGIN + "\n(not yet generated: "
+            "python scripts/benchmarks/summary.py)\n" + SUMMARY_END + "\n")
+
+
+def write_section(heading: str, body: str) -> None:
+    """Replace (or append) the ``## heading`` section of docs/benchmarks.md with ``body``."""
+    text = _doc_text()
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    block = f"## {heading}\n\n{body.strip()}\n\n"
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
+        text.rstrip("\n") + "\n\n" + block)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text.rstrip("\n") + "\n")
+
+
+def read_section(heading: str) -> str | None:
+    """Body of the ``## heading`` section of docs/benchmarks.md, or None."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", _doc_text(), re.S | re.M)
+    return match.group(1).strip() if match else None
+
+
+def write_summary(body: str) -> None:
+    """Replace the summary block between the markers at the top of docs/benchmarks.md."""
+    text = _doc_text()
+    if SUMMARY_BEGIN not in text:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{SUMMARY_BEGIN}\n{SUMMARY_END}\n{rest}"
+    start = text.index(SUMMARY_BEGIN) + len(SUMMARY_BEGIN)
+    end = text.index(SUMMARY_END)
+    DOC.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:])
+
+
+def run_logged(cmd: list[str], log: Path, timeout: float | None = None,
+               env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, float]:
+    """Run ``cmd`` with stdout+stderr to ``log``; returns (exit status, wall seconds).
+
+    On timeout the process is sent SIGINT, then killed after 60 s; status 124 is returned.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                **(env or {})}
+    start = time.perf_counter()
+    with open(log, "a") as fh:
+        fh.write(f"$ {shlex.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(2)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            status = 124
+    return status, time.perf_counter() - start
+
+
+def minutes(seconds: float) -> str:
+    """Lightning ``max_time`` string DD:HH:MM:SS for a number of seconds."""
+    s = int(round(seconds))
+    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def molsym_train(run_dir: Path, overrides: list[str], budget_s: float | None,
+                 log: Path) -> dict[str, Any]:
+    """``molsym train <overrides> hydra.run.dir=run_dir`` with ``trainer.max_time=budget_s``.
+
+    Returns {"metrics": test metrics JSON, "wall_s", "status", "epochs", "model", "command"}.
+    Reuses a finished run in ``run_dir`` (its metrics.json) instead of training again.
+    """
+    args = list(overrides) + [f"hydra.run.dir={run_dir}"]
+    if budget_s is not None:
+        args.append(f"trainer.max_time={minutes(budget_s)}")
+    cmd = [str(MOLSYM), "train", *args]
+    metrics_path = run_dir / "metrics.json"
+    status, wall = 0, None
+    if not metrics_path.is_file():
+        status, wall = run_logged(cmd, log)
+    result: dict[str, Any] = {"command": "molsym train " + shlex.join(args), "status": status,
+                              "wall_s": None if wall is None else round(wall, 1),
+                              "model": str(run_dir / "model.pt")}
+    if metrics_path.is_file():
+        result["metrics"] = json.loads(metrics_path.read_text())
+        result["epochs"] = last_epoch(run_dir / "logs" / "metrics.csv")
+        result["steps"] = steps_done(run_dir / "logs" / "metrics.csv")
+        result["mean_load"] = run_load(run_dir)
+    return result
+
+
+def mean_load(start: float, end: float) -> float | None:
+    """Mean 1-min load average between two UNIX times, from ``RUNS/load.log`` (a sampler that
+    writes ``<time> <load>`` every 30 s while the studies run); None without samples."""
+    path = RUNS / "load.log"
+    if not path.is_file():
+        return None
+    vals = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and start <= float(parts[0]) <= end:
+            vals.append(float(parts[1]))
+    return round(sum(vals) / len(vals), 1) if vals else None
+
+
+def run_load(run_dir: Path, first: str = "config.yaml", last: str = "metrics.json"
+             ) -> float | None:
+    """Mean machine load while the run in ``run_dir`` trained (file times ``first``..``last``)."""
+    a, b = run_dir / first, run_dir / last
+    if not (a.exists() and b.exists()):
+        return None
+    return mean_load(a.stat().st_mtime, b.stat().st_mtime)
+
+
+def steps_done(csv_path: Path) -> int | None:
+    """Optimizer steps in a Lightning CSV log (largest ``step`` + 1)."""
+    if not csv_path.is_file():
+        return None
+    import csv
+
+    with open(csv_path) as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh) if r.get("step")]
+    return max(steps) + 1 if steps else None
+
+
+def last_epoch(csv_path: Path) -> int | None:
+    """Number of finished epochs in a Lightning CSV log (max epoch index + 1)."""
+    if not csv_path.is_file():
+        return None
+    import csv
+
+    with open(csv_path) as fh:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")]
+    return max(epochs) + 1 if epochs else None

@@ -1,0 +1,186 @@
+"""Data efficiency: learning curves of molsym's flagship vs the invariant baseline.
+
+rMD17 aspirin (force MAE on 250 frames of test_01, every 4th) and QM9 (U0 and HOMO MAE on 1000
+held-out molecules), N_train nested (each training set contains the smaller ones), the same
+validation set for every N, and a fixed wall-clock budget per run. Slopes are least-squares
+fits of log(MAE) against log(N).
+
+    python scripts/benchmarks/data_efficiency.py                  # the documented run
+    python scripts/benchmarks/data_efficiency.py --quick          # CI-sized check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halves a run's cost
+MODELS = {"flagship": "default", "invariant": "invariant"}
+#: study -> (metric key in metrics.json, label, unit)
+STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
+           "qm9_u0": ("energy", "QM9 U0 MAE", "meV"),
+           "qm9_homo": ("homo", "QM9 HOMO MAE", "meV")}
+
+
+def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
+               test_source: str, seed: int = 0) -> Path:
+    """Nested split: val = first n_val of a seeded permutation, train = next n_train."""
+    perm = np.random.default_rng(seed).permutation(n_pool).tolist()
+    n_test = 0 if test is not None else 1000
+    held = set(perm[:n_test])
+    rest = [i for i in perm if i not in held]
+    data = {"train": sorted(rest[n_val:n_val + n_train]), "val": sorted(rest[:n_val]),
+            "test": test if test is not None else sorted(held), "test_source": test_source,
+            "seed": seed}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) + "\n")
+    return path
+
+
+def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int) -> list[str]:
+    if study == "aspirin":
+        test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
+        split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
+        return ["experiment=rmd17", "data.molecule=aspirin", f"data_root={common.DATA}",
+                f"model={model}", f"+data.split_file={split}", "seed=0",
+                *common.EXPERIMENT_OVERRIDES["rmd17"]]
+    target = "energy" if study == "qm9_u0" else "homo"
+    split = split_file(out / "split.json", qm9_pool, n, 500, None, "path")
+    return ["experiment=qm9", f"target={target}", f"targets=[{target}]", f"model={model}",
+            f"data.reader_options.max_molecules={qm9_pool}", f"+data.split_file={split}",
+            "model.elements=[1,6,7,8,9]",
+            "data.num_test=null", "seed=0"]
+
+
+def fit_slope(ns: list[int], maes: list[float]) -> float | None:
+    """Slope of log(MAE) vs log(N) (least squares); None with fewer than two points."""
+    pts = [(n, m) for n, m in zip(ns, maes, strict=True) if m is not None and m > 0]
+    if len(pts) < 2:
+        return None
+    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def curve(runs: dict[str, Any], study: str, model: str) -> tuple[list[int], list[float | None]]:
+    key = STUDIES[study][0]
+    pts = sorted((int(n), r.get("metrics", {}).get(key, {}).get("mae"))
+                 for n, r in runs[study][model].items())
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    studies = [s for s in STUDIES if s in results["runs"]]
+    fig, axes = plt.subplots(1, len(studies), figsize=(4.3 * len(studies), 3.6), squeeze=False)
+    for ax, study in zip(axes[0], studies, strict=True):
+        for model, color in (("flagship", "C0"), ("invariant", "C3")):
+            if model not in results["runs"][study]:
+                continue
+            ns, maes = curve(results["runs"], study, model)
+            slope = fit_slope(ns, maes)
+            label = f"{model} (slope {slope:.2f})" if slope is not None else model
+            ax.loglog(ns, maes, "o-", color=color, label=label)
+        ax.set_xlabel("N_train")
+        ax.set_ylabel(f"MAE ({STUDIES[study][2]})")
+        ax.set_title(STUDIES[study][1], fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(results: dict[str, Any]) -> str:
+    parts = [
+        f"Fixed wall-clock budget per training run: {results.get('budget_s', 0):g} s (rMD17) "
+        f"and {results.get('qm9_budget_s', 0):g} s (QM9) on the CPU, so larger N gets fewer "
+        f"epochs: these curves compare the models at equal compute, not at convergence. Nested "
+        f"training sets, one validation set (50 frames of train_01; 500 QM9 molecules), test "
+        f"on every {ASPIRIN_TEST_EVERY}th frame of rMD17 test_01 (250 frames) and on 1000 held-out "
+        f"QM9 molecules. QM9 is drawn from the first "
+        f"{results.get('qm9_pool')} molecules of qm9pack (the smaller molecules: QM9 is ordered by "
+        f"size), not the whole set. U0 is trained as `energy` with least-squares atomic "
+        f"reference energies.", ""]
+    for study in STUDIES:
+        if study not in results["runs"]:
+            continue
+        ns, flag = curve(results["runs"], study, "flagship")
+        _, inv = curve(results["runs"], study, "invariant")
+        runs = results["runs"][study]
+        rows = [[n, f, i, (i / f) if f and i else None,
+                 runs["flagship"].get(str(n), {}).get("steps"),
+                 runs["invariant"].get(str(n), {}).get("steps")]
+                for n, f, i in zip(ns, flag, inv, strict=False)]
+        rows.append(["slope", fit_slope(ns, flag), fit_slope(ns, inv), None, None, None])
+        parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]})**", "",
+                  common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
+                                   "flagship steps", "invariant steps"], rows), ""]
+    parts += ["![learning curves](img/data_efficiency.png)", "",
+              "Commands: `" + "`; `".join(results["commands"]) + "`. "
+              + common.env_line(results["env"]),
+              "Each point is one `molsym train` run with `model=default` (flagship) or "
+              "`model=invariant`, e.g. `" + results.get("example_command", "") + "`."]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 250, 500, 950])
+    parser.add_argument("--qm9-sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--budget-s", type=float, default=150)
+    parser.add_argument("--qm9-budget-s", type=float, default=120)
+    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument("--quick", action="store_true", help="two sizes, 30 s per run")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    name = "data_efficiency_quick" if args.quick else "data_efficiency"
+    if args.quick:
+        args.sizes, args.qm9_sizes, args.budget_s, args.qm9_budget_s = [25, 50], [50, 100], 30, 30
+        args.studies = ["aspirin", "qm9_homo"]
+    results = common.load_result(name) if args.report_only else None
+    if results is None:
+        results = common.load_result(name) or {"runs": {}}
+        pool = max(args.qm9_sizes) + 1500
+        command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        results.setdefault("commands", []).append(command)
+        if "aspirin" in args.studies:
+            results["budget_s"] = args.budget_s
+        if any(s.startswith("qm9") for s in args.studies):
+            results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
+        results["env"] = common.environment()
+        for study in args.studies:
+            sizes = args.sizes if study == "aspirin" else args.qm9_sizes
+            budget = args.budget_s if study == "aspirin" else args.qm9_budget_s
+            for n in sizes:
+                for model, cfg in MODELS.items():
+                    out = common.RUNS / name / study / model / str(n)
+                    res = common.molsym_train(out, overrides(study, cfg, n, out, pool),
+                                              budget, out.with_suffix(".log"))
+                    results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
+                    results.setdefault("example_command", res["command"])
+                    common.save_result(name, results)
+    common.IMG.mkdir(parents=True, exist_ok=True)
+    plot(results, common.IMG / ("data_efficiency_quick.png" if args.quick
+                                else "data_efficiency.png"))
+    if not args.quick:
+        common.write_section("Data efficiency", report(results))
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

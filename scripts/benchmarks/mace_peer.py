@@ -1,0 +1,97 @@
+"""Train and evaluate mace-torch (the peer venv under peers/mace) under a wall-clock budget.
+
+MACE has no time limit option, so training runs under a timeout; the run is then finished
+with ``--restart_latest`` and ``--max_num_epochs 1`` (no more epochs: MACE loads its best
+checkpoint, evaluates and writes the ``.model`` file). Test errors are computed here from
+``mace_eval_configs`` predictions, the same way for every peer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+from common import PEERS, run_logged
+
+MACE_BIN = PEERS / "mace" / "bin"
+#: A CPU-sized MACE, about the size of molsym's default flagship (2 layers, 32 channels).
+MACE_ARGS = ["--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--max_L", "1",
+             "--correlation", "3", "--num_interactions", "2", "--r_max", "5.0",
+             "--num_radial_basis", "8"]
+
+
+def available() -> bool:
+    """Whether the mace-torch venv exists."""
+    return (MACE_BIN / "mace_run_train").is_file()
+
+
+def write_extxyz(structures: list[ase.Atoms], path: Path) -> Path:
+    """Labelled structures as extxyz with ``REF_energy`` / ``REF_forces`` (eV, eV/Angstrom)."""
+    out = []
+    for atoms in structures:
+        a = ase.Atoms(atoms.numbers, atoms.positions)
+        a.info["REF_energy"] = float(atoms.info["energy"])
+        a.arrays["REF_forces"] = np.asarray(atoms.arrays["forces"], dtype=float)
+        out.append(a)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, out, format="extxyz")
+    return path
+
+
+def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
+          batch_size: int = 5, e0s: str = "average", forces_weight: float = 100.0,
+          seed: int = 0) -> dict[str, Any]:
+    """Train MACE for ``budget_s`` seconds; returns {"model", "wall_s", "epochs", "command"}."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = run_dir / "mace.model"
+    args = [str(MACE_BIN / "mace_run_train"), "--name", "mace", "--work_dir", str(run_dir),
+            "--train_file", str(train_xyz), "--valid_file", str(valid_xyz),
+            "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", e0s,
+            *MACE_ARGS, "--batch_size", str(batch_size), "--valid_batch_size", "25",
+            "--energy_weight", "1.0", "--forces_weight", str(forces_weight), "--lr", "0.01",
+            "--ema", "--ema_decay", "0.99", "--eval_interval", "1", "--patience", "1000",
+            "--device", "cpu", "--default_dtype", "float32", "--seed", str(seed),
+            "--num_workers", "0", "--restart_latest"]
+    log = run_dir / "bench.log"
+    wall = None
+    if not model.is_file():
+        _, wall = run_logged(args + ["--max_num_epochs", "100000"], log, timeout=budget_s)
+        run_logged(args + ["--max_num_epochs", "1"], log)
+        found = sorted(run_dir.rglob("mace*.model"))
+        if found and not model.is_file():
+            best = [p for p in found if "compiled" not in p.name]
+            (best or found)[0].rename(model)
+    ckpts = sorted(run_dir.rglob("*epoch-*.pt"))
+    epochs = None
+    if ckpts:
+        epochs = max(int(p.stem.split("epoch-")[1].split("_")[0]) for p in ckpts) + 1
+    return {"model": str(model) if model.is_file() else None, "wall_s": wall,
+            "epochs_to_best": epochs, "command": " ".join(args[:1] + [a if " " not in a else
+                                                                       repr(a) for a in args[1:]])}
+
+
+def evaluate(model: Path, test_xyz: Path, out_xyz: Path, log: Path) -> dict[str, Any]:
+    """Energy and force MAE/RMSE (meV, meV/Angstrom) of a MACE model on labelled extxyz."""
+    cmd = [str(MACE_BIN / "mace_eval_configs"), "--configs", str(test_xyz), "--model",
+           str(model), "--output", str(out_xyz), "--default_dtype", "float32",
+           "--batch_size", "50"]
+    if not out_xyz.is_file():
+        run_logged(cmd, log)
+    pred = ase.io.read(out_xyz, ":")
+    ref = ase.io.read(test_xyz, ":")
+    de = np.array([p.info["MACE_energy"] - r.info["REF_energy"]
+                   for p, r in zip(pred, ref, strict=True)])
+    df = np.concatenate([(p.arrays["MACE_forces"] - r.arrays["REF_forces"]).ravel()
+                         for p, r in zip(pred, ref, strict=True)])
+    n_atoms = np.array([len(r) for r in ref])
+    return {
+        "energy": {"mae": 1e3 * float(np.abs(de).mean()),
+                   "rmse": 1e3 * float(np.sqrt((de ** 2).mean())), "unit": "meV"},
+        "energy_per_atom": {"mae": 1e3 * float(np.abs(de / n_atoms).mean()),
+                            "rmse": 1e3 * float(np.sqrt(((de / n_atoms) ** 2).mean())),
+                            "unit": "meV/atom"},
+        "forces": {"mae": 1e3 * float(np.abs(df).mean()),
+                   "rmse": 1e3 * float(np.sqrt((df ** 2).mean())), "unit": "meV/Angstrom"},
+    }

@@ -1,0 +1,134 @@
+"""Write the summary table at the top of docs/benchmarks.md from the stored study results
+(scripts/benchmarks/results/*.json) and the Model speed section (scripts/bench_model.py).
+
+    python scripts/benchmarks/summary.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from accuracy import PUBLISHED  # noqa: E402
+from data_efficiency import curve, fit_slope  # noqa: E402
+
+
+def _mae(run: dict[str, Any] | None, key: str) -> float | None:
+    return ((run or {}).get("metrics") or {}).get(key, {}).get("mae")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "–"
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}g}"
+
+
+def accuracy_rows() -> list[list[str]]:
+    res = common.load_result("accuracy")
+    if res is None:
+        return [["Accuracy (rMD17)", "not run", "", "", ""]]
+    rows = []
+    for mol, r in res["molecules"].items():
+        budget = f"{res['budget_min']:g} min CPU each"
+        for key, what in (("forces", "force MAE (meV/Å)"), ("energy", "energy MAE (meV)")):
+            ms, mace = _mae(r.get("molsym"), key), _mae(r.get("mace"), key)
+            rows.append([f"Accuracy: {mol} {what}", _f(ms), f"MACE {_f(mace)} ({budget})",
+                         _ratio(ms, mace), "lower is better; ratio > 1: molsym behind"])
+        ms = _mae(r.get("molsym"), "forces")
+        for peer, val in PUBLISHED.get(mol, {}).items():
+            if peer in ("MACE", "NequIP"):
+                rows.append([f"Accuracy: {mol} force MAE vs published", _f(ms),
+                             f"{peer} {val} (published, converged on GPU)", _ratio(ms, val),
+                             f"molsym: {res['budget_min']:g} min of CPU, not converged"])
+    return rows
+
+
+def data_rows() -> list[list[str]]:
+    res = common.load_result("data_efficiency")
+    if res is None:
+        return [["Data efficiency", "not run", "", "", ""]]
+    rows = []
+    for study, label in (("aspirin", "aspirin force MAE"), ("qm9_u0", "QM9 U0 MAE"),
+                         ("qm9_homo", "QM9 HOMO MAE")):
+        runs = res["runs"].get(study)
+        if not runs or "flagship" not in runs or "invariant" not in runs:
+            rows.append([f"Data efficiency: {label}", "not run", "", "", ""])
+            continue
+        ns, flag = curve(res["runs"], study, "flagship")
+        _, inv = curve(res["runs"], study, "invariant")
+        ratios = [i / f for f, i in zip(flag, inv, strict=False) if f and i]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "–"
+        rows.append([f"Data efficiency: {label}, N={ns[0]}..{ns[-1]}",
+                     f"slope {_f(fit_slope(ns, flag), 2)}",
+                     f"invariant baseline: slope {_f(fit_slope(ns, inv), 2)}",
+                     f"invariant/flagship MAE {spread}",
+                     "target >= 3x lower error than invariant; equal time per run"])
+    return rows
+
+
+def speed_rows() -> list[list[str]]:
+    body = common.read_section("Model speed")
+    lines = [ln[2:] for ln in (body or "").splitlines() if ln.startswith("- molsym flagship /")]
+    if not lines:
+        return [["Speed", "see [Model speed](#model-speed)", "", "", "not measured yet"]]
+    return [["Speed (scripts/bench_model.py)", "", "", ln, "quoted from [Model speed]"
+             "(#model-speed)"] for ln in lines]
+
+
+def extrapolation_rows() -> list[list[str]]:
+    res = common.load_result("extrapolation")
+    if res is None:
+        return [["Extrapolation", "not run", "", "", ""]]
+    rows = []
+    for key, label in (("acac", "acac 300 K -> test_MD_300K"), ("3bpa", "3BPA 300 K held out")):
+        if key in res:
+            rows.append([f"Extrapolation: {label} force MAE (meV/Å)",
+                         _f(_mae(res[key], "forces")), "no peer run", "–",
+                         f"{res['budget_min']:g} min CPU training"])
+    for md in res.get("md", []):
+        rows.append([f"NVE MD, acac at {md['temperature_K']:g} K",
+                     f"{md['time_fs']:.0f} fs, {md['failure'] or 'no failure'}", "no peer run",
+                     "–", f"max drift {md['max_drift_meV_per_atom']:.2g} meV/atom"])
+    return rows
+
+
+def symmetry_rows() -> list[list[str]]:
+    res = common.load_result("symmetry")
+    if res is None:
+        return [["Symmetry", "not run", "", "", ""]]
+    by = {(r["model"], r["dtype"]): r for r in res["rows"]}
+    mlp = by.get(("control: MLP on coordinates + O(3) augmentation", "float32"), {})
+    control = f"augmented MLP {_f(mlp.get('forces_meV_per_A'), 3)}"
+    rows = []
+    for (model, dtype), r in by.items():
+        if model.startswith("molsym"):
+            rows.append([f"Symmetry: {model} {dtype}, max force deviation (meV/Å)",
+                         _f(r["forces_meV_per_A"], 2), control, "–",
+                         "built-in vs learned symmetry"])
+    return rows
+
+
+def main() -> int:
+    rows = (accuracy_rows() + data_rows() + speed_rows() + extrapolation_rows()
+            + symmetry_rows())
+    table = common.md_table(["study", "molsym", "peer / reference", "ratio", "note"], rows)
+    body = "\n".join([
+        "## Summary", "",
+        f"Generated {common.now()} by `python scripts/benchmarks/summary.py` from "
+        "`scripts/benchmarks/results/*.json`. All molsym and peer numbers below were measured "
+        "on a 2-core CPU shared with other jobs, with short wall-clock budgets; published "
+        "numbers are quoted, not re-run. NequIP and SchNetPack were not trained in these "
+        "studies (only timed, in Model speed).", "", table, ""])
+    common.write_summary(body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
