@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from torch.utils.data import RandomSampler
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -40,12 +41,11 @@ class EpochSeededShuffle(pl.Callback):
         loaders = trainer.train_dataloader
         for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
             sampler = getattr(loader, "sampler", None)
-            generator = getattr(sampler, "generator", None)
-            if isinstance(generator, torch.Generator) and not hasattr(sampler, "set_epoch"):
-                def set_epoch(
-                    epoch: int, _g: torch.Generator = generator, _seed: int = self.seed
-                ) -> None:
-                    _g.manual_seed(_seed * 100_003 + int(epoch))
+            if isinstance(sampler, RandomSampler) and not hasattr(sampler, "set_epoch"):
+
+                def set_epoch(epoch: int, _s: RandomSampler = sampler, _seed: int = self.seed):
+                    # a fresh generator: the order depends on (seed, epoch) only
+                    _s.generator = torch.Generator().manual_seed(_seed * 100_003 + int(epoch))
 
                 sampler.set_epoch = set_epoch
                 set_epoch(trainer.current_epoch)

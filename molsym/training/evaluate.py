@@ -32,9 +32,7 @@ def evaluate(
     acc = ErrorAccumulator()
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     outputs = set(getattr(model, "outputs", []))
-    dtype = next(model.parameters()).dtype
     for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-        batch = batch.to(dtype) if hasattr(batch, "to") else batch
         want_forces = keys.FORCES in outputs and keys.FORCES in batch
         want_stress = keys.STRESS in outputs and keys.STRESS in batch
         with torch.enable_grad():

@@ -152,6 +152,8 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     out = Path(out).resolve()
     OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
     set_precision_switches(bool(cfg.get("tf32", False)))
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():

@@ -1,0 +1,99 @@
+"""Losses, metrics, EMA and LR schedules against hand computations."""
+
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from molsym import units
+from molsym.errors import ConfigError
+from molsym.training import ErrorAccumulator, ExponentialMovingAverage, Loss, WarmupCosineLR
+
+
+def _batch(n_atoms=(2, 3), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    graphs = [
+        Data(z=torch.ones(n, dtype=torch.long), pos=torch.randn(n, 3, generator=g),
+             num_atoms=torch.tensor([n]), energy=torch.randn(1, generator=g),
+             forces=torch.randn(n, 3, generator=g), num_nodes=n)
+        for n in n_atoms
+    ]
+    return Batch.from_data_list(graphs)
+
+
+def test_loss_is_weighted_sum_of_per_atom_energy_and_force_mse():
+    batch = _batch()
+    pred = {"energy": batch.energy + torch.tensor([0.2, -0.3]),
+            "forces": batch.forces + 0.1}
+    total, terms = Loss({"energy": 2.0, "forces": 5.0})(pred, batch)
+    e_term = ((0.2 / 2) ** 2 + (0.3 / 3) ** 2) / 2
+    assert terms["energy"].item() == pytest.approx(e_term, rel=1e-5)
+    assert terms["forces"].item() == pytest.approx(0.01, rel=1e-4)
+    assert total.item() == pytest.approx(2.0 * e_term + 5.0 * 0.01, rel=1e-5)
+
+
+def test_huber_is_quadratic_inside_delta_and_linear_outside():
+    batch = _batch()
+    small = {"forces": batch.forces + 0.001}
+    big = {"forces": batch.forces + 1.0}
+    loss = Loss({"forces": 1.0}, kind="huber", huber_delta=0.01)
+    assert loss(small, batch)[0].item() == pytest.approx(0.5 * 0.001**2, rel=1e-3)
+    assert loss(big, batch)[0].item() == pytest.approx(0.01 * (1.0 - 0.005), rel=1e-3)
+    with pytest.raises(ConfigError):
+        Loss(kind="l7")
+
+
+def test_loss_without_common_target_is_a_config_error():
+    with pytest.raises(ConfigError, match="no target"):
+        Loss()({"homo": torch.zeros(2)}, _batch())
+
+
+def test_metrics_in_mev_and_exact_over_batches():
+    a, b = _batch(seed=1), _batch((4,), seed=2)
+    acc = ErrorAccumulator()
+    errs = []
+    for batch, de in ((a, 0.010), (b, -0.004)):
+        pred = {"energy": batch.energy + de, "forces": batch.forces + 2 * de}
+        acc.update(pred, batch)
+        errs.append(torch.full((batch.num_graphs,), de))
+    m = acc.compute()
+    e = torch.cat(errs)
+    assert m["energy"]["unit"] == "meV"
+    assert m["energy"]["mae"] == pytest.approx(e.abs().mean().item() / units.MEV, rel=1e-5)
+    assert m["energy"]["rmse"] == pytest.approx(e.pow(2).mean().sqrt().item() * 1e3, rel=1e-5)
+    per_atom = torch.tensor([0.010 / 2, 0.010 / 3, 0.004 / 4])
+    assert m["energy_per_atom"]["mae"] == pytest.approx(per_atom.mean().item() * 1e3, rel=1e-5)
+    f = torch.tensor([0.02] * (5 * 3) + [0.008] * (4 * 3))  # every component counts
+    assert m["forces"]["mae"] == pytest.approx(f.mean().item() * 1e3, rel=1e-5)
+    assert m["forces"]["unit"] == "meV/Angstrom"
+
+
+def test_ema_follows_the_formula_and_swaps_back():
+    model = torch.nn.Linear(3, 1)
+    ema = ExponentialMovingAverage(model, decay=0.9, warmup=False)
+    w0 = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    expected = 0.9 * w0 + 0.1 * (w0 + 1.0)
+    with ema.average_parameters(model):
+        assert torch.allclose(model.weight, expected)
+    assert torch.allclose(model.weight, w0 + 1.0)
+    state = ema.state_dict()
+    assert "shadow_0" in state and int(state["num_updates"]) == 1
+
+
+def test_warmup_cosine_schedule():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(120):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 11)
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 10
+    assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lrs[115] == pytest.approx(0.1)
+    assert all(x >= y - 1e-12 for x, y in zip(lrs[10:], lrs[11:], strict=False))
