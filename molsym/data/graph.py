@@ -24,6 +24,11 @@ MIN_DISTANCE = 0.1
 _RESERVED_INFO = {keys.ID, "name", "smiles", "source", "record", "pbc", "spacegroup", "unit_cell"}
 
 
+#: Below this many atoms, non-periodic neighbour search is a dense numpy distance matrix
+#: (faster than a cell list for small molecules; identical result).
+DENSE_SEARCH_MAX_ATOMS = 96
+
+
 def neighbour_list(
     positions: np.ndarray,
     cutoff: float,
@@ -33,11 +38,14 @@ def neighbour_list(
     """All ordered pairs (i, j), i != j (or periodic images), closer than ``cutoff``.
 
     Returns ``edge_index`` (2, E) int64, ``cell_shifts`` (E, 3) int64 and distances (E,) so
-    that ``pos[j] - pos[i] + cell_shifts @ cell`` is the edge vector.
+    that ``pos[j] - pos[i] + cell_shifts @ cell`` is the edge vector. Edges are sorted by
+    centre atom, then neighbour.
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     pbc = np.zeros(3, dtype=bool) if pbc is None else np.asarray(pbc, dtype=bool)
     if cell is None or not pbc.any():
+        if len(positions) <= DENSE_SEARCH_MAX_ATOMS:
+            return _dense_neighbour_list(positions, cutoff)
         cell = np.zeros((3, 3))
         pbc = np.zeros(3, dtype=bool)
     cell = np.ascontiguousarray(cell, dtype=np.float64)
@@ -50,16 +58,29 @@ def neighbour_list(
     return edge_index, shifts[order].astype(np.int64), dist[order]
 
 
+def _dense_neighbour_list(
+    positions: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    diff = positions[None, :, :] - positions[:, None, :]  # (N, N, 3): pos[j] - pos[i]
+    dist2 = np.einsum("ijk,ijk->ij", diff, diff)
+    np.fill_diagonal(dist2, np.inf)
+    i, j = np.nonzero(dist2 < cutoff * cutoff)  # row-major: sorted by i, then j
+    edge_index = np.stack([i, j]).astype(np.int64)
+    return edge_index, np.zeros((len(i), 3), dtype=np.int64), np.sqrt(dist2[i, j])
+
+
 def check_structure(atoms: ase.Atoms, source: str | None = None, record=None) -> None:
     """Raise :class:`InputError` for structures no model should see (NaN/inf, no atoms)."""
-    if len(atoms) == 0:
+    _check_arrays(atoms.positions, atoms.numbers, source, record)
+
+
+def _check_arrays(pos: np.ndarray, z: np.ndarray, source, record) -> None:
+    if len(z) == 0:
         raise InputError("structure has no atoms", source, record)
-    pos = atoms.get_positions()
     if not np.isfinite(pos).all():
         bad = int(np.argwhere(~np.isfinite(pos))[0, 0])
         raise InputError(f"non-finite coordinate on atom {bad}", source, record)
-    z = atoms.get_atomic_numbers()
-    if (z <= 0).any() or (z > 118).any():
+    if z.min() <= 0 or z.max() > 118:
         raise InputError(f"invalid atomic number(s) {sorted(set(z[(z <= 0) | (z > 118)]))}",
                          source, record)
 
@@ -83,13 +104,15 @@ def atoms_to_graph(
     dtype = dtype or torch.get_default_dtype()
     source = source if source is not None else atoms.info.get("source")
     record = record if record is not None else atoms.info.get("record")
-    check_structure(atoms, source, record)
-    pos = atoms.get_positions()
-    pbc = np.asarray(atoms.get_pbc(), dtype=bool)
-    cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
-    if pbc.any() and abs(np.linalg.det(cell[pbc][:, pbc])) < 1e-9:
-        raise InputError("periodic structure with a degenerate cell", source, record)
-    if not pbc.any():
+    pos = np.array(atoms.positions, dtype=np.float64)  # copies: the graph owns its arrays
+    z = np.array(atoms.numbers, dtype=np.int64)
+    _check_arrays(pos, z, source, record)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        cell = np.asarray(atoms.cell[:], dtype=np.float64)
+        if abs(np.linalg.det(cell[pbc][:, pbc])) < 1e-9:
+            raise InputError("periodic structure with a degenerate cell", source, record)
+    else:
         cell = np.zeros((3, 3))
     edge_index, shifts, dist = neighbour_list(pos, cutoff, cell, pbc)
     if dist.size and dist.min() < MIN_DISTANCE:
@@ -100,14 +123,14 @@ def atoms_to_graph(
             source,
             record,
         )
-    n = len(atoms)
+    n = len(z)
     data = Data(
-        z=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
-        pos=torch.as_tensor(pos, dtype=dtype),
-        edge_index=torch.as_tensor(edge_index),
-        cell_shifts=torch.as_tensor(shifts, dtype=dtype),
-        cell=torch.as_tensor(cell, dtype=dtype).unsqueeze(0),
-        pbc=torch.as_tensor(pbc).unsqueeze(0),
+        z=torch.from_numpy(z),
+        pos=torch.from_numpy(pos).to(dtype),
+        edge_index=torch.from_numpy(edge_index),
+        cell_shifts=torch.from_numpy(shifts).to(dtype),
+        cell=torch.from_numpy(cell).to(dtype).unsqueeze(0),
+        pbc=torch.from_numpy(pbc.copy()).unsqueeze(0),
         num_atoms=torch.tensor([n], dtype=torch.long),
         num_nodes=n,
     )

@@ -38,6 +38,21 @@ def test_neighbour_list_matches_brute_force_molecule(cutoff):
     np.testing.assert_allclose(np.linalg.norm(vec, axis=1), dist)
 
 
+@pytest.mark.parametrize("num_atoms", [20, 150])  # dense numpy path and vesin path
+def test_neighbour_list_matches_brute_force_cluster(num_atoms):
+    pos = np.random.default_rng(1).uniform(0, 12, size=(num_atoms, 3))
+    ei, sh, dist = neighbour_list(pos, 3.0)
+    assert as_set(ei, sh) == brute_force_pairs(pos, np.zeros((3, 3)), [0, 0, 0], 3.0)
+    assert np.all(np.diff(ei[0]) >= 0)  # sorted by centre atom
+
+
+def test_graph_does_not_share_memory_with_atoms():
+    atoms = molecule("H2O")
+    g = atoms_to_graph(atoms, cutoff=3.0, dtype=torch.float64)
+    atoms.positions[0] += 1.0
+    assert not torch.allclose(g.pos[0], torch.as_tensor(atoms.positions[0]))
+
+
 @pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True)])
 def test_neighbour_list_matches_brute_force_periodic(pbc):
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
