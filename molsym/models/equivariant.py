@@ -91,7 +91,7 @@ class EquivariantModel(AtomisticModel):
         self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
-        unit, y2 = edge_tensors(edge_vec / length.unsqueeze(-1), self.l_max)
+        unit, _ = edge_tensors(edge_vec / length.unsqueeze(-1), min(self.l_max, 1))  # (3, E)
         weights = self.radial(self.basis(length), self.envelope(length))
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         node_energy = torch.zeros_like(species, dtype=h.dtype)
@@ -99,7 +99,7 @@ class EquivariantModel(AtomisticModel):
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
         ):
-            update = product(interaction(h, unit, y2, w, edge_index))
+            update = product(interaction(h, unit, w, edge_index))
             if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
                 h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
             h = h + update

@@ -20,12 +20,12 @@ def _num_paths(l_in: int, l_max: int) -> int:
 class CartesianInteraction(nn.Module):
     """Equivariant neighbour density ``A_i = sum_j R(r_ij) * (h_j (x) Y(u_ij)) / avg_neighbours``.
 
-    Inputs: ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``unit`` (3, E) and
-    ``y2`` (3, 3, E) from :func:`molsym.nn.cartesian.edge_tensors` (None when l_max is too
-    small); ``weights`` (E, num_paths * C) radial weights (zero beyond the cutoff), e.g. from a
-    :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A`` (K, N, C),
-    K = ``num_components(l_max)``. Every coupling of an l_in feature of atom j with the edge
-    direction into an l_out <= l_max feature is a path with its own radial weights.
+    Inputs: ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``unit`` (3, E) unit edge
+    vectors (None for l_max = 0); ``weights`` (E, num_paths * C) radial weights (zero beyond
+    the cutoff), e.g. from a :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A``
+    (K, N, C), K = ``num_components(l_max)``. Every coupling of an l_in feature of atom j
+    with the edge direction into an l_out <= l_max feature is a path with its own radial
+    weights.
     """
 
     def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float):
@@ -41,7 +41,6 @@ class CartesianInteraction(nn.Module):
         self,
         h: torch.Tensor,
         unit: torch.Tensor | None,
-        y2: torch.Tensor | None,
         weights: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> torch.Tensor:
@@ -66,15 +65,24 @@ class CartesianInteraction(nn.Module):
                 m1 = m1 + next(w) * tu
             messages.append(m1)
         if self.l_max >= 2:
-            m2 = next(w) * sj * y2.unsqueeze(-1)
+            # sym0(u (x) q) with q = R s_j u + R' v_j covers the s Y2 and sym0(u v) paths; the
+            # symmetric-traceless projection is linear, so it is applied after the sum over
+            # neighbours (on N atoms instead of E edges). T_j is already symmetric-traceless.
+            q = next(w) * sj * u
             if vj is not None:
-                m2 = m2 + next(w) * sym_traceless(u.unsqueeze(1) * vj)
+                q = q + next(w) * vj
+            m2 = u.unsqueeze(1) * q  # (3, 3, E, C): u_a q_b
             if self.l_in >= 2:
                 m2 = m2 + next(w) * hj[2]
             messages.append(m2.reshape(9, -1, c))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
-        return out.index_add_(1, edge_index[0], msg) * self.norm
+        out = out.index_add_(1, edge_index[0], msg) * self.norm
+        if self.l_max < 2:
+            return out
+        parts = split_components(out)
+        rank2 = sym_traceless(parts[2]).reshape(9, n, c)
+        return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)
 
 
 class CFConvInteraction(nn.Module):
