@@ -185,11 +185,12 @@ def minutes(seconds: float) -> str:
 
 
 def molsym_train(run_dir: Path, overrides: list[str], budget_s: float | None,
-                 log: Path) -> dict[str, Any]:
+                 log: Path, train: bool = True) -> dict[str, Any]:
     """``molsym train <overrides> hydra.run.dir=run_dir`` with ``trainer.max_time=budget_s``.
 
     Returns {"metrics": test metrics JSON, "wall_s", "status", "epochs", "model", "command"}.
-    Reuses a finished run in ``run_dir`` (its metrics.json) instead of training again.
+    Reuses a finished run in ``run_dir`` (its metrics.json) instead of training again; with
+    ``train=False`` it only collects what is there.
     """
     args = list(overrides) + [f"hydra.run.dir={run_dir}"]
     if budget_s is not None:
@@ -197,7 +198,7 @@ def molsym_train(run_dir: Path, overrides: list[str], budget_s: float | None,
     cmd = [str(MOLSYM), "train", *args]
     metrics_path = run_dir / "metrics.json"
     status, wall = 0, None
-    if not metrics_path.is_file():
+    if not metrics_path.is_file() and train:
         status, wall = run_logged(cmd, log)
     result: dict[str, Any] = {"command": "molsym train " + shlex.join(args), "status": status,
                               "wall_s": None if wall is None else round(wall, 1),

@@ -82,6 +82,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     studies = [s for s in STUDIES if s in results["runs"]]
     fig, axes = plt.subplots(1, len(studies), figsize=(4.3 * len(studies), 3.6), squeeze=False)
@@ -93,6 +94,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
             slope = fit_slope(ns, maes)
             label = f"{model} (slope {slope:.2f})" if slope is not None else model
             ax.loglog(ns, maes, "o-", color=color, label=label)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("N_train")
         ax.set_ylabel(f"MAE ({STUDIES[study][2]})")
         ax.set_title(STUDIES[study][1], fontsize=10)
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--quick", action="store_true", help="two sizes, 30 s per run")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--collect", action="store_true",
+                        help="rebuild the results from finished run folders, train nothing")
     args = parser.parse_args(argv)
     name = "data_efficiency_quick" if args.quick else "data_efficiency"
     if args.quick:
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         pool = max(args.qm9_sizes) + 1500
         command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
-        results.setdefault("commands", []).append(command)
+        if not args.collect:
+            results.setdefault("commands", []).append(command)
         if "aspirin" in args.studies:
             results["budget_s"] = args.budget_s
         if any(s.startswith("qm9") for s in args.studies):
@@ -169,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 for model, cfg in MODELS.items():
                     out = common.RUNS / name / study / model / str(n)
                     res = common.molsym_train(out, overrides(study, cfg, n, out, pool),
-                                              budget, out.with_suffix(".log"))
+                                              budget, out.with_suffix(".log"), not args.collect)
+                    if "metrics" not in res:
+                        continue
                     results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
                     results.setdefault("example_command", res["command"])
                     common.save_result(name, results)
