@@ -31,12 +31,10 @@ Floating inputs must have the exported dtype and everything must be on the expor
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +95,18 @@ class ExportablePotential(nn.Module):
         return {key: out[key] for key in sorted(out)}
 
 
-@contextlib.contextmanager
-def _traced_as_compiled() -> Iterator[None]:
-    """Make ``torch.compiler.is_compiling()`` true while tracing, as torch.export does, so the
-    model skips its Python-side checks that read tensor values."""
-    old = torch.compiler._is_compiling_flag
-    torch.compiler._is_compiling_flag = True
-    try:
-        yield
-    finally:
-        torch.compiler._is_compiling_flag = old
+def _without_python_element_check(model: nn.Module) -> nn.Module:
+    """Replace ``model.species_index`` (atomic number -> index into ``elements``) by a plain
+    table lookup: the model's own version reads tensor values in Python to raise a readable
+    error, which a traced graph cannot keep (:class:`ExportablePotential` checks in-graph)."""
+    table = torch.full((_NUM_Z,), -1, dtype=torch.long)
+    table[torch.tensor([int(z) for z in model.elements])] = torch.arange(len(model.elements))
+
+    def species_index(z: torch.Tensor) -> torch.Tensor:
+        return table.to(z.device).index_select(0, z.clamp(0, _NUM_Z - 1))
+
+    model.species_index = species_index
+    return model
 
 
 def example_inputs(
@@ -140,17 +140,54 @@ def example_inputs(
     return tuple(t.to(device) for t in tensors)
 
 
-def trace_potential(model: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.fx.GraphModule:
-    """ATen graph of energy *and* forces of ``model`` (a molsym model), symbolic in N, E, B.
+class _Flat(nn.Module):
+    """``module`` called with every input flattened to 1-D and reshaped back inside.
+
+    ``make_fx(tracing_mode="symbolic")`` makes *every* input dimension symbolic, also the fixed
+    3 of ``pos`` (N, 3); sizes computed from it would then be symbolic too (e.g. the number of
+    Cartesian components, which a model may use as a Python dict key). Flat inputs leave only
+    the lengths symbolic and the fixed trailing dimensions literal.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, z, pos, edge_index, batch, cell, cell_shifts):
+        return self.module(z, pos.view(-1, 3), edge_index.view(2, -1), batch,
+                           cell.view(-1, 3, 3), cell_shifts.view(-1, 3))
+
+
+def _unflatten_inputs(graph: torch.fx.GraphModule, flat: tuple[int, ...]) -> None:
+    """Let ``graph`` (traced on flat inputs, see :class:`_Flat`) take the inputs in their
+    natural shapes: the placeholders at positions ``flat`` are reshaped to 1-D inside."""
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    for index in flat:
+        node = placeholders[index]
+        with graph.graph.inserting_after(node):
+            reshaped = graph.graph.call_function(torch.ops.aten.reshape.default, (node, [-1]))
+        node.replace_all_uses_with(
+            reshaped, delete_user_cb=lambda user, new=reshaped: user is not new)
+    graph.recompile()
+
+
+def trace_potential(
+    model: nn.Module, example: tuple[torch.Tensor, ...]
+) -> torch.fx.GraphModule:
+    """ATen graph of energy *and* forces of ``model`` (a molsym model), symbolic in N, E, B,
+    as a module with the calling convention of :class:`ExportablePotential`.
 
     The model is copied, put in eval mode and frozen (no parameter gradients are traced).
     """
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    wrapper = ExportablePotential(frozen).to(example[1].device)
-    with _traced_as_compiled(), torch.enable_grad():
-        return make_fx(wrapper, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
+    frozen = _without_python_element_check(copy.deepcopy(model).eval().requires_grad_(False))
+    flat = _Flat(ExportablePotential(frozen).to(example[1].device))
+    flat_example = [t.reshape(-1) if t.dim() > 1 else t for t in example]
+    with torch.enable_grad():
+        graph = make_fx(flat, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*flat_example)
+    _unflatten_inputs(graph, tuple(i for i, t in enumerate(example) if t.dim() > 1))
+    return graph
 
 
 def export_program(
@@ -163,10 +200,10 @@ def export_program(
     dtype = dtype or next(model.parameters()).dtype
     model = copy.deepcopy(model).to(device=device, dtype=dtype)
     example = example_inputs(list(model.elements), float(model.cutoff), (3, 5), dtype, device)
-    graph = trace_potential(model, example)
+    traced = trace_potential(model, example)
     atoms, edges, graphs = (torch.export.Dim.DYNAMIC,) * 3
     dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: atoms}, {0: graphs}, {0: edges})
-    return torch.export.export(graph, example, dynamic_shapes=dynamic, strict=False)
+    return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
 
 
 def export_metadata(model: nn.Module, fmt: str, device: str, dtype: torch.dtype) -> dict:
