@@ -95,13 +95,13 @@ def split_components(h: torch.Tensor) -> list[torch.Tensor]:
 
     One ``split`` (its backward is a single ``cat``) instead of several slices.
     """
-    k, rest = h.shape[0], h.shape[1:]
-    sizes = {1: [1], 4: [1, 3], 13: [1, 3, 9]}[k]
+    k, rest = h.shape[0], h.shape[1:]  # comparisons only: k may be symbolic when traced
+    sizes = [1, 3, 9] if k == 13 else [1, 3] if k == 4 else [1]
     parts = h.split(sizes, dim=0)
     out = [parts[0].squeeze(0)]
-    if k >= 4:
+    if len(sizes) >= 2:
         out.append(parts[1])
-    if k == 13:
+    if len(sizes) == 3:
         out.append(parts[2].view(3, 3, *rest))
     return out
 
