@@ -53,6 +53,8 @@ PROPERTY_UNITS: dict[str, tuple[str, float]] = {
     "B": ("GHz", 1.0),
     "C": ("GHz", 1.0),
 }
+#: Magnitudes that a scalar regression head may push below zero; clipped at 0.
+NONNEGATIVE = frozenset({"dipole_moment"})
 #: Properties that share one column name: QM9's scalar dipole magnitude is ``dipole_D`` too
 #: (unless the model also predicts the dipole vector).
 _ALIASES = {"dipole_moment": "dipole"}
@@ -265,6 +267,8 @@ class Predictor:
             tensor = out[prop].detach()
             if tensor.dim() == 2:  # vector property (dipole): magnitude
                 tensor = tensor.norm(dim=-1)
+            elif prop in NONNEGATIVE:
+                tensor = tensor.clamp(min=0.0)
             factor = PROPERTY_UNITS.get(prop, (None, 1.0))[1]
             column = property_column(prop, self.outputs)
             values[column] = (tensor.double().cpu().numpy() / factor).tolist()

@@ -77,7 +77,7 @@ def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
     molecules with RDKit/MMFF geometries from their SMILES (same model, same labels)."""
     from molsym import units
     from molsym.data.readers import read_file
-    from molsym.predict import Entry, Predictor, embed_smiles, property_column
+    from molsym.predict import Entry, Predictor, property_column
 
     predictor = Predictor(model)
     test = read_file(out / "qm9_test.extxyz")
@@ -88,7 +88,7 @@ def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
     dft = predictor.table(predictor.run([Entry.from_atoms(m) for m in test]))
     t_dft = time.perf_counter() - t0
     subset = test[:n_smiles]
-    entries = embed_smiles([m.info["smiles"] for m in subset], "qm9_test", jobs)
+    entries = _smiles_entries(out, [m.info["smiles"] for m in subset], jobs)
     smi = predictor.table(predictor.run(entries))
     result = {"n_test": len(test), "n_smiles": len(subset),
               "smiles_failed": int((smi["error"] != "").sum()), "seconds_dft": t_dft,
@@ -103,6 +103,28 @@ def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
             "smiles_geometry_subset": _mae(smi[col].to_numpy(float), refs[t][: len(subset)]),
         }
     return result
+
+
+def _smiles_entries(out: Path, smiles: list[str], jobs: int) -> list:
+    """Embedded test SMILES, cached in ``out/qm9_test_smiles.extxyz`` (+ ``.errors.json``) so
+    that re-evaluating a model does not embed again."""
+    import ase.io
+
+    from molsym.predict import Entry, embed_smiles
+
+    geo, err = out / "qm9_test_smiles.extxyz", out / "qm9_test_smiles.errors.json"
+    if geo.is_file() and err.is_file():
+        errors = {int(k): v for k, v in json.loads(err.read_text()).items()}
+        frames = iter(ase.io.read(geo, index=":"))
+        entries = [Entry("qm9_test", i, None, s, f"qm9_test:{i}", errors[i]) if i in errors
+                   else Entry("qm9_test", i, next(frames), s, f"qm9_test:{i}")
+                   for i, s in enumerate(smiles)]
+        if len(entries) == len(smiles):
+            return entries
+    entries = embed_smiles(smiles, "qm9_test", jobs)
+    ase.io.write(geo, [e.atoms for e in entries if e.atoms is not None], format="extxyz")
+    err.write_text(json.dumps({e.index: e.error for e in entries if e.error}))
+    return entries
 
 
 def markdown(result: dict) -> str:

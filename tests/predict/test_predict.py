@@ -122,3 +122,14 @@ def test_cuda_matches_cpu():
 def test_cuda_without_a_device_is_a_config_error():
     with pytest.raises(ConfigError, match="CUDA"):
         Predictor(small_model(), device="cuda")
+
+
+def test_dipole_magnitude_is_never_negative():
+    from molsym.models import InvariantModel
+
+    model = InvariantModel(cutoff=4.0, elements=[1, 6, 8], outputs=["energy", "dipole_moment"],
+                           num_channels=8, num_layers=1, property_mean={"dipole_moment": -5.0},
+                           property_std={"dipole_moment": 0.01}).double()
+    df = predict(model, [molecule("CH3CH2OH"), molecule("H2O")])
+    assert list(df.columns)[-2] == "dipole_D"
+    assert (df["dipole_D"] == 0.0).all()  # the raw head gives about -5 e*Angstrom
