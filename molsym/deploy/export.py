@@ -21,8 +21,9 @@ Calling convention of the loaded artifact (shapes for B graphs, N atoms, E direc
     # directions; batch (N,) int64 graph of each atom; cell (B, 3, 3) Angstrom, lattice
     # vectors as rows, zeros for molecules; cell_shifts (E, 3) integer image shifts as
     # floats, zeros for molecules. Edge vector: pos[j] - pos[i] + cell_shifts @ cell[batch[i]].
-    # out: dict with "energy" (B,) eV, "forces" (N, 3) eV/Angstrom and every other output
-    # of the model (e.g. "dipole" (B, 3) e*Angstrom, scalar properties (B,)).
+    # out: dict with "energy" (B,) eV, "forces" (N, 3) eV/Angstrom (models with a forces
+    # output) and every other output of the model (e.g. "dipole" (B, 3) e*Angstrom,
+    # scalar properties (B,)).
 
 Floating inputs must have the exported dtype and everything must be on the exported device
 (``metadata["dtype"]``, ``metadata["device"]``). An atomic number outside
@@ -67,7 +68,8 @@ class ExportablePotential(nn.Module):
     """Tensor-only wrapper with the artifact's calling convention (see the module docstring).
 
     Checks the atomic numbers inside the graph (the model's own check reads tensor values in
-    Python, which a traced graph cannot keep) and always computes forces.
+    Python, which a traced graph cannot keep) and computes forces whenever the model has a
+    "forces" output.
     """
 
     def __init__(self, model: nn.Module):
@@ -206,7 +208,9 @@ def export_program(
     return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
 
 
-def export_metadata(model: nn.Module, fmt: str, device: str, dtype: torch.dtype) -> dict:
+def export_metadata(
+    model: nn.Module, fmt: str, device: str, dtype: torch.dtype, outputs: list[str]
+) -> dict:
     """What the artifact carries about itself (JSON-able)."""
     from molsym.deploy.model_file import DEFAULT_UNITS
 
@@ -216,7 +220,7 @@ def export_metadata(model: nn.Module, fmt: str, device: str, dtype: torch.dtype)
         "format": fmt,
         "cutoff": float(model.cutoff),
         "elements": [int(z) for z in model.elements],
-        "outputs": sorted({"energy", "forces", *model.outputs} - {"stress"}),
+        "outputs": sorted(outputs),
         "units": dict(DEFAULT_UNITS),
         "dtype": str(dtype).replace("torch.", ""),
         "device": str(device),
@@ -236,8 +240,10 @@ def _check_against_model(run, model: nn.Module, device, dtype, tol: float) -> fl
     model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     ref = model(z, pos, edge_index, batch, cell.shape[0], cell=cell, cell_shifts=shifts)
     got = run(*example)
+    if set(got) != set(ref):
+        raise RuntimeError(f"exported outputs {sorted(got)} differ from the model's {sorted(ref)}")
     worst = 0.0
-    for key in ("energy", "forces"):
+    for key in ref:
         want, have = ref[key].detach(), got[key].detach()
         scale = max(float(want.abs().max()), 1.0)
         worst = max(worst, float((have - want).abs().max()) / scale)
@@ -282,11 +288,12 @@ def export_model(
     dtype = dtype or next(model.parameters()).dtype
     path = Path(path)
     program = export_program(model, device, dtype)
-    meta = export_metadata(model, format, str(device), dtype)
+    run = program.module()
+    example = example_inputs(list(model.elements), float(model.cutoff), (2, 3), dtype, device)
+    meta = export_metadata(model, format, str(device), dtype, list(run(*example)))
     if check:  # the program in memory; serialising it is torch's part
         tol = 1e-8 if dtype == torch.float64 else 1e-4
-        meta["check_max_rel_deviation"] = _check_against_model(
-            program.module(), model, device, dtype, tol)
+        meta["check_max_rel_deviation"] = _check_against_model(run, model, device, dtype, tol)
     text = json.dumps(meta, indent=2)
     if format == "export":
         _write_atomic(lambda f: torch.export.save(program, f, extra_files={METADATA_KEY: text}),

@@ -27,12 +27,13 @@ ELEMENTS = [1, 6, 7, 8]
 CUTOFF = 3.5
 
 
-def small_model(name: str = "equivariant", **kwargs) -> torch.nn.Module:
+def small_model(name: str = "equivariant", outputs=("energy", "forces", "dipole", "gap"),
+                **kwargs) -> torch.nn.Module:
     """A small model with random (non-default) weights, float64."""
     extra = dict(num_channels=8, num_layers=1, l_max=2) if name == "equivariant" else {}
     extra.update(kwargs)
     model = MODEL_CLASSES[name](
-        cutoff=CUTOFF, elements=ELEMENTS, outputs=["energy", "forces", "dipole", "gap"],
+        cutoff=CUTOFF, elements=ELEMENTS, outputs=list(outputs),
         num_radial=6, radial_hidden=16, readout_hidden=8, avg_num_neighbors=6.0,
         atomic_energies={"1": -13.6, "6": -1029.0, "7": -1485.0, "8": -2042.0}, **extra,
     )
@@ -161,10 +162,12 @@ def test_unknown_element_is_refused(artifact):
         run(*(graphs[name] for name in INPUT_NAMES))
 
 
-def test_invariant_model_exports(tmp_path):
-    meta = export_model(small_model("invariant", num_channels=8, num_layers=1),
-                        tmp_path / "inv.pt2")
+def test_invariant_model_without_forces_exports(tmp_path):
+    """The other model class, and a property model (no forces output: none exported)."""
+    model = small_model("invariant", outputs=("energy", "gap"), num_channels=8, num_layers=1)
+    meta = export_model(model, tmp_path / "inv.pt2")
     assert meta["check_max_rel_deviation"] < 1e-8 and meta["model_class"] == "invariant"
+    assert meta["outputs"] == ["energy", "gap"]
 
 
 def test_cli_errors(tmp_path, capsys):
