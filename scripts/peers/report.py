@@ -112,7 +112,10 @@ def docs_section(rows, rat, workers, info, args, argv, load) -> str:
         + "- Every model runs in its own long-lived process (peers in their own venvs); "
         f"{args.rounds} round(s), models interleaved round-robin, median reported. The 2 cores "
         f"are shared with other work: load average {load[0]:.1f} at start, {load[1]:.1f} at the "
-        "end, so absolute numbers are noisy; the ratios are the more robust part. "
+        "end, so absolute rates are far below an idle machine's (with 2 OpenMP threads a step "
+        "stalls whenever either thread is descheduled) and vary several-fold between rounds; "
+        "read the ratios (the per-CPU-second ones are the least load-dependent) and rerun on an "
+        "idle machine for absolute numbers. "
         + (f"Each worker ran its timed blocks (only those) at nice {args.nice}, ahead of the "
            "other jobs." if args.nice else "All at normal priority."),
         "- conf/s median (best): each block's rate is taken from its median step, the table "
