@@ -18,6 +18,7 @@ import datetime
 import io
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -40,14 +41,21 @@ def qm9_sample(n: int, seed: int = 0):
     return smiles, frames
 
 
-def timed_main(argv: list[str]) -> tuple[float, int]:
-    """Wall time of ``molsym predict argv`` (table to a file, nothing on stdout)."""
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished workers (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed_main(argv: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of ``molsym predict argv`` (table to a file, nothing on stdout)."""
     from molsym.cli.predict import main
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     with contextlib.redirect_stderr(io.StringIO()):
         rc = main(argv)
-    return time.perf_counter() - t0, rc
+    return time.perf_counter() - t0, cpu_seconds() - c0, rc
 
 
 def bench(model: str, n: int, jobs: int, batch_atoms: int, device: str) -> list[tuple]:
@@ -65,15 +73,14 @@ def bench(model: str, n: int, jobs: int, batch_atoms: int, device: str) -> list[
         common = ["--model", model, "-o", out, "--jobs", str(jobs),
                   "--batch-atoms", str(batch_atoms), "--device", device, "--progress", "never"]
         Predictor(model, device=device)  # warm-up: imports and model load
-        dt, rc = timed_main([*common, str(smi)])
-        rows.append(("SMILES file, embedding included", n, dt, rc))
+        rows.append(("SMILES file, embedding included", n, *timed_main([*common, str(smi)])))
         entries = gather([str(smi)], n_jobs=jobs)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         predictor = Predictor(model, device=device, batch_atoms=batch_atoms)
-        predictor.table(predictor.run(entries))
-        rows.append(("same molecules, embedding excluded", n, time.perf_counter() - t0, 0))
-        dt, rc = timed_main([*common, str(xyz)])
-        rows.append(("extxyz frames (QM9 DFT geometries)", n, dt, rc))
+        table = predictor.table(predictor.run(entries))
+        rows.append(("same molecules, embedding excluded", n, time.perf_counter() - t0,
+                      cpu_seconds() - c0, int((table["error"] != "").any())))
+        rows.append(("extxyz frames (QM9 DFT geometries)", n, *timed_main([*common, str(xyz)])))
     return rows
 
 
@@ -103,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     n = 500 if args.quick else args.n
+    load = os.getloadavg()[0]
     rows = bench(args.model, n, args.jobs, args.batch_atoms, args.device)
     print(f"`python scripts/bench_predict.py {' '.join(argv or sys.argv[1:])}` "
           f"({datetime.date.today().isoformat()})\n")
-    print(f"Machine: {machine()}\n")
-    print("| path | molecules | wall s | molecules/s | exit |")
-    print("|---|---:|---:|---:|---:|")
-    for name, count, dt, rc in rows:
-        print(f"| {name} | {count} | {dt:.1f} | {count / dt:.0f} | {rc} |")
+    print(f"Machine: {machine()}; load average at the start {load:.1f}\n")
+    print("| path | molecules | wall s | molecules/s (wall) | CPU s | molecules per CPU-s "
+          "| exit |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, count, dt, cpu, rc in rows:
+        print(f"| {name} | {count} | {dt:.1f} | {count / dt:.0f} | {cpu:.1f} | "
+              f"{count / cpu:.0f} | {rc} |")
     return 0
 
 
