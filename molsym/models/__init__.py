@@ -23,19 +23,24 @@ def predict_batch(
     compute_forces: bool = True,
     compute_stress: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Run ``model`` on a PyG Batch (fields named as in :mod:`molsym.keys`).
+    """Run ``model`` on a PyG Batch (fields named as in :mod:`molsym.keys`) or a single Data.
 
     The cell is passed only when some graph is periodic or stress is wanted, so molecules skip
     the (zero) cell-shift term. Returns the model's output dict (see ``AtomisticModel.forward``).
     """
+    z = batch[keys.ATOMIC_NUMBERS]
+    if keys.BATCH in batch and batch[keys.BATCH] is not None:
+        graph_of_atom, num_graphs = batch[keys.BATCH], int(batch.num_graphs)
+    else:  # a single Data graph
+        graph_of_atom, num_graphs = torch.zeros_like(z), 1
     periodic = compute_stress or (keys.PBC in batch and bool(batch[keys.PBC].any()))
     total_charge = batch[keys.TOTAL_CHARGE] if keys.TOTAL_CHARGE in batch else None
     return model(
-        batch[keys.ATOMIC_NUMBERS],
+        z,
         batch[keys.POSITIONS],
         batch[keys.EDGE_INDEX],
-        batch[keys.BATCH],
-        int(batch.num_graphs),
+        graph_of_atom,
+        num_graphs,
         cell=batch[keys.CELL] if periodic else None,
         cell_shifts=batch[keys.CELL_SHIFTS] if periodic else None,
         compute_forces=compute_forces,

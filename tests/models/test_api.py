@@ -57,6 +57,15 @@ def test_output_shapes_and_flags(config):
     torch.testing.assert_close(no_forces["energy"], out["energy"])
 
 
+def test_predict_batch_accepts_a_single_graph():
+    model = build_model("equivariant-l1", torch.float64)
+    graph = atoms_to_graph(ethanol(), 3.5, dtype=torch.float64)
+    single = predict_batch(model, graph)
+    batched = predict_batch(model, Batch.from_data_list([graph]))
+    for key in batched:
+        torch.testing.assert_close(single[key], batched[key])
+
+
 def test_stress_needs_a_cell():
     model = build_model("invariant", torch.float64)
     b = batch_of([ethanol()])
