@@ -147,7 +147,7 @@ fi
 MOLSYM=("$PY" -c "import sys; from molsym.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 # --- 1. tests -----------------------------------------------------------------------------
-run_step tests_gpu 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
+run_step tests_gpu 120 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
 
 # --- 2. short training on cuda (bundled rMD17 ethanol) ------------------------------------
 TRAIN_DIR=/tmp/molsym_gpu_train
@@ -174,7 +174,7 @@ else
 fi
 
 # --- 4. eager vs torch.compile ------------------------------------------------------------
-run_step bench_compile 120 "$PY" scripts/bench_compile.py --device cuda --frames 32 \
+run_step bench_compile 180 "$PY" scripts/bench_compile.py --device cuda --frames 32 \
     ${BENCH_DATA:+--data "$BENCH_DATA"} --out "$RESULTS/bench_compile.json"
 
 # --- 5. export the trained model for cuda (AOTInductor) -----------------------------------
