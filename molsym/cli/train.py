@@ -91,7 +91,8 @@ def _make_app():
             sys.exit(_error(str(exc), 2 if type(exc).__name__ == "ConfigError" else 1))
         except FileNotFoundError as exc:
             sys.exit(_error(str(exc), 1))
-        print(summary(result))
+        if result["is_global_zero"]:
+            print(summary(result))
 
     return app
 
@@ -108,12 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     from molsym.training.datasets import register_resolvers
 
     register_resolvers()
-    saved = sys.argv
-    sys.argv = ["molsym train", *argv]
+    # Lightning's DDP launcher restarts the other ranks as `python sys.argv[0] sys.argv[1:]`
+    # (or `python -m <__main__ spec>`): point both at this file so that they run `train`.
+    main_module = sys.modules.get("__main__")
+    saved = sys.argv, getattr(main_module, "__spec__", None)
+    sys.argv = [str(Path(__file__).resolve()), *argv]
+    if main_module is not None:
+        main_module.__spec__ = None
     try:
         _make_app()()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
-        sys.argv = saved
+        sys.argv = saved[0]
+        if main_module is not None:
+            main_module.__spec__ = saved[1]
     return 0
+
+
+if __name__ == "__main__":  # the DDP launcher's entry for ranks > 0
+    sys.exit(main())

@@ -39,7 +39,7 @@ REPORT_UNITS: dict[str, tuple[str, float]] = {
 
 def report_unit(name: str) -> tuple[str, float]:
     """Reporting unit and conversion factor of target ``name`` (internal unit if unknown)."""
-    return REPORT_UNITS.get(name, (units.INTERNAL_UNIT.get(name, "internal"), 1.0))
+    return REPORT_UNITS.get(name, (units.INTERNAL_UNIT.get(name, "data units"), 1.0))
 
 
 class ErrorAccumulator:

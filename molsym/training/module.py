@@ -112,9 +112,10 @@ class MolsymModule(pl.LightningModule):
         flat = flat_metrics(metrics, stage)
         if flat:
             show = {f"{stage}/energy_mae_meV", f"{stage}/forces_mae_meV_per_Angstrom"}
-            self.log_dict({k: v for k, v in flat.items() if k not in show}, sync_dist=False)
+            # identical on every rank already; sync_dist only averages equal numbers
+            self.log_dict({k: v for k, v in flat.items() if k not in show}, sync_dist=True)
             self.log_dict({k: v for k, v in flat.items() if k in show}, prog_bar=stage == "val",
-                          sync_dist=False)
+                          sync_dist=True)
         self.ema._swap(self.model)
 
     def _reduce_sum(self, t: torch.Tensor) -> torch.Tensor:

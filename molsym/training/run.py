@@ -187,7 +187,8 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     elif best is not None:  # no test set: still deploy the best weights
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)[
             "state_dict"])
-    result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best}
+    result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
+              "is_global_zero": trainer.is_global_zero}
     if trainer.is_global_zero:
         from molsym.deploy import save_model
 

@@ -114,11 +114,3 @@ def test_elements_not_covered_by_the_model_is_one_line(capsys, emt_xyz, tmp_path
     assert main(tiny_args(emt_xyz, tmp_path / "run", "model.elements=[1,6]")) == 2
     line = _one_error_line(capsys)
     assert "O" in line and str(emt_xyz) in line
-
-
-def test_cli_subprocess_error_has_no_hydra_stack(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "molsym.cli.main", "train", "optimizer.lrr=1"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "lrr" in lines[0], out.stderr
