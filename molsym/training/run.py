@@ -138,7 +138,8 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> None:
     write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_atomic(out / "statistics.json", json.dumps(stats, indent=2))
-    dm.save_splits(out / "splits.json")
+    # the datamodule's Splits format (reusable as data.split_file), written atomically
+    write_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
 
 
 def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
