@@ -71,8 +71,11 @@ RUN if id -u "$UID" > /dev/null 2>&1; then userdel --remove "$(id -un "$UID")"; 
     && mkdir -p /data /runs/cache \
     && chown -R "$UID:$GID" /data /runs
 
+# Triton's kernel cache defaults to ~/.triton, unwritable when the container runs with another
+# --user; /tmp works for any uid (Inductor's cache is in /tmp already).
 ENV MOLSYM_DATA_ROOT=/data \
     MOLSYM_CACHE_DIR=/runs/cache \
+    TRITON_CACHE_DIR=/tmp/triton \
     HOME=/home/molsym
 USER ${UID}:${GID}
 WORKDIR /runs

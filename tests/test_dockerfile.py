@@ -150,6 +150,21 @@ def _pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(out)
 
 
+def test_environment_points_into_the_volumes(docker):
+    """The image's MOLSYM_* variables are the ones molsym reads, and point into the volumes."""
+    instr, _ = docker
+    env = {}
+    for word, rest in instr:
+        if word == "ENV":
+            env.update(dict(item.split("=", 1) for item in shlex.split(rest)))
+    volumes = [v for w, r in instr if w == "VOLUME" for v in json.loads(r)]
+    source = "".join(p.read_text() for p in (ROOT / "molsym").rglob("*.py"))
+    for name in ("MOLSYM_DATA_ROOT", "MOLSYM_CACHE_DIR"):
+        assert name in env, f"ENV {name} missing"
+        assert f'"{name}"' in source, f"molsym no longer reads {name}"
+        assert any(env[name] == v or env[name].startswith(v + "/") for v in volumes), name
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule: a pattern matches the path or a parent folder of it (from the context
     root, not at any depth), the last matching pattern wins and ``!`` re-includes."""
