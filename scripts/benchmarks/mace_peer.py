@@ -72,6 +72,24 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
                                                                        repr(a) for a in args[1:]])}
 
 
+def setup_seconds(run_dir: Path) -> float | None:
+    """Seconds from MACE's first log line to the start of its training loop (data loading,
+    statistics, model build), read from the time stamps of ``run_dir/logs/*.log``."""
+    import re
+    from datetime import datetime
+
+    logs = sorted((run_dir / "logs").glob("*.log"))
+    if not logs:
+        return None
+    stamps = []
+    for line in logs[0].read_text().splitlines():
+        match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)", line)
+        if match:
+            stamps.append((datetime.fromisoformat(match.group(1)), match.group(2)))
+    start = next((t for t, msg in stamps if "TRAINING" in msg), None)
+    return (start - stamps[0][0]).total_seconds() if stamps and start else None
+
+
 def evaluate(model: Path, test_xyz: Path, out_xyz: Path, log: Path) -> dict[str, Any]:
     """Energy and force MAE/RMSE (meV, meV/Angstrom) of a MACE model on labelled extxyz."""
     cmd = [str(MACE_BIN / "mace_eval_configs"), "--configs", str(test_xyz), "--model",
