@@ -93,14 +93,15 @@ def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
     result = {"n_test": len(test), "n_smiles": len(subset),
               "smiles_failed": int((smi["error"] != "").sum()), "seconds_dft": t_dft,
               "mae": {}}
+    embedded = (smi["error"] == "").to_numpy()  # compare on the same molecules
     for t in TARGETS:
-        col = cols[t]
+        col, ref = cols[t], refs[t][: len(subset)]
         result["mae"][t] = {
             "unit": col.rsplit("_", 1)[-1],
             "dft_geometry": _mae(dft[col].to_numpy(float), refs[t]),
-            "dft_geometry_subset": _mae(dft[col].to_numpy(float)[: len(subset)],
-                                        refs[t][: len(subset)]),
-            "smiles_geometry_subset": _mae(smi[col].to_numpy(float), refs[t][: len(subset)]),
+            "dft_geometry_subset": _mae(dft[col].to_numpy(float)[: len(subset)][embedded],
+                                        ref[embedded]),
+            "smiles_geometry_subset": _mae(smi[col].to_numpy(float)[embedded], ref[embedded]),
         }
     return result
 
@@ -129,9 +130,10 @@ def _smiles_entries(out: Path, smiles: list[str], jobs: int) -> list:
 
 def markdown(result: dict) -> str:
     """The evaluation as a Markdown table (energies in meV, dipole in D)."""
+    n_ok = result["n_smiles"] - result["smiles_failed"]
     lines = [f"| property | MAE, DFT geometry ({result['n_test']} test molecules) | "
-             f"MAE, DFT geometry (first {result['n_smiles']}) | MAE, RDKit/MMFF geometry from "
-             f"SMILES (same {result['n_smiles']}) |", "|---|---:|---:|---:|"]
+             f"MAE, DFT geometry ({n_ok} embedded of the first {result['n_smiles']}) | MAE, "
+             f"RDKit/MMFF geometry from SMILES (same {n_ok}) |", "|---|---:|---:|---:|"]
     for t, m in result["mae"].items():
         scale, unit = (1000.0, "meV") if m["unit"] == "eV" else (1.0, m["unit"])
         lines.append(f"| {t} ({unit}) | {m['dft_geometry'] * scale:.3g} | "
