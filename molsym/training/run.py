@@ -180,14 +180,20 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         _write_outputs_before_fit(cfg, out, dm, stats)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
+    return _test_and_deploy(cfg, out, trainer, module, dm, stats)
+
+
+def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm,
+                     stats: dict) -> dict[str, Any]:
+    """Test the best checkpoint (EMA weights) and write ``model.pt`` and ``metrics.json``."""
     metrics: dict = {}
     best = _best_checkpoint(trainer)
     if len(dm.datasets["test"]) > 0:
         trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
         metrics = module.results.get("test", {})
-    elif best is not None:  # no test set: still deploy the best weights
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)[
-            "state_dict"])
+    elif best is not None:  # no test set: still deploy the best weights (our own checkpoint)
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
               "is_global_zero": trainer.is_global_zero}
     if trainer.is_global_zero:
