@@ -68,10 +68,17 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MissingMandatoryValue):
         key = getattr(exc, "full_key", "") or "?"
         return f"missing required value {key}: set it on the command line ({key}=...)"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    message = lines[0] if lines else type(exc).__name__
     cause = exc.__cause__
-    message = _first_line(exc)
-    if cause is not None and "\n" not in message:
-        message = f"{message} ({_first_line(cause)})"
+    if cause is not None and str(cause).strip():
+        message = f"{message.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    for k, line in enumerate(lines):
+        if line.startswith("Available options in"):
+            message += f" (choose from {', '.join(lines[k + 1:])})"
+            break
+    if any(ln.startswith("To append to your config use +") for ln in lines):
+        message += " (a new key needs a leading +, e.g. +key=value)"
     return message
 
 
