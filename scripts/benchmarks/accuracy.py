@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_mace and mace_peer.available():
                 r["mace"] = run_mace(mol, budget_min * 60, args.quick, out)
             common.save_result(name, results)
-    common.IMG.mkdir(parents=True, exist_ok=True)
-    plot(results, common.IMG / ("accuracy_rmd17_quick.png" if args.quick
-                                else "accuracy_rmd17.png"))
+    plot(results, common.img_path("accuracy_rmd17", args.quick))
     if not args.quick:
         common.write_section("Accuracy (rMD17)", report(results))
     print(json.dumps({m: {k: v.get("metrics", {}).get("forces") for k, v in r.items()

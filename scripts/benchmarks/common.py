@@ -88,17 +88,29 @@ def env_line(env: dict[str, Any]) -> str:
     return text + (f", {extra}." if extra else ".")
 
 
+def _result_path(name: str) -> Path:
+    """``--quick`` results (names ending in ``_quick``) stay in the git-ignored run folder."""
+    return (RUNS / "quick" if name.endswith("_quick") else RESULTS) / f"{name}.json"
+
+
+def img_path(stem: str, quick: bool) -> Path:
+    """Where a study's plot goes: docs/img/<stem>.png, or the run folder for --quick."""
+    folder = RUNS / "quick" if quick else IMG
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stem}.png"
+
+
 def save_result(name: str, data: dict[str, Any]) -> Path:
-    """Write ``scripts/benchmarks/results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``scripts/benchmarks/results/<name>.json`` (quick runs: under runs/)."""
+    path = _result_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
 
 def load_result(name: str) -> dict[str, Any] | None:
     """The stored result of a study, or None when it has not been run."""
-    path = RESULTS / f"{name}.json"
+    path = _result_path(name)
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -27,6 +27,7 @@ ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halve
 MODELS = {"flagship": "default", "invariant": "invariant"}
 #: study -> (metric key in metrics.json, label, unit)
 STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
+           "aspirin_long": ("forces", "rMD17 aspirin force MAE, longer runs", "meV/Å"),
            "qm9_u0": ("energy", "QM9 U0 MAE", "meV"),
            "qm9_homo": ("homo", "QM9 HOMO MAE", "meV")}
 
@@ -47,7 +48,7 @@ def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int
 
 
 def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int) -> list[str]:
-    if study == "aspirin":
+    if study.startswith("aspirin"):
         test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
         split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
         return ["experiment=rmd17", "data.molecule=aspirin", f"data_root={common.DATA}",
@@ -146,15 +147,20 @@ def report(results: dict[str, Any]) -> str:
     for study in STUDIES:
         if study not in results["runs"]:
             continue
-        ns, flag = curve(results["runs"], study, "flagship")
-        _, inv = curve(results["runs"], study, "invariant")
         runs = results["runs"][study]
-        rows = [[n, f, i, (i / f) if f and i else None,
+        if "flagship" not in runs or "invariant" not in runs:
+            continue
+        ns, flag = curve(results["runs"], study, "flagship")
+        ns_inv, inv = curve(results["runs"], study, "invariant")
+        by_n = dict(zip(ns_inv, inv, strict=True))
+        rows = [[n, f, by_n.get(n), (by_n[n] / f) if f and by_n.get(n) else None,
                  runs["flagship"].get(str(n), {}).get("steps"),
                  runs["invariant"].get(str(n), {}).get("steps")]
-                for n, f, i in zip(ns, flag, inv, strict=False)]
-        rows.append(["slope", fit_slope(ns, flag), fit_slope(ns, inv), None, None, None])
-        parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]})**", "",
+                for n, f in zip(ns, flag, strict=True)]
+        rows.append(["slope", fit_slope(ns, flag), fit_slope(ns_inv, inv), None, None, None])
+        budget = results.get("budgets_s", {}).get(study)
+        extra = f", {budget:g} s per run" if budget else ""
+        parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]}){extra}**", "",
                   common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
                                    "flagship steps", "invariant steps"], rows), ""]
     parts += ["![learning curves](img/data_efficiency.png)", "",
@@ -189,14 +195,17 @@ def main(argv: list[str] | None = None) -> int:
             argv if argv is not None else sys.argv[1:])
         if not args.collect:
             results.setdefault("commands", []).append(command)
+        for study in args.studies:
+            if study.startswith("aspirin"):
+                results.setdefault("budgets_s", {})[study] = args.budget_s
         if "aspirin" in args.studies:
             results["budget_s"] = args.budget_s
         if any(s.startswith("qm9") for s in args.studies):
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
         results["env"] = common.environment()
         for study in args.studies:
-            sizes = args.sizes if study == "aspirin" else args.qm9_sizes
-            budget = args.budget_s if study == "aspirin" else args.qm9_budget_s
+            sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
+            budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
             for n in sizes:
                 for model, cfg in MODELS.items():
                     out = common.RUNS / name / study / model / str(n)
@@ -207,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
                     results.setdefault("example_command", res["command"])
                     common.save_result(name, results)
-    common.IMG.mkdir(parents=True, exist_ok=True)
-    plot(results, common.IMG / ("data_efficiency_quick.png" if args.quick
-                                else "data_efficiency.png"))
+    plot(results, common.img_path("data_efficiency", args.quick))
     if not args.quick:
         common.write_section("Data efficiency", report(results))
     print(report(results))

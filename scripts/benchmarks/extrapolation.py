@@ -225,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         results["3bpa"] = common.molsym_train(base / "3bpa", bpa_overrides(args.quick),
                                               args.budget_min * 60, base / "3bpa.log")
         common.save_result(name, results)
-    common.IMG.mkdir(parents=True, exist_ok=True)
-    plot(results, common.IMG / ("extrapolation_md_quick.png" if args.quick
-                                else "extrapolation_md.png"))
+    plot(results, common.img_path("extrapolation_md", args.quick))
     if not args.quick:
         common.write_section("Extrapolation (acac, 3BPA)", report(results))
     print(report(results))
