@@ -75,7 +75,12 @@ def _describe(exc: BaseException) -> str:
         message = f"{message.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
     for k, line in enumerate(lines):
         if line.startswith("Available options in"):
-            message += f" (choose from {', '.join(lines[k + 1:])})"
+            options = []
+            for option in lines[k + 1:]:
+                if option.endswith(":"):
+                    break
+                options.append(option)
+            message += f" (choose from {', '.join(options)})"
             break
     if any(ln.startswith("To append to your config use +") for ln in lines):
         message += " (a new key needs a leading +, e.g. +key=value)"

@@ -3,7 +3,8 @@
 import os
 
 import pytest
-from cli_helpers import tiny_args, write_emt_frames
+
+from tests.cli.cli_helpers import tiny_args, write_emt_frames
 
 
 @pytest.fixture(scope="session", autouse=True)

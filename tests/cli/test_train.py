@@ -9,12 +9,12 @@ import time
 
 import pytest
 import torch
-from cli_helpers import tiny_args
 
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
 from molsym.deploy import load_model
 from molsym.training.evaluate import evaluate
+from tests.cli.cli_helpers import tiny_args
 
 
 def test_one_epoch_run_leaves_checkpoints_deploy_file_config_splits_metrics(trained_run, emt_xyz):

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from cli_helpers import write_emt_frames  # noqa: E402
+from tests.cli.cli_helpers import write_emt_frames
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,8 +23,7 @@ def test_two_process_ddp_step_equals_single_process(tmp_path):
         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sys.path.insert(0, str(HERE))
-    from ddp_step import run
+    from tests.training.ddp_step import run
 
     run(1, str(data), str(outs[1]), 8)
     one, two = (torch.load(outs[d], weights_only=True) for d in (1, 2))

@@ -1,20 +1,16 @@
 """Training drives the loss down on one batch (the model can fit what it sees)."""
 
 import functools
-import sys
-from pathlib import Path
 
 import torch
 from torch_geometric.data import Batch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from cli_helpers import write_emt_frames  # noqa: E402
-
-from molsym.data.graph import atoms_to_graph  # noqa: E402
-from molsym.data.readers import read_file  # noqa: E402
-from molsym.data.statistics import compute_statistics  # noqa: E402
-from molsym.models import EquivariantModel  # noqa: E402
-from molsym.training import Loss, MolsymModule  # noqa: E402
+from molsym.data.graph import atoms_to_graph
+from molsym.data.readers import read_file
+from molsym.data.statistics import compute_statistics
+from molsym.models import EquivariantModel
+from molsym.training import Loss, MolsymModule
+from tests.cli.cli_helpers import write_emt_frames
 
 
 def test_overfitting_one_batch_drives_the_loss_down(tmp_path):
