@@ -1,5 +1,6 @@
 """Every config composes and resolves; the configs ship inside the wheel."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -87,10 +88,15 @@ def test_cli_help_lists_groups(capsys):
 @pytest.mark.slow
 def test_configs_ship_in_the_wheel_and_load_from_it(tmp_path):
     repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"  # build from a copy: no build/ folder left in the checkout
+    shutil.copytree(repo / "molsym", src / "molsym",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheel_dir), str(repo)],
+         "-w", str(wheel_dir), str(src)],
         check=True, capture_output=True, timeout=180, cwd=tmp_path,
     )
     wheel = next(wheel_dir.glob("molsym-*.whl"))
