@@ -15,7 +15,7 @@ from typing import Any
 import ase
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
@@ -70,9 +70,11 @@ class MolsymCalculator(Calculator):
             raise InputError(message, atoms.info.get("source"), atoms.info.get("record"))
         stress = "stress" in properties
         if stress and not atoms.pbc.all():
-            from ase.calculators.calculator import PropertyNotImplementedError
-
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
+        if ("forces" in properties or stress) and keys.FORCES not in self.outputs:
+            raise PropertyNotImplementedError(
+                f"this model predicts no forces or stress (outputs: {', '.join(self.outputs)})"
+            )
         graph = atoms_to_graph(bare_atoms(atoms), self.cutoff, dtype=self.dtype)
         batch = Batch.from_data_list([graph]).to(self.device)
         forces = keys.FORCES in self.outputs

@@ -63,6 +63,15 @@ def test_forces_and_stress_are_energy_derivatives(name):
     np.testing.assert_allclose(stress, numerical, atol=1e-7)
 
 
+def test_model_without_forces_gives_energy_and_a_clear_forces_error():
+    atoms = ETHANOL.copy()
+    atoms.calc = MolsymCalculator(make_model("invariant", outputs=["energy", "gap"]))
+    assert np.isfinite(atoms.get_potential_energy())
+    assert np.isfinite(atoms.calc.results["gap"])
+    with pytest.raises(PropertyNotImplementedError, match="no forces"):
+        atoms.get_forces()
+
+
 def test_unknown_element_is_a_clear_error():
     atoms = molecule("SiH4")
     atoms.calc = MolsymCalculator(make_model("invariant"))
