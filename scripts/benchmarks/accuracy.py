@@ -110,8 +110,10 @@ def report(results: dict[str, Any]) -> str:
                 continue
             m = run.get("metrics") or {}
             base = common.RUNS / "accuracy" / mol
-            load = (common.run_load(base / "molsym") if key == "molsym" else
-                    common.run_load(base / "mace", "bench.log", "mace.model"))
+            load = common.run_load(base / "molsym")
+            if key == "mace" and run.get("wall_s") and (base / "mace" / "mace.model").exists():
+                end = (base / "mace" / "mace.model").stat().st_mtime
+                load = common.mean_load(end - run["wall_s"], end)
             rows.append([mol, name, budget_of(results, mol), m.get("energy", {}).get("mae"),
                          m.get("forces", {}).get("mae"), run.get("epochs") or
                          run.get("epochs_to_best"), run.get("n_test"), load])

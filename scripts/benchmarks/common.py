@@ -119,6 +119,8 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
         if v is None:
             return "–"
+        if isinstance(v, float) and v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
         return str(v)

@@ -160,6 +160,10 @@ def report(results: dict[str, Any]) -> str:
         rows.append(["slope", fit_slope(ns, flag), fit_slope(ns_inv, inv), None, None, None])
         budget = results.get("budgets_s", {}).get(study)
         extra = f", {budget:g} s per run" if budget else ""
+        step_ratio = [r[5] / r[4] for r in rows[:-1] if r[4] and r[5]]
+        if step_ratio:
+            extra += (f"; the invariant model made {np.median(step_ratio):.1f}x as many "
+                      f"optimizer steps as the flagship in the same time (median)")
         parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]}){extra}**", "",
                   common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
                                    "flagship steps", "invariant steps"], rows), ""]

@@ -98,12 +98,15 @@ def md_run(model_path: Path, temperature: float, steps: int, dt_fs: float,
     dyn = VelocityVerlet(atoms, timestep=dt_fs * units.fs)
     trace: list[tuple[float, float, float]] = []
     failure, t0 = None, time.perf_counter()
+    worst: tuple[float, str] = (0.0, "")
     for step in range(1, steps + 1):
         dyn.run(1)
         if step % 10 and step != steps:
             continue
         d = atoms.get_all_distances()
-        stretch = max(d[i, j] / r0 for i, j, r0 in start_bonds)
+        stretch, i, j = max((d[i, j] / r0, i, j) for i, j, r0 in start_bonds)
+        if stretch > worst[0]:
+            worst = (stretch, f"{atoms[i].symbol}{i}-{atoms[j].symbol}{j}")
         drift = 1e3 * abs(atoms.get_potential_energy() + atoms.get_kinetic_energy() - e0) / n
         trace.append((step * dt_fs, drift, stretch))
         if stretch > BOND_STRETCH_LIMIT:
@@ -116,7 +119,8 @@ def md_run(model_path: Path, temperature: float, steps: int, dt_fs: float,
     return {"temperature_K": temperature, "dt_fs": dt_fs, "steps_asked": steps,
             "time_fs": trace[-1][0], "failure": failure, "wall_s": round(wall, 1),
             "max_drift_meV_per_atom": max(t[1] for t in trace),
-            "max_bond_stretch": max(t[2] for t in trace), "trace": trace}
+            "max_bond_stretch": max(t[2] for t in trace), "most_stretched_bond": worst[1],
+            "trace": trace}
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -157,7 +161,8 @@ def report(results: dict[str, Any]) -> str:
                          run.get("epochs") or run.get("epochs_to_best")])
     md_rows = [[r["temperature_K"], r["dt_fs"], r["time_fs"], r["failure"] or (
         "none" if r["time_fs"] >= r["steps_asked"] * r["dt_fs"] else "none (wall-time cap)"),
-                r["max_drift_meV_per_atom"], r["max_bond_stretch"], r["wall_s"]]
+                r["max_drift_meV_per_atom"], r["max_bond_stretch"],
+                r.get("most_stretched_bond", "not recorded"), r["wall_s"]]
                for r in results.get("md", [])]
     return "\n".join([
         f"molsym flagship (`model=default`), {results['budget_min']:g} min of CPU training per "
@@ -177,12 +182,14 @@ def report(results: dict[str, Any]) -> str:
         f"1.2x the covalent radii at the start) exceeds {BOND_STRETCH_LIMIT:g}x its start "
         f"length or the total energy drifts by more than {DRIFT_LIMIT_MEV_PER_ATOM:g} meV/atom.",
         "", common.md_table(["T (K)", "dt (fs)", "simulated (fs)", "failure",
-                             "max drift (meV/atom)", "max bond stretch", "wall (s)"], md_rows),
+                             "max drift (meV/atom)", "max bond stretch", "that bond",
+                             "wall (s)"], md_rows),
         "", "![acac NVE](img/extrapolation_md.png)", "",
         f"Command: `{results['command']}`. {common.env_line(results['env'])}",
         "Training commands: `" + results.get("acac", {}).get("command", "") + "`; `"
         + results.get("3bpa", {}).get("command", "") + "`."
-        + (f" MACE: `{results['mace_command']}`." if "mace_command" in results else "")])
+        + (f" MACE: `{results['mace_command']}`." if "mace_command" in results else "")
+        + (f" NVE runs: `{results['md_command']}`." if "md_command" in results else "")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,12 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0])
     parser.add_argument("--quick", action="store_true", help="50 frames, 1 min, 200 MD steps")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--md-only", action="store_true",
+                        help="rerun only the NVE runs with the trained acac model")
     parser.add_argument("--mace-only", action="store_true",
                         help="add MACE (same splits, same budget) to finished molsym runs")
     args = parser.parse_args(argv)
     name = "extrapolation_quick" if args.quick else "extrapolation"
     if args.report_only:
         results = common.load_result(name)
+    elif args.md_only:
+        results = common.load_result(name)
+        results["md_command"] = "python scripts/benchmarks/extrapolation.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        results["md"] = [md_run(Path(results["acac"]["model"]), t, args.md_steps, args.dt_fs,
+                                args.md_max_s) for t in args.temperatures]
+        common.save_result(name, results)
     elif args.mace_only:
         results = common.load_result(name)
         results["mace_command"] = "python scripts/benchmarks/extrapolation.py " + " ".join(
