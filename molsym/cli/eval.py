@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "forces in meV/Angstrom).",
     )
     parser.add_argument("data", help="labelled structures (.extxyz/.xyz, .npz, .sdf, .db, ...)")
-    parser.add_argument("--model", required=True, help="deploy file (model.pt)")
+    parser.add_argument("--model", required=True,
+                        help="deploy file (model.pt) or the name of a bundled pretrained model")
     parser.add_argument("-o", "--output", help="write metrics JSON here, parity PNGs beside it")
     parser.add_argument("--format", default=None, help="reader format (default: by extension)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -49,11 +50,12 @@ def _run(args: argparse.Namespace) -> int:
     from molsym.data.graph import atoms_to_graph
     from molsym.data.readers import read_file
     from molsym.deploy import load_model
+    from molsym.pretrained import resolve_model_path
     from molsym.training.evaluate import evaluate, parity_plots
     from molsym.training.metrics import format_table
     from molsym.training.run import write_atomic
 
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(resolve_model_path(args.model), dtype=args.dtype)
     dtype = next(model.parameters()).dtype
     structures = read_file(args.data, format=args.format)
     known = set(model.elements)
