@@ -165,6 +165,9 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     stats = dm.statistics().to_dict()
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)
+    # reseed: reading/building graphs (or loading them from the cache) must not change the
+    # initial weights
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
     model = model.to(getattr(torch, str(cfg.get("dtype", "float32"))))
     module = build(
