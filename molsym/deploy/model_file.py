@@ -127,8 +127,8 @@ def load_model(
     """Rebuild a model from a deploy file; returned in eval mode.
 
     The class comes from :data:`molsym.models.MODEL_CLASSES` by the name in the file; an
-    unknown name raises :class:`ConfigError`. ``dtype`` (e.g. ``torch.float64``) converts the
-    floating-point weights after loading.
+    unknown name raises :class:`ConfigError`. The model comes back in the dtype it was saved
+    in; ``dtype`` (e.g. ``torch.float64``) converts the floating-point weights after loading.
     """
     from molsym.models import MODEL_CLASSES
 
@@ -142,9 +142,14 @@ def load_model(
     config = payload["config"]
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: 'config' must be a dict of constructor arguments")
+    state = payload["state_dict"]
+    saved_dtype = next(
+        (t.dtype for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()),
+        torch.get_default_dtype(),
+    )
     try:
-        model = cls(**config)
-        model.load_state_dict(payload["state_dict"])
+        model = cls(**config).to(saved_dtype)  # weights load without rounding
+        model.load_state_dict(state)
     except (TypeError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{path}: cannot rebuild {name!r} from the file: {first}") from None

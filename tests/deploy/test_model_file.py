@@ -50,6 +50,19 @@ def test_round_trip_gives_identical_predictions(cls, tmp_path):
     assert torch.allclose(c["energy"].float(), a["energy"], rtol=1e-5)
 
 
+def test_float64_model_comes_back_float64_bit_identical(tmp_path):
+    torch.manual_seed(2)
+    model = EquivariantModel(cutoff=4.0, elements=[1, 6, 8], num_channels=8, num_layers=2,
+                             atomic_energies=[-13.6, -1029.0, -2041.0]).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-9 * torch.randn_like(p))  # below float32 resolution
+    loaded = load_model(save_model(model, tmp_path / "m64.pt"))
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(),
+                            strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
 def _tampered(tmp_path, **changes):
     model = InvariantModel(cutoff=3.0, elements=[1, 8], num_channels=4, num_layers=1)
     path = save_model(model, tmp_path / "m.pt")
