@@ -260,6 +260,10 @@ class GraphDataset(torch.utils.data.Dataset):
             InputError: a bad record (with ``on_error="raise"``).
         """
         torch_dtype = resolve_dtype(dtype)
+        if format == "qm9" and str(path) == "download":  # the official release, fetched once
+            from molsym.data.readers.qm9 import fetch_qm9
+
+            path = fetch_qm9(None if cache_dir is None else Path(cache_dir) / "qm9")
         path = Path(path).expanduser()
         if not path.exists() and not (format == "qm9" and str(path) == "qm9pack"):
             raise ConfigError(f"data file not found: {path}")

@@ -7,10 +7,17 @@ import pytest
 from ase import units
 
 from molsym.data.readers import QM9_PROPERTIES, read_file
-from molsym.data.readers.qm9 import read_qm9
+from molsym.data.readers import qm9 as qm9_module
+from molsym.data.readers.qm9 import QM9_RELEASE_FILE, fetch_qm9, read_qm9
 from molsym.errors import InputError
 
 HAVE_QM9PACK = importlib.util.find_spec("qm9pack") is not None
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No test may reach the network: the default release URL points at a missing file."""
+    monkeypatch.setattr(qm9_module, "QM9_RELEASE_URL", (tmp_path / "offline").as_uri())
 
 # Values in the release's own units: A B C (GHz) mu (D) alpha (Bohr^3) homo lumo gap (Ha)
 # r2 (Bohr^2) zpve U0 U H G (Ha) Cv (cal/mol/K)
@@ -56,6 +63,15 @@ def _write_dir(tmp_path, mols):
     for mol in mols:
         (d / f"dsgdb9nsd_{mol['idx']:06d}.xyz").write_text(release_text(mol))
     return d
+
+
+def _write_tar(tmp_path, mols, name="dsgdb9nsd.xyz.tar.bz2"):
+    d = _write_dir(tmp_path / "src", mols)
+    tar = tmp_path / name
+    with tarfile.open(tar, "w:bz2") as t:
+        for f in sorted(d.iterdir()):
+            t.add(f, arcname=f.name)
+    return tar
 
 
 def _check(atoms, mol):
@@ -137,3 +153,59 @@ def test_qm9pack_csv_matches_release_format(tmp_path):
                 want = want if isinstance(want, str) else pytest.approx(want, rel=1e-12)
                 assert release.info[key] == want, key
     assert [a.info["name"] for a in read_qm9(indices=[4])] == ["dsgdb9nsd_000005"]
+
+
+def test_fetch_downloads_once_atomically(tmp_path):
+    src = _write_tar(tmp_path, [METHANE, WATER], name="remote.tar.bz2")
+    root = tmp_path / "cache" / "qm9"
+    got = fetch_qm9(root, src.as_uri())
+    assert got == root / QM9_RELEASE_FILE and got.read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in root.iterdir()) == [QM9_RELEASE_FILE]  # no temp file left
+    src.unlink()
+    assert fetch_qm9(root, src.as_uri()) == got  # second call: no download (source is gone)
+    with pytest.raises(InputError, match="cannot download"):
+        fetch_qm9(root, src.as_uri(), force=True)
+    assert got.is_file()  # a failed re-download keeps the good file
+    mols = read_qm9(got)
+    _check(mols[0], METHANE)
+    _check(mols[1], WATER)
+
+
+def test_fetch_rejects_corrupt_and_truncated_downloads(tmp_path):
+    root = tmp_path / "qm9"
+    html = tmp_path / "error.html"
+    html.write_text("<html>Rate limit exceeded</html>")
+    with pytest.raises(InputError, match="not a QM9 tar archive") as info:
+        fetch_qm9(root, html.as_uri())
+    msg = str(info.value)
+    assert html.as_uri() in msg and str(root / QM9_RELEASE_FILE) in msg and "by hand" in msg
+    assert list(root.iterdir()) == []
+    good = _write_tar(tmp_path, [METHANE, WATER])
+    cut = tmp_path / "cut.tar.bz2"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match="not a QM9 tar archive"):
+        fetch_qm9(root, cut.as_uri())
+    assert list(root.iterdir()) == []
+    missing = tmp_path / "nowhere.tar.bz2"
+    with pytest.raises(InputError, match="cannot download QM9.*by hand") as info:
+        fetch_qm9(root, missing.as_uri())
+    assert missing.as_uri() in str(info.value)
+    assert list(root.iterdir()) == []
+
+
+def test_read_download_uses_cache_dir(tmp_path, monkeypatch):
+    """``"download"`` reads the archive fetched into the cache dir; never the network here."""
+    from molsym.data.dataset import GraphDataset
+
+    monkeypatch.setenv("MOLSYM_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(InputError, match="offline"):
+        read_file("download", format="qm9")
+    src = _write_tar(tmp_path, [METHANE, WATER], name="remote.tar.bz2")
+    monkeypatch.setattr(qm9_module, "QM9_RELEASE_URL", src.as_uri())
+    got = read_file("download", format="qm9")
+    assert (tmp_path / "cache" / "qm9" / QM9_RELEASE_FILE).is_file()
+    _check(got[0], METHANE)
+    _check(got[1], WATER)
+    ds = GraphDataset.from_file("download", 5.0, format="qm9", cache_dir=tmp_path / "graphs")
+    assert (tmp_path / "graphs" / "qm9" / QM9_RELEASE_FILE).is_file()
+    assert len(ds) == 2 and float(ds[1].energy) == pytest.approx(got[1].info["energy"])

@@ -64,7 +64,7 @@ def read_file(
     fmt = format.lower() if format else detect_format(path)
     if fmt not in READERS:
         raise InputError(f"unknown format {format!r}; known: {sorted(READERS)}", str(path))
-    if fmt != "qm9" or (path is not None and str(path) != "qm9pack"):
+    if fmt != "qm9" or (path is not None and str(path) not in ("qm9pack", "download")):
         if not os.path.exists(path):
             raise InputError("no such file", str(path))
         if os.path.isfile(path) and os.path.getsize(path) == 0:

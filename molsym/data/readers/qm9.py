@@ -1,18 +1,26 @@
 """QM9 in, with every target, from qm9pack's CSVs or from the official release files.
 
 Sources: the CSVs of the PyPI package ``qm9pack`` (found without importing it), or the
-official ``dsgdb9nsd_XXXXXX.xyz`` files (a directory, or a .tar/.tar.bz2 of them). ``record``
-is the 0-based QM9 index (gdb index - 1); ``info["name"]`` = "dsgdb9nsd_XXXXXX".
+official ``dsgdb9nsd_XXXXXX.xyz`` files (a directory, or a .tar/.tar.bz2 of them), which
+:func:`fetch_qm9` downloads (``read_qm9("download")``). ``record`` is the 0-based QM9 index
+(gdb index - 1); ``info["name"]`` = "dsgdb9nsd_XXXXXX".
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import importlib.util
+import logging
 import os
+import shutil
 import tarfile
+import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import ase
 import numpy as np
@@ -51,6 +59,10 @@ PROPERTIES: tuple[QM9Property, ...] = (
 )
 _FACTORS = {p.key: TO_INTERNAL[p.unit] for p in PROPERTIES}
 NUM_MOLECULES = 133885  # full release; qm9pack holds the 130,831 that passed the checks
+#: The official release (Ramakrishnan et al. 2014, figshare), about 86 MB.
+QM9_RELEASE_URL = "https://ndownloader.figshare.com/files/3195389"
+QM9_RELEASE_FILE = "dsgdb9nsd.xyz.tar.bz2"
+log = logging.getLogger(__name__)
 
 
 def qm9pack_csvs() -> list[Path]:
@@ -149,6 +161,77 @@ def _release_files(path: Path) -> Iterator[tuple[str, str]]:
         raise InputError(f"cannot read QM9 archive: {err}", str(path)) from None
 
 
+def fetch_qm9(
+    root: str | os.PathLike | None = None,
+    url: str | None = None,
+    *,
+    force: bool = False,
+    timeout: float = 60.0,
+) -> Path:
+    """Download the official QM9 release archive once; return its path.
+
+    The archive lands in ``root / "dsgdb9nsd.xyz.tar.bz2"`` (``root`` defaults to molsym's
+    cache dir + ``/qm9``: ``$MOLSYM_CACHE_DIR/qm9`` or ``~/.cache/molsym/qm9``). Nothing is
+    downloaded when that file exists (unless ``force``). The download goes to a temporary file
+    in ``root``, is read through once as a tar of ``.xyz`` files, and only then is renamed into
+    place, so an interrupted or corrupt download never leaves a file behind. ``url`` defaults
+    to :data:`QM9_RELEASE_URL` (figshare); a ``file://`` URL works too.
+
+    Raises:
+        InputError: the download failed or is not a QM9 archive (the message names the URL and
+            where to put a manually downloaded copy).
+    """
+    from molsym.data.dataset import default_cache_dir  # lazy: dataset imports the readers
+
+    url = QM9_RELEASE_URL if url is None else url
+    root = Path(root).expanduser() if root is not None else default_cache_dir() / "qm9"
+    dest = root / QM9_RELEASE_FILE
+    if dest.is_file() and not force:
+        return dest
+    hint = (f"download {url} by hand (e.g. in a browser), save it as {dest} and run again, "
+            f"or pass the archive's path instead of 'download'")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=root)
+    except OSError as err:
+        raise InputError(f"cannot write the QM9 download to {root}: {err}", str(dest)) from None
+    try:
+        log.info("downloading QM9 (about 86 MB) from %s to %s", url, dest)
+        with os.fdopen(fd, "wb") as out:
+            _download(url, out, timeout, hint)
+        _check_release_archive(Path(tmp), url, hint)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return dest
+
+
+def _download(url: str, out: BinaryIO, timeout: float, hint: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "molsym"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, 1 << 20)
+            size = out.tell()
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        raise InputError(f"cannot download QM9: {err}; {hint}", url) from None
+    if expected is not None and expected.isdigit() and int(expected) != size:
+        raise InputError(f"download stopped after {size} of {expected} bytes; {hint}", url)
+
+
+def _check_release_archive(path: Path, url: str, hint: str) -> None:
+    """Read the whole archive once (catches truncation); it must hold ``.xyz`` files."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            count = sum(1 for m in tar if m.isfile() and m.name.endswith(".xyz"))
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise InputError(f"the download is not a QM9 tar archive ({err}); {hint}", url) from None
+    if count == 0:
+        raise InputError(f"the downloaded archive holds no .xyz files; {hint}", url)
+
+
 def read_qm9(
     path: str | os.PathLike | None = None,
     *,
@@ -161,7 +244,8 @@ def read_qm9(
 
     Args:
         path: None or "qm9pack" (qm9pack's CSVs), a qm9pack-style CSV, a directory of release
-            ``.xyz`` files or a ``.tar``/``.tar.bz2`` of them.
+            ``.xyz`` files or a ``.tar``/``.tar.bz2`` of them, or "download": the official
+            release archive, fetched once into the cache dir by :func:`fetch_qm9`.
         max_molecules: keep the first this many molecules.
         indices: 0-based QM9 indices (gdb index - 1) to keep.
     """
@@ -174,7 +258,7 @@ def read_qm9(
         rows = ((src, rec, lambda r=row: _from_csv_row(r)) for src, rec, row in
                 _csv_rows(files, max_molecules, wanted))
         return _collect(rows, on_error, errors)
-    path = Path(path)
+    path = fetch_qm9() if str(path) == "download" else Path(path)
     if not path.exists():
         raise InputError("no such file or directory", str(path))
 
