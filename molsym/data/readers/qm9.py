@@ -153,12 +153,17 @@ def _release_files(path: Path) -> Iterator[tuple[str, str]]:
             yield f.name, f.read_text()
         return
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
-                if member.isfile() and member.name.endswith(".xyz"):
-                    yield Path(member.name).name, tar.extractfile(member).read().decode()
-    except (tarfile.TarError, OSError) as err:
+        # One pass in archive order (a compressed tar cannot seek backwards cheaply), then
+        # sorted by name so records come in QM9 order whatever order the archive has.
+        with tarfile.open(path, "r|*") as tar:
+            texts = [
+                (Path(m.name).name, tar.extractfile(m).read().decode())
+                for m in tar
+                if m.isfile() and m.name.endswith(".xyz")
+            ]
+    except (tarfile.TarError, OSError, EOFError) as err:
         raise InputError(f"cannot read QM9 archive: {err}", str(path)) from None
+    yield from sorted(texts)
 
 
 def fetch_qm9(
