@@ -53,6 +53,17 @@ def test_multirun_sweep(emt_xyz, tmp_path):
     assert layers == [1, 2]
 
 
+def test_tensorboard_logger_writes_events(emt_xyz, tmp_path):
+    pytest.importorskip("tensorboard")  # the `tensorboard` extra (part of `dev`)
+    from molsym.cli.train import main
+
+    args = tiny_args(emt_xyz, tmp_path / "run", "data.num_train=8", "data.num_val=4",
+                     "logger=tensorboard")
+    assert main(args) == 0
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()  # CSV stays on
+
+
 def _final_state(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False,
                       map_location="cpu")["state_dict"]
