@@ -160,3 +160,27 @@ def test_nve_md_conserves_total_energy(trained):
     assert swing > 0.05  # the molecule moves (kinetic energy swings by > 50 meV)
     print(f"drift {drift * 1e3:.3f} meV, kinetic swing {swing * 1e3:.1f} meV")
     assert drift < 5e-3, f"total energy drift {drift * 1e3:.2f} meV"
+
+
+@pytest.mark.slow
+def test_compiled_calculator_equals_eager_and_compiles_once():
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = MODEL_CLASSES["equivariant"](cutoff=4.0, elements=[1, 6, 8], num_channels=8,
+                                         num_layers=1, num_radial=4, radial_hidden=8,
+                                         readout_hidden=8, l_max=1,
+                                         outputs=["energy", "forces", "dipole"]).double()
+    eager, compiled = MolsymCalculator(model), MolsymCalculator(model, compile=True)
+    graphs_before = counters["stats"]["unique_graphs"]
+    # two geometries of ethanol, then methanol: one compile for all three
+    for seed, mol in [(1, ETHANOL), (2, ETHANOL), (3, molecule("CH3OH"))]:
+        atoms = mol.copy()
+        atoms.rattle(0.1, seed=seed)
+        eager.calculate(atoms, ["energy", "forces"])
+        compiled.calculate(atoms, ["energy", "forces"])
+        ref, got = eager.results, compiled.results
+        assert got["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+        np.testing.assert_allclose(got["forces"], ref["forces"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got["dipole"], ref["dipole"], rtol=1e-10, atol=1e-12)
+    assert counters["stats"]["unique_graphs"] - graphs_before == 1

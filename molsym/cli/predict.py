@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N atoms per batch (default 4096)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(8, os.cpu_count() or 1),
                    help="processes for SMILES embedding (default: CPU count, at most 8)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile: the first batch compiles (tens "
+                        "of seconds on a CPU), later ones run faster; worth it for long "
+                        "inputs, not for a handful of molecules")
     p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
                    help=f"progress bar on stderr (auto: on a terminal, >= {PROGRESS_MIN} "
                         f"molecules)")
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor = Predictor(args.model, device=args.device, dtype=args.dtype,
-                              batch_atoms=args.batch_atoms)
+                              batch_atoms=args.batch_atoms, compile=args.compile)
     except (ConfigError, MolsymError, OSError) as err:
         parser.print_usage(sys.stderr)
         print(f"molsym predict: error: {err}", file=sys.stderr)
