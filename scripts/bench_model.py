@@ -1,4 +1,4 @@
-"""Model speed of molsym against mace-torch and nequip on one CPU, same data, same run.
+"""Model speed of molsym against mace-torch and nequip on one CPU or GPU, same data, same run.
 
 Builds the rMD17 aspirin graphs once (molsym's vesin neighbour list, cutoff 5 Angstrom), writes
 them to a temporary ``.npz`` and starts one long-lived worker per model (``scripts/peers/``),
@@ -9,9 +9,13 @@ commands round-robin (models interleaved, each mode ``--rounds`` times) and repo
 Timed: training steps (forward energy + forces, MSE loss on both, backward, Adam step) and
 inference (energy + forces by autograd), eager and compiled, batch 5, float32, 2 threads.
 Neighbour lists and batching happen before timing, for every model alike.
+``--device cuda``: models and batches on the GPU, ``torch.cuda.synchronize`` around every timed
+step, peak memory from ``torch.cuda.max_memory_allocated``; no thread or ``--nice`` settings;
+peers whose venv is missing are skipped (no venv is created on a GPU machine).
 
     python scripts/bench_model.py --quick            # < 5 min with the venvs present
     python scripts/bench_model.py --write-docs       # full run, updates docs/benchmarks.md
+    python scripts/bench_model.py --device cuda --quick --models molsym,molsym_invariant
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-conf", type=int, default=100, help="configurations (first n of --data)")
     p.add_argument("--batch-size", type=int, default=5)
     p.add_argument("--cutoff", type=float, default=5.0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the models run (cuda: GPU memory reported, no --threads/--nice)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per worker (CPU only)")
     p.add_argument("--num-channels", type=int, default=32)
     p.add_argument("--l-max", type=int, default=1)
     p.add_argument("--num-layers", type=int, default=2)
@@ -76,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-compiled", action="store_true", help="also time compiled training")
     p.add_argument("--profile", action="store_true", help="torch.profiler top ops of molsym")
     p.add_argument("--quick", action="store_true",
-                   help="1 round, short blocks, 50 configurations, invariant not compiled")
+                   help="1 round, short blocks, 25 configurations, invariant not compiled "
+                        "(on cuda: nothing compiled, to stay within a short GPU slot)")
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--json", default=None, help="write all raw results here")
@@ -139,14 +146,16 @@ class WorkerProc:
 
     def __init__(self, key: str, python: str, script: Path, graphs: Path, opts: dict[str, Any],
                  args: argparse.Namespace, log_dir: Path):
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-                   MKL_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        if args.device == "cpu":  # on a GPU the host thread count is left alone
+            env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         self.key = key
         self.ready: dict[str, Any] = {}
         self.log = open(log_dir / f"{key}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [python, str(script), "--graphs", str(graphs), "--model", json.dumps(opts),
-             "--batch-size", str(args.batch_size), "--threads", str(args.threads)],
+             "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+             "--device", args.device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
             cwd=str(ROOT))
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -232,7 +241,7 @@ def start_workers(keys: list[str], args: argparse.Namespace, graphs: Path,
 def modes_for(key: str, args: argparse.Namespace) -> list[str]:
     modes = ["train", "infer"]
     compile_ok = not args.no_compile and key != "mace"  # mace: no CPU compile path used
-    if args.quick and key == "molsym_invariant":
+    if args.quick and (key == "molsym_invariant" or args.device == "cuda"):
         compile_ok = False
     if compile_ok:
         modes.append("infer_compiled")
@@ -317,6 +326,8 @@ def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[d
                for m in ("train", "infer", "infer_compiled", "train_compiled")},
             "rss_idle_mb": w.ready["rss_mb"],
             "peak_train_mb": train[0].get("maxrss_mb"),
+            "gpu_idle_mb": w.ready.get("gpu_mb"),  # CUDA only: allocated by the model
+            "peak_train_gpu_mb": train[0].get("gpu_peak_mb"),
             "compile_warmup_s": (comp["compile_setup_s"] + comp["first_pass_s"]
                                  if "first_pass_s" in comp else None),
             "n_rounds": len(train),
@@ -364,6 +375,39 @@ def profile_molsym(workers: dict[str, WorkerProc], nice: int) -> str:
     return "\n".join(parts)
 
 
+def check_device(args: argparse.Namespace) -> str:
+    """Describe ``args.device`` (GPU name on CUDA); exit with one line when CUDA is missing.
+    On CUDA ``--nice`` is dropped (GPU steps barely contend for the shared cores)."""
+    if args.device == "cpu":
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit(f"bench_model: --device cuda, but torch {torch.__version__} sees no "
+                         "CUDA device here (no GPU or a CPU-only build); use --device cpu")
+    if args.nice:
+        print(f"[bench] --nice {args.nice} ignored on cuda", flush=True)
+        args.nice = 0
+    return f"cuda ({torch.cuda.get_device_name(0)})"
+
+
+def peer_keys(keys: list[str], args: argparse.Namespace) -> list[str]:
+    """Create missing peer venvs on the CPU (before anything is timed); on CUDA skip a peer
+    whose venv is missing, with one line (GPU machines have no network for pip)."""
+    venv_dir = Path(args.peer_venv_dir)
+    kept = []
+    for key in keys:
+        if key in PEER_PACKAGES and args.device == "cuda" and not venv_python(
+                venv_dir, key).exists():
+            print(f"[bench] {key}: skipped on cuda: no venv at {venv_dir / key} (create it "
+                  f"with a CUDA torch and {PEER_PACKAGES[key][0]})", flush=True)
+            continue
+        if key in PEER_PACKAGES:
+            ensure_venv(venv_dir, key)
+        kept.append(key)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -373,9 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown model(s) {bad}; choose from {MODELS}")
     if not Path(args.data).exists():
         raise SystemExit(f"data file not found: {args.data} (use --data)")
-    for peer in PEER_PACKAGES:  # create missing venvs before anything is timed
-        if peer in keys:
-            ensure_venv(Path(args.peer_venv_dir), peer)
+    device = check_device(args)
+    keys = peer_keys(keys, args)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
         tmp_path = Path(tmp)
@@ -401,14 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         print(prof)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"rows": rows, "ratios": rat, "results": results, "graphs": info,
+            {"device": device, "rows": rows, "ratios": rat, "results": results, "graphs": info,
              "machine": machine(), "args": vars(args)}, indent=1, default=str))
-    table = markdown_table(rows, args.train_compiled)
+    table = markdown_table(rows, args.train_compiled, device)
     print(table)
     print("\n".join(ratio_lines(rat)))
     if args.write_docs:
         write_docs(Path(args.docs), docs_section(rows, rat, workers, info, args, argv,
-                                                 (load0, load1)))
+                                                 (load0, load1), device))
         print(f"[bench] wrote the Model speed section of {args.docs}")
     print(last_line(rat))
     return 0

@@ -8,7 +8,9 @@ prefixed by :data:`MARK` on stdout; anything else a library prints is ignored. K
 worker alive lets the driver interleave models (round-robin) and compile each model only once.
 
 Units: Angstrom, eV, eV/Angstrom. The neighbour lists and the batches are built before any
-timing (same edges for every model); only the model step is timed.
+timing (same edges for every model); only the model step is timed. With ``--device cuda`` the
+model and the prepared batches live on the GPU, every timed step is bracketed by
+``torch.cuda.synchronize`` and peak memory is ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -114,6 +116,28 @@ def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor (also inside dicts, lists, tuples and objects with ``.to``,
+    such as a PyG ``Batch``) moved to ``device``; other values unchanged."""
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    if isinstance(obj, torch.Tensor) or hasattr(obj, "to"):
+        return obj.to(device)
+    return obj
+
+
+def _nosync() -> None:
+    return None
+
+
+def syncer(device: torch.device) -> Callable[[], None]:
+    """``torch.cuda.synchronize`` on a CUDA device (queued kernels must finish inside the
+    timed step), a no-op on the CPU."""
+    return torch.cuda.synchronize if device.type == "cuda" else _nosync
+
+
 class Adapter:
     """What one model worker supplies. ``forward(b, training)`` returns energy (B,) eV and
     forces (N,3) eV/Angstrom for a prepared batch ``b``; ``compiled_forward`` likewise after
@@ -121,6 +145,8 @@ class Adapter:
 
     name = "model"
     model: torch.nn.Module
+    #: set by :func:`serve` before the first step; models built later (compile) go here too
+    device = torch.device("cpu")
 
     def prepare(self, batch: dict[str, Any]) -> Any:
         """Turn a plain batch (see :meth:`Graphs.batches`) into the model's own input."""
@@ -142,19 +168,25 @@ class Adapter:
 
 
 def _timed(step: Callable[[Any], None], items: list, warmup: int, min_time: float,
-           min_iters: int) -> tuple[list[float], float, float]:
+           min_iters: int, sync: Callable[[], None] = _nosync
+           ) -> tuple[list[float], float, float]:
     """Run ``warmup`` untimed steps, then steps until both ``min_iters`` and ``min_time`` s;
     return the duration of each timed step (s), the warm-up time (s) and the CPU time of this
-    process (all threads) over the timed steps (s)."""
+    process (all threads) over the timed steps (s). ``sync`` runs before and after every step
+    (``torch.cuda.synchronize`` on a GPU), so a step's time includes its queued kernels."""
+    sync()
     t0 = time.perf_counter()
     for i in range(warmup):
         step(items[i % len(items)])
+    sync()
     t_warm = time.perf_counter() - t0
     times: list[float] = []
     start, cpu0 = time.perf_counter(), time.process_time()
     while len(times) < min_iters or time.perf_counter() - start < min_time:
+        sync()
         t = time.perf_counter()
         step(items[(warmup + len(times)) % len(items)])
+        sync()
         times.append(time.perf_counter() - t)
     return times, t_warm, time.process_time() - cpu0
 
@@ -165,8 +197,13 @@ class Worker:
     def __init__(self, adapter: Adapter, batches: list[dict[str, Any]], batch_size: int):
         self.a = adapter
         self.batch_size = batch_size
-        self.items = [adapter.prepare(b) for b in batches]
-        self.targets = [(b["energy"], b["forces"]) for b in batches]
+        self.device = adapter.device
+        self.cuda = self.device.type == "cuda"
+        self.sync = syncer(self.device)
+        # prepared on the CPU (models' own input builders), then moved once, before timing
+        self.items = [to_device(adapter.prepare(b), self.device) for b in batches]
+        self.targets = [(b["energy"].to(self.device), b["forces"].to(self.device))
+                        for b in batches]
         self.opt = torch.optim.Adam(adapter.model.parameters(), lr=1e-3)
         self.opt_compiled: torch.optim.Optimizer | None = None
         self.compiled: dict[bool, str | None] = {}
@@ -199,8 +236,17 @@ class Worker:
             if nice:
                 set_nice(0)
 
+    def _memory(self) -> dict[str, float]:
+        """Peak memory since the command began (MiB): host maxrss always, GPU on CUDA."""
+        out = {"maxrss_mb": maxrss_mb()}
+        if self.cuda:
+            out["gpu_peak_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return out
+
     def _run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         mode = cmd["mode"]
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
         training = mode.startswith("train")
         compiled = mode.endswith("_compiled")
         self.a.model.train(training)
@@ -223,18 +269,19 @@ class Worker:
             t0 = time.perf_counter()
             for i in idxs:
                 step(i, compiled)
-            reply.update(first_pass_s=time.perf_counter() - t0, maxrss_mb=maxrss_mb())
+            self.sync()
+            reply.update(first_pass_s=time.perf_counter() - t0, **self._memory())
             return reply
         times, t_warm, cpu = _timed(lambda i: step(i, compiled), idxs,
                                     int(cmd.get("warmup", 3)), float(cmd.get("min_time", 3)),
-                                    int(cmd.get("min_iters", 5)))
+                                    int(cmd.get("min_iters", 5)), self.sync)
         # the median step is robust to the spikes other jobs on shared cores cause
         reply.update(conf_per_s=self.batch_size / statistics.median(times),
                      mean_conf_per_s=self.batch_size * len(times) / sum(times),
                      best_conf_per_s=self.batch_size / min(times),
                      conf_per_cpu_s=self.batch_size * len(times) / cpu,
                      iters=len(times), seconds=sum(times), warmup_s=t_warm,
-                     maxrss_mb=maxrss_mb(), rss_mb=rss_mb())
+                     rss_mb=rss_mb(), **self._memory())
         return reply
 
     def profile(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -246,9 +293,11 @@ class Worker:
         step = self._train_step if training else self._infer_step
         for i in range(2):
             step(i % len(self.items), False)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        with profile(activities=activities) as prof:
             for i in range(int(cmd.get("iters", 10))):
                 step(i % len(self.items), False)
+            self.sync()
         table = prof.key_averages().table(sort_by="self_cpu_time_total",
                                           row_limit=int(cmd.get("rows", 20)))
         return {"mode": cmd["mode"], "profile": table}
@@ -264,7 +313,8 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--graphs", required=True, help=".npz of precomputed graphs")
     p.add_argument("--model", default="{}", help="JSON dict of model options")
     p.add_argument("--batch-size", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (CPU only)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     return p.parse_args(argv)
 
 
@@ -272,20 +322,31 @@ def serve(make_adapter: Callable[[Graphs, dict[str, Any]], Adapter],
           argv: list[str] | None = None) -> None:
     """Worker main loop: build the model, report ``ready``, then answer commands on stdin."""
     args = worker_args(argv)
-    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cpu":  # on a GPU the thread count is left to torch
+        torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
     graphs = load_graphs(args.graphs)
     try:
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"--device cuda, but this torch ({torch.__version__}, "
+                               f"{sys.executable}) sees no CUDA device")
         adapter = make_adapter(graphs, json.loads(args.model))
+        adapter.device = device
+        adapter.model.to(device)
         worker = Worker(adapter, graphs.batches(args.batch_size), args.batch_size)
     except Exception as exc:  # report, so the driver can say why this model is missing
         send({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
         raise
     n_params = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
-    send({"event": "ready", "name": adapter.name, "params": n_params,
-          "rss_mb": rss_mb(), "maxrss_mb": maxrss_mb(), "threads": torch.get_num_threads(),
-          "versions": adapter.versions(), "num_batches": len(worker.items)})
+    ready = {"event": "ready", "name": adapter.name, "params": n_params, "device": str(device),
+             "rss_mb": rss_mb(), "maxrss_mb": maxrss_mb(), "threads": torch.get_num_threads(),
+             "versions": adapter.versions(), "num_batches": len(worker.items)}
+    if device.type == "cuda":
+        ready.update(gpu=torch.cuda.get_device_name(device),
+                     gpu_mb=torch.cuda.memory_allocated(device) / 2**20)
+    send(ready)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -73,7 +73,7 @@ class NequipAdapter(Adapter):
         return self._run(self.model, b)
 
     def compile(self, training: bool) -> tuple[str, torch.nn.Module] | None:
-        model = self._build("compile")
+        model = self._build("compile").to(self.device)
         model.load_state_dict(self.model.state_dict())
         model.train(training)
         self.compiled_models[training] = model

@@ -13,14 +13,21 @@ def _fmt(v: float | None, nd: int = 1) -> str:
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
-def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool) -> str:
-    head = ["model", "params", "train conf/s", "infer eager conf/s",
+def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool,
+                   device: str = "cpu") -> str:
+    """Markdown table of ``rows``; ``device`` ("cpu" or "cuda (<GPU name>)") names the device in
+    the header, and on CUDA the memory columns are GPU memory (max_memory_allocated)."""
+    cuda = device.startswith("cuda")
+    head = [f"model ({device})", "params", "train conf/s", "infer eager conf/s",
             "infer compiled conf/s"]
     if show_train_compiled:
         head.append("train compiled conf/s")
     head = [h.replace("conf/s", "conf/s median (best)") for h in head]
-    head += ["conf per CPU-s train / infer", "peak RSS train (MiB)", "RSS idle (MiB)",
-             "compile warm-up (s)"]
+    mem = ["peak GPU train (MiB)", "GPU idle (MiB)"] if cuda else [
+        "peak RSS train (MiB)", "RSS idle (MiB)"]
+    head += ["conf per CPU-s train / infer", *mem, "compile warm-up (s)"]
+    peak, idle = ("peak_train_gpu_mb", "gpu_idle_mb") if cuda else ("peak_train_mb",
+                                                                    "rss_idle_mb")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         modes = ["train", "infer", "infer_compiled"] + (
@@ -28,7 +35,7 @@ def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool) -> str
         cells = [r["label"], f"{r['params']:,}"]
         cells += [f"{_fmt(r[m])} ({_fmt(r['best_' + m])})" for m in modes]
         cells += [f"{_fmt(r['cpu_train'])} / {_fmt(r['cpu_infer'])}",
-                  _fmt(r["peak_train_mb"], 0), _fmt(r["rss_idle_mb"], 0),
+                  _fmt(r.get(peak), 0), _fmt(r.get(idle), 0),
                   _fmt(r["compile_warmup_s"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -68,24 +75,28 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
 
 
-def docs_section(rows, rat, workers, info, args, argv, load) -> str:
+def docs_section(rows, rat, workers, info, args, argv, load, device: str = "cpu") -> str:
     vers: dict[str, str] = {}
     for w in workers.values():
         for k, v in w.ready["versions"].items():
             vers.setdefault(k, v)
     m = machine()
     cmd = "python scripts/bench_model.py " + " ".join(argv)
+    cuda = device.startswith("cuda")
+    where = (f"on {device}, {m['nproc']} host CPU cores, torch threads left at torch's default"
+             if cuda else f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = "
+             f"{args.threads}")
     return "\n".join([
         "## Model speed",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{cmd.strip()}`",
-        f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = {args.threads}, float32, "
+        f"{where}, float32, "
         f"batch {args.batch_size}, rMD17 aspirin (first {info['n_conf']} frames of "
         f"`rmd17_aspirin_train_01.npz`, {info['n_atoms']} atoms, cutoff {args.cutoff} Angstrom, "
         f"{info['edges_per_conf']:.0f} directed edges per frame). Versions: "
         + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())) + ".",
         "",
-        markdown_table(rows, args.train_compiled),
+        markdown_table(rows, args.train_compiled, device),
         "",
         *ratio_lines(rat),
         "",
@@ -104,9 +115,13 @@ def docs_section(rows, rat, workers, info, args, argv, load) -> str:
         "over every batch once before timing. nequip's AOTInductor packaging "
         "needs a checkpoint and was not used; mace-torch not compiled (its compile path is for "
         "GPU training), so the mace ratio for inference is eager vs eager.",
-        "- Peak memory: getrusage maxrss of each model's own worker process after its first "
-        "training block (includes the Python interpreter and torch); RSS idle = after imports, "
-        "data and model, before any step.",
+        ("- Peak memory: torch.cuda.max_memory_allocated of each model's own worker over its "
+         "first training block; GPU idle = allocated after model and batches, before any step. "
+         "Every timed step is bracketed by torch.cuda.synchronize."
+         if cuda else
+         "- Peak memory: getrusage maxrss of each model's own worker process after its first "
+         "training block (includes the Python interpreter and torch); RSS idle = after imports, "
+         "data and model, before any step."),
         ("- `--quick`: 1 round of 1 s blocks on 25 frames; molsym invariant not compiled.\n"
          if args.quick else "")
         + "- Every model runs in its own long-lived process (peers in their own venvs); "
