@@ -85,6 +85,21 @@ def qm9_pool_file(n_pool: int) -> Path:
     return path
 
 
+def describe_runs(results: dict[str, Any], name: str) -> None:
+    """Set env date/load to the span of the collected runs (file times, mean loads)."""
+    from datetime import datetime, timezone
+
+    times = sorted(p.stat().st_mtime for p in (common.RUNS / name).rglob("metrics.json"))
+    loads = [r["mean_load"] for runs in results["runs"].values() for model in runs.values()
+             for r in model.values() if r.get("mean_load") is not None]
+    if times:
+        fmt = [datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M") for t in
+               (times[0], times[-1])]
+        results["env"]["date"] = f"{fmt[0]} to {fmt[1]} UTC (run end times)"
+    if loads:
+        results["env"]["load_avg_1min"] = f"{min(loads):g}-{max(loads):g} (per-run means)"
+
+
 def fit_slope(ns: list[int], maes: list[float]) -> float | None:
     """Slope of log(MAE) vs log(N) (least squares); None with fewer than two points."""
     pts = [(n, m) for n, m in zip(ns, maes, strict=True) if m is not None and m > 0]
@@ -109,8 +124,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.ticker
 
     studies = [s for s in STUDIES if s in results["runs"]]
-    fig, axes = plt.subplots(1, len(studies), figsize=(4.3 * len(studies), 3.6), squeeze=False)
-    for ax, study in zip(axes[0], studies, strict=True):
+    ncols = min(2, len(studies))
+    nrows = (len(studies) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(studies):]:
+        ax.set_visible(False)
+    for ax, study in zip(axes.flat, studies, strict=False):
         for model, color in (("flagship", "C0"), ("invariant", "C3")):
             if model not in results["runs"][study]:
                 continue
@@ -161,6 +180,10 @@ def report(results: dict[str, Any]) -> str:
         budget = results.get("budgets_s", {}).get(study)
         extra = f", {budget:g} s per run" if budget else ""
         step_ratio = [r[5] / r[4] for r in rows[:-1] if r[4] and r[5]]
+        loads = [r.get("mean_load") for m in runs.values() for r in m.values()
+                 if r.get("mean_load") is not None]
+        if loads:
+            extra += f", mean machine load {np.median(loads):.1f} (median over runs)"
         if step_ratio:
             extra += (f"; the invariant model made {np.median(step_ratio):.1f}x as many "
                       f"optimizer steps as the flagship in the same time (median)")
@@ -200,13 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect:
             results.setdefault("commands", []).append(command)
         for study in args.studies:
-            if study.startswith("aspirin"):
-                results.setdefault("budgets_s", {})[study] = args.budget_s
+            results.setdefault("budgets_s", {})[study] = (
+                args.budget_s if study.startswith("aspirin") else args.qm9_budget_s)
         if "aspirin" in args.studies:
             results["budget_s"] = args.budget_s
         if any(s.startswith("qm9") for s in args.studies):
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
-        results["env"] = common.environment()
+        if not args.collect or "env" not in results:
+            results["env"] = common.environment()
         for study in args.studies:
             sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
             budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
@@ -220,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                     results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
                     results.setdefault("example_command", res["command"])
                     common.save_result(name, results)
+        if args.collect:
+            describe_runs(results, name)
+            common.save_result(name, results)
     plot(results, common.img_path("data_efficiency", args.quick))
     if not args.quick:
         common.write_section("Data efficiency", report(results))

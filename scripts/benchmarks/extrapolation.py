@@ -146,6 +146,29 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def run_load(key: str, run: dict[str, Any]) -> float | None:
+    """Mean machine load during a training (molsym: its run folder; MACE: its wall time)."""
+    base = common.RUNS / "extrapolation"
+    if "epochs_to_best" not in run:
+        return common.run_load(base / key)
+    model = base / f"mace_{key}" / "run" / "mace.model"
+    if not run.get("wall_s") or not model.exists():
+        return None
+    end = model.stat().st_mtime
+    return common.mean_load(end - run["wall_s"], end)
+
+
+def earlier_note(results: dict[str, Any]) -> str:
+    """One sentence on superseded molsym runs made at a higher machine load, if any."""
+    early = results.get("earlier_molsym_runs")
+    if not early:
+        return ""
+    parts = [f"{k}: force MAE {v['forces_mae']:.3g} meV/Å, {v['epochs']} epochs at mean load "
+             f"{v['mean_load']}" for k, v in early.items()]
+    return (" The molsym rows were rerun at a load comparable to MACE's; the first molsym runs "
+            "(same command, same budget) gave " + "; ".join(parts) + ".")
+
+
 def report(results: dict[str, Any]) -> str:
     rows = []
     for key, name in (("acac", "acac: train_300K (450 train / 50 val) -> test_MD_300K"),
@@ -158,7 +181,7 @@ def report(results: dict[str, Any]) -> str:
             rows.append([name, model, m.get("energy", {}).get("mae"),
                          m.get("energy_per_atom", {}).get("mae"), m.get("forces", {}).get("mae"),
                          m.get("forces", {}).get("rmse"),
-                         run.get("epochs") or run.get("epochs_to_best")])
+                         run.get("epochs") or run.get("epochs_to_best"), run_load(key, run)])
     md_rows = [[r["temperature_K"], r["dt_fs"], r["time_fs"], r["failure"] or (
         "none" if r["time_fs"] >= r["steps_asked"] * r["dt_fs"] else "none (wall-time cap)"),
                 r["max_drift_meV_per_atom"], r["max_bond_stretch"],
@@ -176,7 +199,11 @@ def report(results: dict[str, Any]) -> str:
         f"(errors from `mace_eval_configs`; epochs for MACE = epochs up to its best "
         f"checkpoint); NequIP was not run on these sets.", "",
         common.md_table(["data", "model", "energy MAE (meV)", "energy MAE (meV/atom)",
-                         "force MAE (meV/Å)", "force RMSE (meV/Å)", "epochs"], rows), "",
+                         "force MAE (meV/Å)", "force RMSE (meV/Å)", "epochs",
+                         "mean load (2 cores)"], rows), "",
+        "The mean load column is the machine's 1-minute load average during each training "
+        "(other jobs included): a run at a higher load got a smaller share of the 2 cores in "
+        "its wall-clock budget." + earlier_note(results), "",
         f"NVE stability (acac model, first frame of test_MD_300K, Maxwell-Boltzmann start, "
         f"VelocityVerlet, MolsymCalculator in float64): a run fails when a bond (pair within "
         f"1.2x the covalent radii at the start) exceeds {BOND_STRETCH_LIMIT:g}x its start "
@@ -227,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.quick:
             args.budget_min, args.md_steps, args.temperatures = 1.0, 200, [300.0]
-        results = {"command": "python scripts/benchmarks/extrapolation.py " + " ".join(
+        results = common.load_result(name) or {}  # keeps MACE runs added by --mace-only
+        results.pop("md_command", None)
+        results.update({"command": "python scripts/benchmarks/extrapolation.py " + " ".join(
             argv if argv is not None else sys.argv[1:]), "budget_min": args.budget_min,
-            "env": common.environment()}
+            "env": common.environment()})
         base = common.RUNS / name
         results["acac"] = common.molsym_train(base / "acac", acac_overrides(args.quick),
                                               args.budget_min * 60, base / "acac.log")
