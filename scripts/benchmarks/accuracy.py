@@ -130,7 +130,7 @@ def report(results: dict[str, Any]) -> str:
         "numbers are converged GPU trainings quoted for scale, not run here.",
         "", table, "", "![rMD17 force MAE](img/accuracy_rmd17.png)", "",
         "Commands: `" + "`; `".join(results.get("commands") or [results["command"]]) + "`. "
-        + common.env_line(results["env"]),
+        + "Last invocation: " + common.env_line(results["env"]),
         "molsym command: `" + "`; `".join(
             r["molsym"]["command"] for r in results["molecules"].values() if "molsym" in r) + "`.",
         "MACE: `mace_run_train` on the same 950/50 frames (molsym's `splits.json`), energy/force "

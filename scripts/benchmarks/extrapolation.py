@@ -195,7 +195,7 @@ def report(results: dict[str, Any]) -> str:
         f"so 3BPA is tested on held-out 300 K frames, not on the 600 K / 1200 K sets of the "
         f"paper: this measures "
         f"interpolation more than extrapolation. MACE (where listed) ran `mace_run_train` on "
-        f"the same train/val frames with the same wall-clock budget, after the molsym runs "
+        f"the same train/val frames with the same wall-clock budget "
         f"(errors from `mace_eval_configs`; epochs for MACE = epochs up to its best "
         f"checkpoint); NequIP was not run on these sets.", "",
         common.md_table(["data", "model", "energy MAE (meV)", "energy MAE (meV/atom)",
