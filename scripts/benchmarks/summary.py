@@ -80,8 +80,8 @@ def speed_rows() -> list[list[str]]:
     lines = [ln[2:] for ln in (body or "").splitlines() if ln.startswith("- molsym flagship /")]
     if not lines:
         return [["Speed", "see [Model speed](#model-speed)", "", "", "not measured yet"]]
-    return [["Speed (scripts/bench_model.py)", "", "", ln, "quoted from [Model speed]"
-             "(#model-speed)"] for ln in lines]
+    return [["Speed (scripts/bench_model.py)", "", "", ln, "speed-up: x > 1 means molsym is "
+             "faster; quoted from [Model speed](#model-speed)"] for ln in lines]
 
 
 def extrapolation_rows() -> list[list[str]]:
