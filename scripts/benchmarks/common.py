@@ -248,6 +248,20 @@ def run_load(run_dir: Path, first: str = "config.yaml", last: str = "metrics.jso
     return mean_load(a.stat().st_mtime, b.stat().st_mtime)
 
 
+def run_settings(run_dir: Path) -> str | None:
+    """Loss weights (energy:forces) and LR scheduler of a molsym run, from its config.yaml
+    (molsym's defaults changed while these studies ran, so each run states its own)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    cfg = yaml.safe_load(path.read_text())
+    w = cfg["module"]["loss"]["weights"]
+    sched = cfg.get("scheduler", {}).get("_target_", "?").rsplit(".", 1)[-1]
+    return f"E:F {w.get('energy'):g}:{w.get('forces'):g}, {sched}"
+
+
 def steps_done(csv_path: Path) -> int | None:
     """Optimizer steps in a Lightning CSV log (largest ``step`` + 1)."""
     if not csv_path.is_file():

@@ -181,7 +181,9 @@ def report(results: dict[str, Any]) -> str:
             rows.append([name, model, m.get("energy", {}).get("mae"),
                          m.get("energy_per_atom", {}).get("mae"), m.get("forces", {}).get("mae"),
                          m.get("forces", {}).get("rmse"),
-                         run.get("epochs") or run.get("epochs_to_best"), run_load(key, run)])
+                         run.get("epochs") or run.get("epochs_to_best"), run_load(key, run),
+                         common.run_settings(common.RUNS / "extrapolation" / key)
+                         if "epochs_to_best" not in run else "E:F 1:100, MACE default"])
     md_rows = [[r["temperature_K"], r["dt_fs"], r["time_fs"], r["failure"] or (
         "none" if r["time_fs"] >= r["steps_asked"] * r["dt_fs"] else "none (wall-time cap)"),
                 r["max_drift_meV_per_atom"], r["max_bond_stretch"],
@@ -200,10 +202,13 @@ def report(results: dict[str, Any]) -> str:
         f"checkpoint); NequIP was not run on these sets.", "",
         common.md_table(["data", "model", "energy MAE (meV)", "energy MAE (meV/atom)",
                          "force MAE (meV/Å)", "force RMSE (meV/Å)", "epochs",
-                         "mean load (2 cores)"], rows), "",
+                         "mean load (2 cores)", "loss weights, scheduler"], rows), "",
         "The mean load column is the machine's 1-minute load average during each training "
         "(other jobs included): a run at a higher load got a smaller share of the 2 cores in "
-        "its wall-clock budget." + earlier_note(results), "",
+        "its wall-clock budget. The last column gives each run's loss weights and LR "
+        "scheduler: molsym's defaults (energy weight, scheduler) changed while these studies "
+        "ran, so molsym and MACE did not use the same loss weights here." + earlier_note(
+            results), "",
         f"NVE stability (acac model, first frame of test_MD_300K, Maxwell-Boltzmann start, "
         f"VelocityVerlet, MolsymCalculator in float64): a run fails when a bond (pair within "
         f"1.2x the covalent radii at the start) exceeds {BOND_STRETCH_LIMIT:g}x its start "

@@ -118,6 +118,14 @@ def symmetry_rows() -> list[list[str]]:
     return rows
 
 
+def weights_note(mol: str) -> str:
+    """A caveat when molsym's loss weights differed from MACE's 1:100 in that run."""
+    settings = common.run_settings(common.RUNS / "accuracy" / mol / "molsym")
+    if settings is None or settings.startswith("E:F 1:100"):
+        return ""
+    return f" Not like for like: molsym ran with {settings}, MACE with E:F 1:100."
+
+
 def verdicts() -> list[str]:
     """Plain statements derived from the stored numbers (where molsym is ahead or behind)."""
     out = []
@@ -129,7 +137,7 @@ def verdicts() -> list[str]:
             out.append(f"Accuracy, {mol}, equal CPU time: molsym's force MAE is {word} than "
                        f"MACE's ({ms:.3g} vs {mace:.3g} meV/Å, ratio {ms / mace:.2f}); both "
                        "are short, unconverged trainings, so this mixes accuracy with "
-                       "training speed.")
+                       "training speed." + weights_note(mol))
         pub = PUBLISHED.get(mol, {}).get("MACE")
         if ms and pub:
             out.append(f"Accuracy, {mol}, against converged published numbers: molsym is "
