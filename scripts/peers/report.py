@@ -106,6 +106,9 @@ def docs_section(rows, rat, workers, info, args, argv, load, device: str = "cpu"
         "correlation 3, radial MLP [64,64,64]; nequip NequIPGNNModel with parity off.",
         "- Neighbour lists (molsym's vesin list, identical edges for every model) and batching "
         "are done once before timing, for every model alike; only model steps are timed.",
+        "- On the CPU every worker flushes float32 denormals to zero "
+        "(`torch.set_flush_denormal(True)`, as `molsym train` does): without it molsym's "
+        "force-training steps with 2 threads ran ~50x slower (denormals in the double backward).",
         "- Train = forward energy + forces (autograd, graph kept), MSE loss on energy and forces, "
         "backward, Adam step. Infer = energy + forces. Each block: "
         f"{args.warmup} untimed warm-up steps, then at least {args.min_time:g} s.",
