@@ -150,14 +150,24 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError / InputError: bad config or data, with one line naming the cause.
     """
-    out = Path(out).resolve()
-    OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
-    set_precision_switches(bool(cfg.get("tf32", False)))
     # Force-trained models produce float32 denormals in the double backward (e.g. high powers
     # of the cutoff envelope near r_c); on x86 CPUs with 2+ OpenMP threads they made training
     # steps ~50x slower (measured: 3.5 vs 197 conf/s, aspirin batch 5). Flushing them to zero
-    # changes nothing above 1e-38.
+    # changes nothing above 1e-38. Process-wide state, so it is restored afterwards (the
+    # default, off), as is the thread count.
+    threads = torch.get_num_threads()
     torch.set_flush_denormal(True)
+    try:
+        return _train(cfg, out)
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    out = Path(out).resolve()
+    OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
+    set_precision_switches(bool(cfg.get("tf32", False)))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
