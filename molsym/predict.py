@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from ase.data import chemical_symbols
+from torch._inductor import config as inductor_config
 from torch.fx.experimental import _config as fx_config
 
 from molsym import keys, units
@@ -184,7 +185,10 @@ class CompiledModel(torch.nn.Module):
                 batch: torch.Tensor, num_graphs: int, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Same arguments and outputs as ``AtomisticModel.forward``."""
         graphs = torch.empty(int(num_graphs), 0, device=pos.device)
-        with fx_config.patch(use_duck_shape=False):
+        # Inductor's multi-threaded C++ kernels (torch 2.13, CPU) gave forces off by ~0.04 eV/A
+        # with 2 threads (tests/models/test_api.py::test_torch_compile_matches_eager): generated
+        # CPU kernels run single-threaded. No effect on CUDA kernels.
+        with fx_config.patch(use_duck_shape=False), inductor_config.patch({"cpp.threads": 1}):
             return self._compiled(z, pos, edge_index, batch, graphs, **kwargs)
 
 

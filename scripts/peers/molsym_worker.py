@@ -71,8 +71,11 @@ class MolsymAdapter(Adapter):
 
     def compile(self, training: bool) -> tuple[str, torch.nn.Module] | None:
         # dynamic=True: the edge count changes from batch to batch (nequip compiles likewise)
+        # as molsym.predict.CompiledModel: torch 2.13's multi-threaded Inductor CPU kernels gave
+        # wrong forces with 2 threads, so generated CPU kernels run single-threaded
+        torch._inductor.config.cpp.threads = 1
         self.compiled_model = torch.compile(self.model, dynamic=True)
-        return "torch.compile(model, dynamic=True)", self.model
+        return "torch.compile(model, dynamic=True), inductor cpp.threads=1", self.model
 
     def compiled_forward(self, item, training: bool):
         return self._run(self.compiled_model, item, training)
