@@ -9,7 +9,6 @@ The model carries its own cutoff and element list, so the calculator needs nothi
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import ase
@@ -25,6 +24,7 @@ from molsym.predict import (
     bare_atoms,
     compile_model,
     element_error,
+    inference_copy,
     load_model_any,
 )
 
@@ -58,9 +58,7 @@ class MolsymCalculator(Calculator):
             raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
         self.dtype = _resolve_dtype(dtype)
         module = load_model_any(model)
-        self.model = copy.deepcopy(module).to(device=self.device, dtype=self.dtype).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = inference_copy(module, self.device, self.dtype)
         self.compiled = bool(compile)
         self._forward = compile_model(self.model) if compile else self.model
         self.cutoff = float(module.cutoff)

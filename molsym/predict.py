@@ -192,6 +192,16 @@ class CompiledModel(torch.nn.Module):
             return self._compiled(z, pos, edge_index, batch, graphs, **kwargs)
 
 
+def inference_copy(module: torch.nn.Module, device: torch.device,
+                   dtype: torch.dtype) -> torch.nn.Module:
+    """A private eval-mode copy of ``module`` on ``device`` in ``dtype``, parameter gradients
+    off (forces need d/dpos only); the caller's model is left as it was."""
+    model = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model wrapped for ``torch.compile`` (see :class:`CompiledModel`); it compiles on
     its first call (tens of seconds on a CPU)."""
@@ -236,9 +246,7 @@ class Predictor:
             raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
         module = load_model_any(model)
         self.dtype = _resolve_dtype(dtype) if dtype is not None else _model_dtype(module)
-        self.model = copy.deepcopy(module).to(device=self.device, dtype=self.dtype).eval()
-        for p in self.model.parameters():  # forces need d/dpos only, never parameter grads
-            p.requires_grad_(False)
+        self.model = inference_copy(module, self.device, self.dtype)
         self.compiled = bool(compile)
         self._forward = compile_model(self.model) if compile else self.model
         self.cutoff = float(module.cutoff)
