@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -23,6 +24,16 @@ def check_on_error(on_error: str, errors: list | None) -> None:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if errors is not None and not isinstance(errors, list):
         raise TypeError("errors must be a list (bad records are appended to it) or None")
+
+
+def require_file(path) -> str:
+    """``str(path)``, after checking that it is an existing, non-empty file (InputError)."""
+    source = str(path)
+    if not os.path.isfile(path):
+        raise InputError("no such file", source)
+    if os.path.getsize(path) == 0:
+        raise InputError("file is empty", source)
+    return source
 
 
 def handle(err: InputError, on_error: str, errors: list | None) -> None:

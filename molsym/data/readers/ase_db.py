@@ -11,7 +11,14 @@ from collections.abc import Mapping
 
 import ase
 
-from molsym.data.readers._common import check_on_error, handle, is_number, tag, validate
+from molsym.data.readers._common import (
+    check_on_error,
+    handle,
+    is_number,
+    require_file,
+    tag,
+    validate,
+)
 from molsym.data.readers.xyz import normalize_labels
 from molsym.errors import InputError
 
@@ -32,11 +39,7 @@ def read_ase_db(
     import ase.db
 
     check_on_error(on_error, errors)
-    source = str(path)
-    if not os.path.isfile(path):
-        raise InputError("no such file", source)
-    if os.path.getsize(path) == 0:
-        raise InputError("file is empty", source)
+    source = require_file(path)
     units = {"energy": energy_unit, "forces": forces_unit, **(label_units or {})}
     try:
         rows = list(ase.db.connect(str(path), type="db").select(selection))

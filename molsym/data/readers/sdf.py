@@ -17,6 +17,7 @@ from molsym.data.readers._common import (
     convert_labels,
     handle,
     is_number,
+    require_file,
     tag,
     validate,
 )
@@ -64,9 +65,7 @@ def read_sdf(
     from rdkit import Chem, RDLogger
 
     check_on_error(on_error, errors)
-    source = str(path)
-    if not os.path.isfile(path):
-        raise InputError("no such file", source)
+    source = require_file(path)
     with open(path, "rb") as fh:
         if not fh.read().strip():
             raise InputError("file is empty", source)
