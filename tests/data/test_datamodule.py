@@ -6,28 +6,20 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from ase.build import molecule
-from ase.calculators.emt import EMT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from molsym.data.datamodule import MolDataModule
 from molsym.data.statistics import compute_statistics
 from molsym.errors import ConfigError
+from tests.data.frames import make_frames as shared_frames
 
 NAMES = ["CH3CH2OH", "H2O", "CH4", "NH3", "CH3OH", "HCN"]
 RMD17 = Path(__file__).resolve().parents[3] / "shared" / "data" / "rmd17"
 
 
 def make_frames(n, seed=0):
-    frames = []
-    for i in range(n):
-        atoms = molecule(NAMES[i % len(NAMES)])
-        atoms.rattle(0.05, seed=seed * 1000 + i)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        frames.append(atoms)
-    return frames
+    return shared_frames(n, seed, NAMES)
 
 
 @pytest.fixture

@@ -4,27 +4,13 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.build import molecule
-from ase.calculators.emt import EMT
 
 from molsym.data import dataset as dataset_mod
 from molsym.data.dataset import GraphDataset, build_store, default_cache_dir
 from molsym.data.graph import atoms_to_graph
 from molsym.data.store import concat_stores, graphs_to_store, store_to_graphs
 from molsym.errors import ConfigError, InputError
-
-NAMES = ["CH3CH2OH", "H2O", "CH4", "NH3", "CH3OH"]
-
-
-def make_frames(n, seed=0):
-    frames = []
-    for i in range(n):
-        atoms = molecule(NAMES[i % len(NAMES)])
-        atoms.rattle(0.05, seed=seed * 1000 + i)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        frames.append(atoms)
-    return frames
+from tests.data.frames import make_frames
 
 
 @pytest.fixture
