@@ -19,10 +19,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import ConfigError, InputError
+from molsym.models.compiled import compile_model
 from molsym.predict import (
     _resolve_dtype,
     bare_atoms,
-    compile_model,
     element_error,
     inference_copy,
     load_model_any,

@@ -24,12 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 from ase.data import chemical_symbols
-from torch._inductor import config as inductor_config
-from torch.fx.experimental import _config as fx_config
 
 from molsym import keys, units
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import ConfigError, InputError
+from molsym.models.compiled import compile_model
 
 #: Default upper bound on the number of atoms in one batch.
 DEFAULT_BATCH_ATOMS = 4096
@@ -160,38 +159,6 @@ def bare_atoms(atoms: ase.Atoms) -> ase.Atoms:
     return bare
 
 
-class CompiledModel(torch.nn.Module):
-    """``torch.compile(dynamic=True)`` of a molsym model, called like the model.
-
-    Atom, edge and molecule counts are symbolic, so batches of new sizes reuse the compiled
-    graph (forces by ``torch.func.grad``, one graph). Dynamo keeps a plain int argument static
-    until it has seen it change, so the molecule count goes in as the size of an empty
-    (B, 0) tensor; duck shaping is off, or a count that happens to equal 3 at the first call
-    would be tied to the xyz dimension and frozen. A size of 1 is still specialised:
-    single-molecule batches (the calculator's case) and multi-molecule batches compile once
-    each; nothing else recompiles.
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self._compiled = torch.compile(self._run, dynamic=True)
-
-    def _run(self, z: torch.Tensor, pos: torch.Tensor, edge_index: torch.Tensor,
-             batch: torch.Tensor, graphs: torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
-        return self.model(z, pos, edge_index, batch, graphs.shape[0], **kwargs)
-
-    def forward(self, z: torch.Tensor, pos: torch.Tensor, edge_index: torch.Tensor,
-                batch: torch.Tensor, num_graphs: int, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Same arguments and outputs as ``AtomisticModel.forward``."""
-        graphs = torch.empty(int(num_graphs), 0, device=pos.device)
-        # Inductor's multi-threaded C++ kernels (torch 2.13, CPU) gave forces off by ~0.04 eV/A
-        # with 2 threads (tests/models/test_api.py::test_torch_compile_matches_eager): generated
-        # CPU kernels run single-threaded. No effect on CUDA kernels.
-        with fx_config.patch(use_duck_shape=False), inductor_config.patch({"cpp.threads": 1}):
-            return self._compiled(z, pos, edge_index, batch, graphs, **kwargs)
-
-
 def inference_copy(module: torch.nn.Module, device: torch.device,
                    dtype: torch.dtype) -> torch.nn.Module:
     """A private eval-mode copy of ``module`` on ``device`` in ``dtype``, parameter gradients
@@ -200,12 +167,6 @@ def inference_copy(module: torch.nn.Module, device: torch.device,
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def compile_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model wrapped for ``torch.compile`` (see :class:`CompiledModel`); it compiles on
-    its first call (tens of seconds on a CPU)."""
-    return CompiledModel(model)
 
 
 def atom_batches(sizes: Sequence[int], batch_atoms: int) -> Iterator[list[int]]:

@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scheduling priority of the worker during its timed blocks only "
                         "(negative = ahead of other jobs on shared cores; needs root)")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled modes")
-    p.add_argument("--train-compiled", action="store_true", help="also time compiled training")
+    p.add_argument("--no-train-compiled", dest="train_compiled", action="store_false",
+                   help="skip compiled training (timed by default where a model has it)")
     p.add_argument("--profile", action="store_true", help="torch.profiler top ops of molsym")
     p.add_argument("--quick", action="store_true",
                    help="1 round, short blocks, 25 configurations, invariant not compiled "
@@ -340,7 +341,7 @@ def summarize(workers: dict[str, WorkerProc], results: dict[str, Any]) -> list[d
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """molsym flagship over each peer; infer is compiled vs compiled where both have it.
+    """molsym flagship over each peer; compiled vs compiled where both have a compiled path.
 
     ``<peer>_train``/``<peer>_infer`` use the median rates; the ``best_`` and ``cpu_`` variants
     the fastest step and the configurations per CPU-second (less sensitive to other jobs)."""
@@ -352,12 +353,14 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         p = by.get(peer)
         if ms is None or p is None:
             out.update({f"{peer}_train": None, f"{peer}_infer": None,
-                        f"{peer}_infer_mode": "infer"})
+                        f"{peer}_infer_mode": "infer", f"{peer}_train_mode": "train"})
             continue
         mode = "infer_compiled" if ms["infer_compiled"] and p["infer_compiled"] else "infer"
+        train = "train_compiled" if ms["train_compiled"] and p["train_compiled"] else "train"
         out[f"{peer}_infer_mode"] = mode
+        out[f"{peer}_train_mode"] = train
         for prefix in ("", "best_", "cpu_"):
-            out[f"{prefix}{peer}_train"] = div(ms[prefix + "train"], p[prefix + "train"])
+            out[f"{prefix}{peer}_train"] = div(ms[prefix + train], p[prefix + train])
             out[f"{prefix}{peer}_infer"] = div(ms[prefix + mode], p[prefix + mode])
     return out
 

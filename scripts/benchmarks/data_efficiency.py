@@ -12,8 +12,10 @@ fits of log(MAE) against log(N).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +49,27 @@ def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int
     return path
 
 
-def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int) -> list[str]:
+def protocol_overrides(max_steps: int | None, compile_model: bool) -> list[str]:
+    """Equal optimizer steps for every run (epochs unbounded), and torch.compile on request."""
+    out = [] if max_steps is None else [f"trainer.max_steps={max_steps}",
+                                        "trainer.max_epochs=1000000"]
+    return out + (["module.compile=true"] if compile_model else [])
+
+
+def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
+              protocol: list[str] = ()) -> list[str]:
     if study.startswith("aspirin"):
         test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
         split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
         return ["experiment=rmd17", "data.molecule=aspirin", f"data_root={common.DATA}",
                 f"model={model}", f"+data.split_file={split}", "seed=0",
-                *common.EXPERIMENT_OVERRIDES["rmd17"]]
+                *common.EXPERIMENT_OVERRIDES["rmd17"], *protocol]
     target = "energy" if study == "qm9_u0" else "homo"
     split = split_file(out / "split.json", qm9_pool, n, 500, None, "path")
     return ["data=extxyz", f"data.path={qm9_pool_file(qm9_pool)}", f"targets=[{target}]",
             f"model={model}", f"data.split_file={split}", "model.elements=[1,6,7,8]",
-            "data.batch_size=32", "data.eval_batch_size=128", "scheduler=plateau",
-            "trainer.max_epochs=300", "seed=0"]
+            "data.batch_size=32", "data.eval_batch_size=128", "scheduler=plateau", "seed=0",
+            *(protocol if protocol else ["trainer.max_epochs=300"])]
 
 
 def qm9_pool_file(n_pool: int) -> Path:
@@ -152,20 +162,29 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def report(results: dict[str, Any]) -> str:
+    steps = (results.get("protocol") or {}).get("max_steps")
+    if steps:
+        budget = (f"Every run makes the same number of optimizer steps, {steps}, whatever N and "
+                  f"the model (so this compares the models at equal data and equal steps, not "
+                  f"at equal CPU time; a run also stops early when the validation loss has not "
+                  f"improved for 100 epochs, and at a wall-clock cap of "
+                  f"{results.get('budget_s', 0):g} s (rMD17) / {results.get('qm9_budget_s', 0):g}"
+                  f" s (QM9)). Training ran through torch.compile "
+                  f"({'on' if results['protocol'].get('compile') else 'off'}), 1 thread a run.")
+    else:
+        budget = (f"Fixed wall-clock budget per training run: {results.get('budget_s', 0):g} s "
+                  f"(rMD17) and {results.get('qm9_budget_s', 0):g} s (QM9) on the CPU, so "
+                  f"larger N gets fewer epochs: these curves compare the models at equal "
+                  f"compute, not at convergence.")
     parts = [
-        f"Fixed wall-clock budget per training run: {results.get('budget_s', 0):g} s (rMD17) "
-        f"and {results.get('qm9_budget_s', 0):g} s (QM9) on the CPU, so larger N gets fewer "
-        f"epochs: these curves compare the models at equal compute, not at convergence. Nested "
+        f"{budget} Nested "
         f"training sets, one validation set (50 frames of train_01; 500 QM9 molecules), test "
         f"on every {ASPIRIN_TEST_EVERY}th frame of rMD17 test_01 (250 frames) and on 1000 held-out "
         f"QM9 molecules. QM9 is drawn from the first "
         f"{results.get('qm9_pool')} fluorine-free molecules of qm9pack (the smaller molecules: "
         f"QM9 is ordered by size; F-containing molecules are left out so that every training set "
         f"covers every element), not the whole set. U0 is trained as `energy` with "
-        f"least-squares atomic reference energies (`data=extxyz` on that file). molsym's "
-        f"default energy loss weight changed from 1 to 100 while these runs were made; the "
-        f"settings each aspirin series used are named in its heading (the 360 s series was "
-        f"completed with the new default; its N=50 flagship run was redone to match).", ""]
+        f"least-squares atomic reference energies (`data=extxyz` on that file).", ""]
     for study in STUDIES:
         if study not in results["runs"]:
             continue
@@ -205,12 +224,46 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: int) -> None:
+    """Train (or collect) every (study, N, model) run, ``args.jobs`` at a time; the results
+    file is rewritten after each finished run."""
+    protocol = protocol_overrides(args.max_steps, args.compile)
+    root = common.RUNS / name / (f"steps{args.max_steps}" if args.max_steps else "")
+    tasks = []
+    for study in args.studies:
+        sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
+        budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
+        tasks += [(study, n, model, cfg, budget) for n in sizes for model, cfg in MODELS.items()]
+    lock = threading.Lock()
+
+    def one(task: tuple[str, int, str, str, float]) -> None:
+        study, n, model, cfg, budget = task
+        out = root / study / model / str(n)
+        res = common.molsym_train(out, overrides(study, cfg, n, out, pool, protocol), budget,
+                                  out.with_suffix(".log"), not args.collect)
+        if "metrics" not in res:
+            return
+        with lock:
+            results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
+            results.setdefault("example_command", res["command"])
+            common.save_result(name, results)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        for fut in [ex.submit(one, t) for t in tasks]:
+            fut.result()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 250, 500, 950])
     parser.add_argument("--qm9-sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--budget-s", type=float, default=150)
+    parser.add_argument("--budget-s", type=float, default=150,
+                        help="wall-clock cap per run (the budget itself without --max-steps)")
     parser.add_argument("--qm9-budget-s", type=float, default=120)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="the same number of optimizer steps for every run")
+    parser.add_argument("--compile", action="store_true", help="module.compile=true")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 thread each)")
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--quick", action="store_true", help="two sizes, 30 s per run")
     parser.add_argument("--report-only", action="store_true")
@@ -223,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         args.studies = ["aspirin", "qm9_homo"]
     results = common.load_result(name) if args.report_only else None
     if results is None:
+        protocol = {"max_steps": args.max_steps, "compile": args.compile}
         results = common.load_result(name) or {"runs": {}}
+        if results.get("protocol") != protocol:  # another protocol: start a new result
+            results = {"runs": {}, "protocol": protocol}
         pool = max(args.qm9_sizes) + 1500
         command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
@@ -238,19 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
         if not args.collect or "env" not in results:
             results["env"] = common.environment()
-        for study in args.studies:
-            sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
-            budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
-            for n in sizes:
-                for model, cfg in MODELS.items():
-                    out = common.RUNS / name / study / model / str(n)
-                    res = common.molsym_train(out, overrides(study, cfg, n, out, pool),
-                                              budget, out.with_suffix(".log"), not args.collect)
-                    if "metrics" not in res:
-                        continue
-                    results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
-                    results.setdefault("example_command", res["command"])
-                    common.save_result(name, results)
+        run_all(args, name, results, pool)
         if args.collect:
             describe_runs(results, name)
             common.save_result(name, results)

@@ -2,7 +2,7 @@
 
 Graphs come from the real path, ``molsym.data.graph.atoms_to_graph`` + PyG ``Batch``, and are
 checked to hold exactly the edges the peers get. The model is called through
-``molsym.models.predict_batch``. Compiled path: ``torch.compile(model, dynamic=True)``.
+``molsym.models.predict_batch``. Compiled path: ``molsym.models.compiled.compile_model``.
 Model options (JSON ``--model``): ``model_class`` (a key of ``MODEL_CLASSES``) and any
 constructor kwargs; those the class does not take (e.g. ``l_max`` for the invariant model) are
 dropped.
@@ -70,12 +70,13 @@ class MolsymAdapter(Adapter):
         return self._run(self.model, item, training)
 
     def compile(self, training: bool) -> tuple[str, torch.nn.Module] | None:
-        # dynamic=True: the edge count changes from batch to batch (nequip compiles likewise)
-        # as molsym.predict.CompiledModel: torch 2.13's multi-threaded Inductor CPU kernels gave
-        # wrong forces with 2 threads, so generated CPU kernels run single-threaded
-        torch._inductor.config.cpp.threads = 1
-        self.compiled_model = torch.compile(self.model, dynamic=True)
-        return "torch.compile(model, dynamic=True), inductor cpp.threads=1", self.model
+        # molsym's own compile path (predict --compile, the calculator, molsym train
+        # module.compile=true): torch.compile(dynamic=True) with the Inductor workaround
+        from molsym.models.compiled import INDUCTOR_OPTIONS, compile_model
+
+        self.compiled_model = compile_model(self.model)
+        how = f"molsym.models.compiled.compile_model (dynamic=True, {INDUCTOR_OPTIONS})"
+        return how, self.model
 
     def compiled_forward(self, item, training: bool):
         return self._run(self.compiled_model, item, training)

@@ -43,12 +43,14 @@ def markdown_table(rows: list[dict[str, Any]], show_train_compiled: bool,
 
 def ratio_lines(rat: dict[str, Any]) -> list[str]:
     out = []
+    def how(mode: str | None) -> str:
+        return "compiled vs compiled" if mode and mode.endswith("_compiled") else "eager vs eager"
+
     for peer in ("mace", "nequip"):
-        mode = rat[f"{peer}_infer_mode"].replace("infer_compiled", "compiled vs compiled")
-        mode = mode.replace("infer", "eager vs eager")
         f = lambda k: _fmt(rat.get(k), 2)  # noqa: E731
-        out.append(f"- molsym flagship / {peer} (medians): train x{f(peer + '_train')}, "
-                   f"infer x{f(peer + '_infer')} ({mode}); from the fastest steps: "
+        out.append(f"- molsym flagship / {peer} (medians): train x{f(peer + '_train')} "
+                   f"({how(rat.get(peer + '_train_mode'))}), infer x{f(peer + '_infer')} "
+                   f"({how(rat.get(peer + '_infer_mode'))}); from the fastest steps: "
                    f"train x{f('best_' + peer + '_train')}, infer x{f('best_' + peer + '_infer')}"
                    f"; per CPU-second: train x{f('cpu_' + peer + '_train')}, "
                    f"infer x{f('cpu_' + peer + '_infer')}")

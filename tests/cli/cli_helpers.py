@@ -23,8 +23,10 @@ def write_emt_frames(path, n=40, seed=0, name="CH3CH2OH"):
 
 
 def tiny_args(data, run_dir, *extra):
-    """Overrides for a seconds-long run: 24 train / 8 val / 8 test frames, a small model."""
+    """Overrides for a seconds-long run: 24 train / 8 val / 8 test frames, a small model, no
+    torch.compile (it would take longer than the training)."""
     return [f"data.path={data}", "data.num_train=24", "data.num_val=8", "data.batch_size=8",
             "model=small", "model.num_channels=8", "model.radial_hidden=16",
             "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=100",
+            "module.compile=false",
             f"hydra.run.dir={run_dir}", *extra]
