@@ -69,7 +69,8 @@ def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
     return ["data=extxyz", f"data.path={qm9_pool_file(qm9_pool)}", f"targets=[{target}]",
             f"model={model}", f"data.split_file={split}", "model.elements=[1,6,7,8]",
             "data.batch_size=32", "data.eval_batch_size=128", "scheduler=plateau", "seed=0",
-            *(protocol if protocol else ["trainer.max_epochs=300"])]
+            *([] if any(o.startswith("trainer.max_epochs") for o in protocol)
+              else ["trainer.max_epochs=300"]), *protocol]
 
 
 def qm9_pool_file(n_pool: int) -> Path:
@@ -163,8 +164,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def report(results: dict[str, Any]) -> str:
     steps = (results.get("protocol") or {}).get("max_steps")
-    if steps:
-        budget = (f"Every run makes the same number of optimizer steps, {steps}, whatever N and "
+    if steps or (results.get("protocol") or {}).get("qm9_max_steps"):
+        qm9_steps = results["protocol"].get("qm9_max_steps")
+        budget = (f"Every run makes the same number of optimizer steps, {steps} (rMD17, batch 5)"
+                  f" and {qm9_steps} (QM9, batch 32), whatever N and "
                   f"the model (so this compares the models at equal data and equal steps, not "
                   f"at equal CPU time; a run also stops early when the validation loss has not "
                   f"improved for 100 epochs, and at a wall-clock cap of "
@@ -227,17 +230,20 @@ def report(results: dict[str, Any]) -> str:
 def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: int) -> None:
     """Train (or collect) every (study, N, model) run, ``args.jobs`` at a time; the results
     file is rewritten after each finished run."""
-    protocol = protocol_overrides(args.max_steps, args.compile)
-    root = common.RUNS / name / (f"steps{args.max_steps}" if args.max_steps else "")
+    root = common.RUNS / name / (f"steps{args.max_steps}-{args.qm9_max_steps}"
+                                 if args.max_steps or args.qm9_max_steps else "")
     tasks = []
     for study in args.studies:
         sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
         budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
-        tasks += [(study, n, model, cfg, budget) for n in sizes for model, cfg in MODELS.items()]
+        steps = args.max_steps if study.startswith("aspirin") else args.qm9_max_steps
+        protocol = protocol_overrides(steps, args.compile)
+        tasks += [(study, n, model, cfg, budget, protocol) for n in sizes
+                  for model, cfg in MODELS.items()]
     lock = threading.Lock()
 
-    def one(task: tuple[str, int, str, str, float]) -> None:
-        study, n, model, cfg, budget = task
+    def one(task: tuple[str, int, str, str, float, list[str]]) -> None:
+        study, n, model, cfg, budget, protocol = task
         out = root / study / model / str(n)
         res = common.molsym_train(out, overrides(study, cfg, n, out, pool, protocol), budget,
                                   out.with_suffix(".log"), not args.collect)
@@ -261,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall-clock cap per run (the budget itself without --max-steps)")
     parser.add_argument("--qm9-budget-s", type=float, default=120)
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="the same number of optimizer steps for every run")
+                        help="the same number of optimizer steps for every rMD17 run")
+    parser.add_argument("--qm9-max-steps", type=int, default=None,
+                        help="the same number of optimizer steps for every QM9 run")
     parser.add_argument("--compile", action="store_true", help="module.compile=true")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 thread each)")
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
@@ -276,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         args.studies = ["aspirin", "qm9_homo"]
     results = common.load_result(name) if args.report_only else None
     if results is None:
-        protocol = {"max_steps": args.max_steps, "compile": args.compile}
+        protocol = {"max_steps": args.max_steps, "qm9_max_steps": args.qm9_max_steps,
+                    "compile": args.compile}
         results = common.load_result(name) or {"runs": {}}
         if results.get("protocol") != protocol:  # another protocol: start a new result
             results = {"runs": {}, "protocol": protocol}
