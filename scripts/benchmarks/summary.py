@@ -50,6 +50,15 @@ def accuracy_rows() -> list[list[str]]:
     return rows
 
 
+def protocol_words(res: dict) -> str:
+    """How the data-efficiency runs were budgeted (equal steps or equal time per run)."""
+    proto = res.get("protocol") or {}
+    if proto.get("max_steps") or proto.get("qm9_max_steps"):
+        return (f"equal optimizer steps per run ({proto.get('max_steps')} rMD17, "
+                f"{proto.get('qm9_max_steps')} QM9, early stopping alike)")
+    return "equal time per run"
+
+
 def data_rows() -> list[list[str]]:
     res = common.load_result("data_efficiency")
     if res is None:
@@ -71,7 +80,7 @@ def data_rows() -> list[list[str]]:
                      f"slope {_f(fit_slope(ns, flag), 2)}",
                      f"invariant baseline: slope {_f(fit_slope(ns_inv, inv), 2)}",
                      f"invariant/flagship MAE {spread}",
-                     "target >= 3x lower error than invariant; equal time per run"])
+                     "target >= 3x lower error than invariant; " + protocol_words(res)])
     return rows
 
 
@@ -156,8 +165,9 @@ def verdicts() -> list[str]:
         met = bool(ratios) and min(ratios) >= 3 and sf is not None and si is not None and sf < si
         out.append(f"Data efficiency, {study}: target (flagship >= 3x lower error than the "
                    f"invariant baseline at every N, steeper slope) {'met' if met else 'NOT met'}"
-                   f" in these short equal-time runs (ratios {_f(min(ratios) if ratios else None)}"
-                   f"-{_f(max(ratios) if ratios else None)}, slopes {_f(sf, 2)} vs {_f(si, 2)}).")
+                   f" in these runs, {protocol_words(de)} (ratios "
+                   f"{_f(min(ratios) if ratios else None)}-{_f(max(ratios) if ratios else None)}"
+                   f", slopes {_f(sf, 2)} vs {_f(si, 2)}).")
     return out
 
 
