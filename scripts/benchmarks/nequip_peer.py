@@ -1,0 +1,275 @@
+"""Train and evaluate NequIP (nequip, the peer venv under peers/nequip) under a wall-clock budget.
+
+Training runs nequip's own CLI, ``nequip-train``, on a Hydra config written into the run
+folder (``config.yaml``); the budget is Lightning's ``trainer.max_time`` (the fit only, as
+for molsym; data loading and statistics come before it), with a process timeout as a backstop.
+The best checkpoint by validation error (``best.ckpt``, EMA weights) is the trained model.
+
+Test errors are computed here, the same way as for the other peers, from predictions that
+this file makes when run with the python of the nequip venv:
+
+    peers/nequip/bin/python scripts/benchmarks/nequip_peer.py predict best.ckpt test.xyz out.npz
+
+Model: ``NequIPGNNModel`` with the published rMD17 NequIP recipe scaled to a CPU budget
+(``MODEL``): l_max 2 (published: 3), 32 features per irrep (published: 64), 4 layers
+(published: 5), parity off (nequip's own presets; about 2.5x faster per step on CPU than
+parity on), cutoff 5 Angstrom, 8 Bessel functions, polynomial cutoff p = 6, radial MLP
+2 x 64. Training as in nequip's aspirin config (``nequip/utils/unittests/minimal_aspirin.yaml``):
+MSE loss of per-atom energy and forces weighted 1:1, Adam lr 0.01, batch 5, EMA weights (decay
+0.99 as in the NequIP paper), validation ``total_energy_mae + forces_mae`` picks the best
+checkpoint; ReduceLROnPlateau (factor 0.8, patience 10 epochs) on that validation error.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+from common import PEERS, minutes, run_logged
+
+NEQUIP_BIN = PEERS / "nequip" / "bin"
+THIS = Path(__file__).resolve()
+
+#: NequIPGNNModel hyperparameters (see the module docstring).
+MODEL = {"l_max": 2, "num_features": 32, "num_layers": 4, "parity": False,
+         "radial_mlp_depth": 2, "radial_mlp_width": 64, "num_bessels": 8,
+         "polynomial_cutoff_p": 6}
+CUTOFF = 5.0
+#: Validation metric that selects the best checkpoint (and drives the LR schedule).
+MONITOR = "val0_epoch/weighted_sum"
+#: One-line summary for reports.
+DESCRIPTION = ("NequIP (l_max 2, 32 features, 4 layers, parity off, "
+               f"r_cut {CUTOFF:g} Å)")
+SETTINGS = "E:F 1:1 (per-atom E MSE), EMA 0.99, ReduceLROnPlateau"
+
+
+def available() -> bool:
+    """Whether the nequip venv exists."""
+    return (NEQUIP_BIN / "nequip-train").is_file()
+
+
+def type_names(xyz: Path) -> list[str]:
+    """Chemical symbols present in ``xyz``, by atomic number (nequip's ``type_names``)."""
+    from ase.data import chemical_symbols
+
+    numbers = sorted({int(z) for atoms in ase.io.iread(xyz) for z in atoms.numbers})
+    return [chemical_symbols[z] for z in numbers]
+
+
+def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
+           types: list[str], batch_size: int = 5, lr: float = 0.01,
+           forces_weight: float = 1.0, ema_decay: float = 0.99,
+           seed: int = 0) -> dict[str, Any]:
+    """The ``nequip-train`` config (a plain dict, dumped to YAML by ``train``)."""
+    run_dir = run_dir.resolve()
+    loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": batch_size,
+              "num_workers": 0}
+    return {
+        "run": ["train"],
+        "hydra": {"run": {"dir": str(run_dir)}, "output_subdir": ".hydra"},
+        "data": {
+            "_target_": "nequip.data.datamodule.ASEDataModule",
+            "seed": seed,
+            "train_file_path": str(Path(train_xyz).resolve()),
+            "val_file_path": str(Path(valid_xyz).resolve()),
+            "ase_args": {"format": "extxyz"},
+            "key_mapping": {"REF_energy": "total_energy", "REF_forces": "forces"},
+            "transforms": [
+                {"_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
+                 "model_type_names": types},
+                {"_target_": "nequip.data.transforms.NeighborListTransform",
+                 "r_max": CUTOFF},
+            ],
+            "train_dataloader": {**loader, "shuffle": True},
+            "val_dataloader": {**loader, "batch_size": 25},
+            "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager",
+                              "type_names": types, "dataloader_kwargs": {"batch_size": 50}},
+        },
+        "trainer": {
+            "_target_": "lightning.Trainer",
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 100000,
+            "max_time": minutes(budget_s),
+            "check_val_every_n_epoch": 1,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 50,
+            "enable_progress_bar": False,
+            "default_root_dir": str(run_dir),
+            "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger",
+                       "save_dir": str(run_dir), "name": "logs", "version": ""},
+            "callbacks": [
+                {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                 "monitor": MONITOR, "mode": "min", "dirpath": str(run_dir),
+                 "filename": "best", "save_top_k": 1, "save_last": True},
+                {"_target_": "lightning.pytorch.callbacks.LearningRateMonitor",
+                 "logging_interval": "epoch"},
+            ],
+        },
+        "training_module": {
+            "_target_": "nequip.train.EMALightningModule",
+            "ema_decay": ema_decay,
+            "loss": {"_target_": "nequip.train.EnergyForceLoss", "per_atom_energy": True,
+                     "coeffs": {"total_energy": 1.0, "forces": forces_weight}},
+            "val_metrics": {"_target_": "nequip.train.EnergyForceMetrics",
+                            "coeffs": {"total_energy_mae": 1.0, "forces_mae": 1.0}},
+            "optimizer": {"_target_": "torch.optim.Adam", "lr": lr},
+            "lr_scheduler": {
+                "scheduler": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                              "factor": 0.8, "patience": 10},
+                "monitor": MONITOR, "interval": "epoch", "frequency": 1,
+            },
+            "model": {
+                "_target_": "nequip.model.NequIPGNNModel",
+                "seed": seed,
+                "model_dtype": "float32",
+                "type_names": types,
+                "r_max": CUTOFF,
+                **MODEL,
+                "avg_num_neighbors": "${training_data_stats:per_type_num_neighbors_mean}",
+                "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
+                "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",
+            },
+        },
+        "global_options": {"allow_tf32": False},
+    }
+
+
+def _epochs(run_dir: Path) -> tuple[int | None, int | None]:
+    """(finished epochs, epochs up to the best validation error) from the CSV log."""
+    path = run_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return None, None
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    val = [(float(r[MONITOR]), int(r["epoch"])) for r in rows if r.get(MONITOR)]
+    epochs = [int(r["epoch"]) for r in rows if r.get("epoch")]
+    return (max(epochs) + 1 if epochs else None), (min(val)[1] + 1 if val else None)
+
+
+def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
+          seed: int = 0, **kwargs: Any) -> dict[str, Any]:
+    """Train NequIP for ``budget_s`` seconds of fitting.
+
+    Returns {"model": best checkpoint or None, "wall_s", "status", "epochs",
+    "epochs_to_best", "command"}; reuses a finished run (``best.ckpt``) in ``run_dir``.
+    """
+    import yaml
+
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = config(run_dir, train_xyz, valid_xyz, budget_s, type_names(train_xyz), seed=seed,
+                 **kwargs)
+    cmd = [str(NEQUIP_BIN / "nequip-train"), "--config-path", str(run_dir),
+           "--config-name", "config"]
+    model = run_dir / "best.ckpt"
+    status, wall = 0, None
+    if not model.is_file():
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # max_time stops the fit; the timeout only catches a hang (setup, final checkpoint).
+        status, wall = run_logged(cmd, run_dir / "bench.log", timeout=budget_s + 600,
+                                  cwd=run_dir)
+    epochs, to_best = _epochs(run_dir)
+    return {"model": str(model) if model.is_file() else None,
+            "wall_s": None if wall is None else round(wall, 1), "status": status,
+            "epochs": epochs, "epochs_to_best": to_best,
+            "command": shlex.join(["nequip-train", *cmd[1:]]),
+            "config": str(run_dir / "config.yaml")}
+
+
+def setup_seconds(run_dir: Path) -> float | None:
+    """Seconds from nequip-train's first log line to the start of its training loop (data
+    loading, statistics, model build), from the time stamps of its Hydra log."""
+    stamps = []
+    for log in sorted(run_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            match = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]\[[^]]*\]\[\w+\] - (.*)",
+                             line)
+            if match:
+                stamps.append((datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f"),
+                               match.group(2)))
+    start = next((t for t, msg in stamps if "TRAIN RUN START" in msg), None)
+    return (start - stamps[0][0]).total_seconds() if stamps and start else None
+
+
+def errors(pred_energy: np.ndarray, pred_forces: list[np.ndarray],
+           ref: list[ase.Atoms]) -> dict[str, Any]:
+    """Energy and force MAE/RMSE (meV, meV/atom, meV/Angstrom), as in ``mace_peer.evaluate``."""
+    de = np.asarray(pred_energy, dtype=float) - np.array([r.info["REF_energy"] for r in ref])
+    df = np.concatenate([(p - r.arrays["REF_forces"]).ravel()
+                         for p, r in zip(pred_forces, ref, strict=True)])
+    n_atoms = np.array([len(r) for r in ref])
+    return {
+        "energy": {"mae": 1e3 * float(np.abs(de).mean()),
+                   "rmse": 1e3 * float(np.sqrt((de ** 2).mean())), "unit": "meV"},
+        "energy_per_atom": {"mae": 1e3 * float(np.abs(de / n_atoms).mean()),
+                            "rmse": 1e3 * float(np.sqrt(((de / n_atoms) ** 2).mean())),
+                            "unit": "meV/atom"},
+        "forces": {"mae": 1e3 * float(np.abs(df).mean()),
+                   "rmse": 1e3 * float(np.sqrt((df ** 2).mean())), "unit": "meV/Angstrom"},
+    }
+
+
+def evaluate(model: Path, test_xyz: Path, out_npz: Path, log: Path,
+             batch_size: int = 50) -> dict[str, Any]:
+    """Errors of a trained NequIP checkpoint on labelled extxyz; the predictions are made in
+    the nequip venv (``predict`` below) and kept in ``out_npz``."""
+    if not out_npz.is_file():
+        cmd = [str(NEQUIP_BIN / "python"), str(THIS), "predict", str(model), str(test_xyz),
+               str(out_npz), str(batch_size)]
+        status, _ = run_logged(cmd, log)
+        if status != 0:
+            raise RuntimeError(f"nequip prediction failed (status {status}), see {log}")
+    pred = np.load(out_npz)
+    ref = ase.io.read(test_xyz, ":")
+    forces = np.split(pred["forces"], np.cumsum([len(r) for r in ref])[:-1])
+    return errors(pred["energy"], forces, ref)
+
+
+def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> None:
+    """Energies and forces of a nequip checkpoint on the frames of ``xyz`` (nequip venv only).
+
+    Loads the model as nequip does for inference (``load_saved_model``: the EMA weights of a
+    ``EMALightningModule`` checkpoint), float32, eager, 1 thread by OMP_NUM_THREADS.
+    """
+    import torch
+    from nequip.data import AtomicDataDict, from_ase
+    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+    from nequip.model.saved_models.load_utils import load_saved_model
+    from nequip.nn import graph_model
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state(allow_tf32=False)
+    model = load_saved_model(model_path)
+    model.eval()
+    r_max = float(model.metadata[graph_model.R_MAX_KEY])
+    types = model.metadata[graph_model.TYPE_NAMES_KEY].split(" ")
+    transforms = [ChemicalSpeciesToAtomTypeMapper(model_type_names=types),
+                  NeighborListTransform(r_max=r_max)]
+    frames = ase.io.read(xyz, ":")
+    energies, forces = [], []
+    for start in range(0, len(frames), batch_size):
+        data = []
+        for atoms in frames[start:start + batch_size]:
+            d = from_ase(ase.Atoms(atoms.numbers, atoms.positions))
+            for t in transforms:
+                d = t(d)
+            data.append(d)
+        out = model(AtomicDataDict.batched_from_list(data))
+        energies.append(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().reshape(-1).double())
+        forces.append(out[AtomicDataDict.FORCE_KEY].detach().double())
+    np.savez(out_npz, energy=torch.cat(energies).numpy(), forces=torch.cat(forces).numpy())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "predict":
+        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]))
+    else:
+        raise SystemExit(f"usage: {sys.argv[0]} predict CHECKPOINT XYZ OUT.npz [BATCH]")
