@@ -170,7 +170,7 @@ def report(results: dict[str, Any]) -> str:
                   f" and {qm9_steps} (QM9, batch 32), whatever N and "
                   f"the model (so this compares the models at equal data and equal steps, not "
                   f"at equal CPU time; a run also stops early when the validation loss has not "
-                  f"improved for 100 epochs, and at a wall-clock cap of "
+                  f"improved for 100 epochs (rMD17) / 50 epochs (QM9), and at a wall-clock cap of "
                   f"{results.get('budget_s', 0):g} s (rMD17) / {results.get('qm9_budget_s', 0):g}"
                   f" s (QM9)). Training ran through torch.compile "
                   f"({'on' if results['protocol'].get('compile') else 'off'}), 1 thread a run.")
@@ -227,11 +227,27 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def same_protocol(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``results`` without the runs that another protocol made for the studies about to run
+    (step budget per study, compile); results of the old equal-time protocol are dropped
+    whole. The stored protocol is updated for those studies."""
+    old = results.get("protocol")
+    if old is None:
+        results = {"runs": {}}
+        old = {}
+    new = dict(old, compile=args.compile)
+    for study in args.studies:
+        key = "max_steps" if study.startswith("aspirin") else "qm9_max_steps"
+        new[key] = args.max_steps if key == "max_steps" else args.qm9_max_steps
+        if old.get(key) != new[key] or old.get("compile") != args.compile:
+            results["runs"].pop(study, None)
+    results["protocol"] = new
+    return results
+
+
 def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: int) -> None:
     """Train (or collect) every (study, N, model) run, ``args.jobs`` at a time; the results
     file is rewritten after each finished run."""
-    root = common.RUNS / name / (f"steps{args.max_steps}-{args.qm9_max_steps}"
-                                 if args.max_steps or args.qm9_max_steps else "")
     tasks = []
     for study in args.studies:
         sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
@@ -244,7 +260,8 @@ def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: 
 
     def one(task: tuple[str, int, str, str, float, list[str]]) -> None:
         study, n, model, cfg, budget, protocol = task
-        out = root / study / model / str(n)
+        steps = next((o.split("=")[1] for o in protocol if o.startswith("trainer.max_steps")), "")
+        out = common.RUNS / name / (f"{study}-steps{steps}" if steps else study) / model / str(n)
         res = common.molsym_train(out, overrides(study, cfg, n, out, pool, protocol), budget,
                                   out.with_suffix(".log"), not args.collect)
         if "metrics" not in res:
@@ -284,11 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         args.studies = ["aspirin", "qm9_homo"]
     results = common.load_result(name) if args.report_only else None
     if results is None:
-        protocol = {"max_steps": args.max_steps, "qm9_max_steps": args.qm9_max_steps,
-                    "compile": args.compile}
         results = common.load_result(name) or {"runs": {}}
-        if results.get("protocol") != protocol:  # another protocol: start a new result
-            results = {"runs": {}, "protocol": protocol}
+        results = same_protocol(results, args)
         pool = max(args.qm9_sizes) + 1500
         command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
