@@ -100,7 +100,9 @@ def describe_runs(results: dict[str, Any], name: str) -> None:
     """Set env date/load to the span of the collected runs (file times, mean loads)."""
     from datetime import datetime, timezone
 
-    times = sorted(p.stat().st_mtime for p in (common.RUNS / name).rglob("metrics.json"))
+    files = [Path(r["model"]).parent / "metrics.json" for runs in results["runs"].values()
+             for model in runs.values() for r in model.values() if r.get("model")]
+    times = sorted(p.stat().st_mtime for p in files if p.is_file())
     loads = [r["mean_load"] for runs in results["runs"].values() for model in runs.values()
              for r in model.values() if r.get("mean_load") is not None]
     if times:
