@@ -192,6 +192,23 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None = None,
     return status, time.perf_counter() - start
 
 
+
+def error_metrics(d_energy: Any, d_forces: Any, n_atoms: Any) -> dict[str, Any]:
+    """MAE and RMSE of energy errors (eV, one per frame), per-atom energy errors and force
+    component errors (eV/Angstrom, flat), in meV, meV/atom and meV/Angstrom: the metric
+    definitions every peer's test errors use."""
+    import numpy as np
+
+    de, df = np.asarray(d_energy, dtype=float), np.asarray(d_forces, dtype=float).ravel()
+    per_atom = de / np.asarray(n_atoms, dtype=float)
+
+    def pair(x: Any, unit: str) -> dict[str, Any]:
+        return {"mae": 1e3 * float(np.abs(x).mean()),
+                "rmse": 1e3 * float(np.sqrt((x ** 2).mean())), "unit": unit}
+
+    return {"energy": pair(de, "meV"), "energy_per_atom": pair(per_atom, "meV/atom"),
+            "forces": pair(df, "meV/Angstrom")}
+
 def minutes(seconds: float) -> str:
     """Lightning ``max_time`` string DD:HH:MM:SS for a number of seconds."""
     s = int(round(seconds))

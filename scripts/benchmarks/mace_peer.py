@@ -13,7 +13,7 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, run_logged
+from common import PEERS, error_metrics, run_logged
 
 MACE_BIN = PEERS / "mace" / "bin"
 #: A CPU-sized MACE, about the size of molsym's default flagship (2 layers, 32 channels).
@@ -103,13 +103,4 @@ def evaluate(model: Path, test_xyz: Path, out_xyz: Path, log: Path) -> dict[str,
                    for p, r in zip(pred, ref, strict=True)])
     df = np.concatenate([(p.arrays["MACE_forces"] - r.arrays["REF_forces"]).ravel()
                          for p, r in zip(pred, ref, strict=True)])
-    n_atoms = np.array([len(r) for r in ref])
-    return {
-        "energy": {"mae": 1e3 * float(np.abs(de).mean()),
-                   "rmse": 1e3 * float(np.sqrt((de ** 2).mean())), "unit": "meV"},
-        "energy_per_atom": {"mae": 1e3 * float(np.abs(de / n_atoms).mean()),
-                            "rmse": 1e3 * float(np.sqrt(((de / n_atoms) ** 2).mean())),
-                            "unit": "meV/atom"},
-        "forces": {"mae": 1e3 * float(np.abs(df).mean()),
-                   "rmse": 1e3 * float(np.sqrt((df ** 2).mean())), "unit": "meV/Angstrom"},
-    }
+    return error_metrics(de, df, [len(r) for r in ref])

@@ -32,7 +32,7 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, minutes, run_logged
+from common import PEERS, error_metrics, minutes, run_logged
 
 NEQUIP_BIN = PEERS / "nequip" / "bin"
 THIS = Path(__file__).resolve()
@@ -205,16 +205,7 @@ def errors(pred_energy: np.ndarray, pred_forces: list[np.ndarray],
     de = np.asarray(pred_energy, dtype=float) - np.array([r.info["REF_energy"] for r in ref])
     df = np.concatenate([(p - r.arrays["REF_forces"]).ravel()
                          for p, r in zip(pred_forces, ref, strict=True)])
-    n_atoms = np.array([len(r) for r in ref])
-    return {
-        "energy": {"mae": 1e3 * float(np.abs(de).mean()),
-                   "rmse": 1e3 * float(np.sqrt((de ** 2).mean())), "unit": "meV"},
-        "energy_per_atom": {"mae": 1e3 * float(np.abs(de / n_atoms).mean()),
-                            "rmse": 1e3 * float(np.sqrt(((de / n_atoms) ** 2).mean())),
-                            "unit": "meV/atom"},
-        "forces": {"mae": 1e3 * float(np.abs(df).mean()),
-                   "rmse": 1e3 * float(np.sqrt((df ** 2).mean())), "unit": "meV/Angstrom"},
-    }
+    return error_metrics(de, df, [len(r) for r in ref])
 
 
 def evaluate(model: Path, test_xyz: Path, out_npz: Path, log: Path,
