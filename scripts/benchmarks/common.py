@@ -239,6 +239,10 @@ def molsym_train(run_dir: Path, overrides: list[str], budget_s: float | None,
         result["epochs"] = last_epoch(run_dir / "logs" / "metrics.csv")
         result["steps"] = steps_done(run_dir / "logs" / "metrics.csv")
         result["mean_load"] = run_load(run_dir)
+        config = run_dir / "config.yaml"
+        if result["wall_s"] is None and config.is_file():  # a collected run: from file times
+            result["wall_s"] = round(metrics_path.stat().st_mtime - config.stat().st_mtime, 1)
+            result["wall_s_from_files"] = True
     return result
 
 

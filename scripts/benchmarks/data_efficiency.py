@@ -205,19 +205,30 @@ def report(results: dict[str, Any]) -> str:
                 for n, f in zip(ns, flag, strict=True)]
         rows.append(["slope", fit_slope(ns, flag), fit_slope(ns_inv, inv), None, None, None])
         budget = results.get("budgets_s", {}).get(study)
-        extra = f", {budget:g} s per run" if budget else ""
+        proto = results.get("protocol") or {}
+        steps = proto.get("max_steps" if study.startswith("aspirin") else "qm9_max_steps")
+        if steps:
+            extra = f", at most {steps} optimizer steps per run (wall-clock cap {budget:g} s)"
+        else:
+            extra = f", {budget:g} s per run" if budget else ""
         step_ratio = [r[5] / r[4] for r in rows[:-1] if r[4] and r[5]]
         loads = [r.get("mean_load") for m in runs.values() for r in m.values()
                  if r.get("mean_load") is not None]
         if loads:
             extra += f", mean machine load {np.median(loads):.1f} (median over runs)"
-        settings = {common.run_settings(common.RUNS / "data_efficiency" / study / m / n)
-                    for m in runs for n in runs[m]} - {None}
+        settings = {common.run_settings(Path(r["model"]).parent)
+                    for m in runs.values() for r in m.values() if r.get("model")} - {None}
         if settings and study.startswith("aspirin"):
             extra += f"; molsym settings: {' / '.join(sorted(settings))}"
-        if step_ratio:
+        if step_ratio and not steps:
             extra += (f"; the invariant model made {np.median(step_ratio):.1f}x as many "
                       f"optimizer steps as the flagship in the same time (median)")
+        walls = {m: [r.get("wall_s") for r in runs[m].values() if r.get("wall_s")]
+                 for m in ("flagship", "invariant")}
+        if steps and all(walls.values()):
+            extra += ("; median wall time per run (compile, data and test included): flagship "
+                      f"{np.median(walls['flagship']):.0f} s, invariant "
+                      f"{np.median(walls['invariant']):.0f} s")
         parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]}){extra}**", "",
                   common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
                                    "flagship steps", "invariant steps"], rows), ""]
