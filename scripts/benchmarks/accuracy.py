@@ -1,9 +1,11 @@
-"""Accuracy on rMD17: molsym's flagship vs mace-torch and NequIP under the same CPU budget.
+"""Accuracy on rMD17: molsym's flagship vs mace-torch, NequIP and SchNetPack under the same CPU
+budget.
 
 Standard protocol: train 950 / validate 50 frames of ``rmd17_<mol>_train_01``, test on all
 1000 frames of ``rmd17_<mol>_test_01``. molsym trains through ``molsym train experiment=rmd17``;
-MACE and NequIP train on the very same 950/50 frames (molsym's splits.json) through their own
-CLIs, ``mace_run_train`` and ``nequip-train``. The runs go one after the other, each with the
+MACE, NequIP and SchNetPack (PaiNN) train on the very same 950/50 frames (molsym's splits.json)
+through their own machinery, ``mace_run_train``, ``nequip-train`` and SchNetPack's
+``AtomisticTask`` with a Lightning ``Trainer``. The runs go one after the other, each with the
 same wall-clock budget and thread count. Finished runs in the run folder are reused, so adding
 a peer later trains only that peer.
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import mace_peer  # noqa: E402
 import nequip_peer  # noqa: E402
+import schnetpack_peer  # noqa: E402
 
 #: Published, GPU-converged force MAE on rMD17 aspirin (meV/Angstrom; 950 training frames).
 PUBLISHED = {"aspirin": {"MACE": 6.6, "Allegro": 7.3, "NequIP": 8.2, "TensorNet": 8.9}}
@@ -86,6 +89,17 @@ def run_nequip(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[s
     return res
 
 
+def run_schnetpack(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
+    train_xyz, valid_xyz, test_xyz, n_test = peer_data(molecule, quick, out)
+    res = schnetpack_peer.train(out / "schnetpack", train_xyz, valid_xyz, budget_s)
+    if res["model"]:
+        res["metrics"] = schnetpack_peer.evaluate(Path(res["model"]), test_xyz,
+                                                  out / "schnetpack_test_pred.npz",
+                                                  out / "schnetpack_eval.log")
+    res["n_test"] = n_test
+    return res
+
+
 def keep_previous(new: dict[str, Any], old: dict[str, Any] | None,
                   old_budget_min: float | None) -> None:
     """Fill what a reused run cannot measure again (its wall time) from the stored entry of the
@@ -117,7 +131,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         names, vals, colors = [], [], []
         for key, label, color in (("molsym", "molsym (CPU budget)", "C0"),
                                   ("mace", "MACE (CPU budget)", "C1"),
-                                  ("nequip", "NequIP (CPU budget)", "C2")):
+                                  ("nequip", "NequIP (CPU budget)", "C2"),
+                                  ("schnetpack", "SchNetPack PaiNN (CPU budget)", "C4")):
             mae = r.get(key, {}).get("metrics", {}).get("forces", {}).get("mae")
             if mae is not None:
                 names.append(label)
@@ -145,7 +160,8 @@ def report(results: dict[str, Any]) -> str:
     for mol, r in results["molecules"].items():
         for key, name in (("molsym", "molsym flagship (EquivariantModel, model=default)"),
                           ("mace", "MACE (32x0e+32x1o, L=1, 2 layers, correlation 3)"),
-                          ("nequip", nequip_peer.DESCRIPTION)):
+                          ("nequip", nequip_peer.DESCRIPTION),
+                          ("schnetpack", schnetpack_peer.DESCRIPTION)):
             run = r.get(key)
             if not run:
                 continue
@@ -157,9 +173,12 @@ def report(results: dict[str, Any]) -> str:
                 load = common.mean_load(end - run["wall_s"], end)
             if key == "nequip":
                 load = common.run_load(base / "nequip", "config.yaml", "logs/metrics.csv")
+            if key == "schnetpack":
+                load = common.run_load(base / "schnetpack", "config.json", "done.json")
             settings = {"molsym": common.run_settings(base / "molsym"),
                         "mace": "E:F 1:100, MACE's ReduceLROnPlateau",
-                        "nequip": nequip_peer.SETTINGS}[key]
+                        "nequip": nequip_peer.SETTINGS,
+                        "schnetpack": schnetpack_peer.SETTINGS}[key]
             rows.append([mol, name, budget_of(results, mol), m.get("energy", {}).get("mae"),
                          m.get("forces", {}).get("mae"), run.get("epochs") or
                          run.get("epochs_to_best"), run.get("n_test"), load, settings])
@@ -202,6 +221,25 @@ def report(results: dict[str, Any]) -> str:
                 if "nequip" in r) + "`. Allegro was not trained here.")
     else:
         text.append("NequIP / Allegro were not trained here (no budget left on 2 shared cores).")
+    if any("schnetpack" in r for r in results["molecules"].values()):
+        m, t = schnetpack_peer.MODEL, schnetpack_peer.TRAINING
+        text.append(
+            "SchNetPack: SchNetPack's own `AtomisticTask` and a Lightning `Trainer` "
+            "(`scripts/benchmarks/schnetpack_peer.py train`, settings in the run folder's "
+            "`config.json`) on the same 950/50 frames, stored as SchNetPack's `ASEAtomsData` "
+            f"database with a fixed split: PaiNN with {m['n_atom_basis']} features, "
+            f"{m['n_interactions']} interactions, {m['n_rbf']} Gaussian radial functions, "
+            f"cosine cutoff {schnetpack_peer.CUTOFF:g} Å, energy as an atomwise sum and forces "
+            "by autograd (SchNetPack's rMD17 experiment has 128 features; halved for the CPU "
+            "budget), float32; as in that experiment MSE loss of energy and forces weighted "
+            f"{t['energy_weight']:g}:{t['forces_weight']:g}, Adam lr {t['lr']:g}, batch "
+            f"{t['batch_size']}, EMA {t['ema_decay']:g}, mean energy per atom removed, "
+            f"ReduceLROnPlateau ({t['lr_factor']:g}, patience {t['lr_patience']} epochs; "
+            "SchNetPack's config has 75) on the validation loss, which also picks the best "
+            "model; budget = Lightning's `max_time`, which counts only the fit. Errors from "
+            "that model's EMA weights on the test frames. Command: `" + "`; `".join(
+                r["schnetpack"]["command"] for r in results["molecules"].values()
+                if "schnetpack" in r) + "`.")
     text += [
         "molsym's default energy loss weight changed from 1 to 100 while these studies ran "
         "(commit 8204167), so the ethanol molsym run weighted energies 100x more than MACE "
@@ -222,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-min", type=float, default=25.0)
     parser.add_argument("--no-mace", action="store_true")
     parser.add_argument("--no-nequip", action="store_true", help="do not train NequIP")
+    parser.add_argument("--no-schnetpack", action="store_true",
+                        help="do not train SchNetPack (PaiNN)")
     parser.add_argument("--quick", action="store_true", help="50 frames, 1 minute per model")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
@@ -235,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             argv if argv is not None else sys.argv[1:])
         results.setdefault("commands", [results.pop("command")] if "command" in results
                            else []).append(command)
-        results["env"] = common.environment(("mace", "nequip"))
+        results["env"] = common.environment(("mace", "nequip", "schnetpack"))
         for mol in args.molecules:
             out = common.RUNS / name / mol
             previous = results["molecules"].get(mol)
@@ -249,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                 common.save_result(name, results)
             if not args.no_nequip and nequip_peer.available():
                 r["nequip"] = run_nequip(mol, budget_min * 60, args.quick, out)
+                common.save_result(name, results)
+            if not args.no_schnetpack and schnetpack_peer.available():
+                r["schnetpack"] = run_schnetpack(mol, budget_min * 60, args.quick, out)
             keep_previous(r, previous, previous_budget)
             common.save_result(name, results)
     plot(results, common.img_path("accuracy_rmd17", args.quick))
