@@ -24,7 +24,7 @@ def _module_and_batches(tmp_path, compile_model: bool, model=None, channels=8):
         stats = compute_statistics(graphs)
         torch.manual_seed(0)
         model = EquivariantModel(cutoff=4.0, elements=stats.elements, num_channels=channels,
-                                 num_layers=2, l_max=1, radial_hidden=8,
+                                 num_layers=2, l_max=2, radial_hidden=8,
                                  atomic_energies=stats.atomic_energies,
                                  avg_num_neighbors=stats.avg_num_neighbors,
                                  energy_scale=stats.forces_rms)
