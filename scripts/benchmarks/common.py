@@ -209,6 +209,28 @@ def error_metrics(d_energy: Any, d_forces: Any, n_atoms: Any) -> dict[str, Any]:
     return {"energy": pair(de, "meV"), "energy_per_atom": pair(per_atom, "meV/atom"),
             "forces": pair(df, "meV/Angstrom")}
 
+
+def evaluate_in_venv(python: Path, script: Path, peer: str, model: Path, test_xyz: Path,
+                     out_npz: Path, log: Path, batch_size: int = 50) -> dict[str, Any]:
+    """Test errors (:func:`error_metrics`) of a peer's trained ``model`` on labelled extxyz
+    (``REF_energy`` eV, ``REF_forces`` eV/Angstrom). The predictions come from
+    ``<python> <script> predict <model> <test_xyz> <out_npz> <batch_size>`` run in the peer's
+    own venv (energies (frames,), forces (atoms, 3)) and are kept in ``out_npz``."""
+    import ase.io
+    import numpy as np
+
+    if not out_npz.is_file():
+        cmd = [str(python), str(script), "predict", str(model), str(test_xyz), str(out_npz),
+               str(batch_size)]
+        status, _ = run_logged(cmd, log)
+        if status != 0:
+            raise RuntimeError(f"{peer} prediction failed (status {status}), see {log}")
+    pred = np.load(out_npz)
+    ref = ase.io.read(test_xyz, ":")
+    de = pred["energy"].astype(float) - np.array([r.info["REF_energy"] for r in ref])
+    df = pred["forces"] - np.concatenate([r.arrays["REF_forces"] for r in ref])
+    return error_metrics(de, df, [len(r) for r in ref])
+
 def minutes(seconds: float) -> str:
     """Lightning ``max_time`` string DD:HH:MM:SS for a number of seconds."""
     s = int(round(seconds))

@@ -32,7 +32,7 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, error_metrics, minutes, run_logged
+from common import PEERS, evaluate_in_venv, minutes, run_logged
 
 NEQUIP_BIN = PEERS / "nequip" / "bin"
 THIS = Path(__file__).resolve()
@@ -199,29 +199,12 @@ def setup_seconds(run_dir: Path) -> float | None:
     return (start - stamps[0][0]).total_seconds() if stamps and start else None
 
 
-def errors(pred_energy: np.ndarray, pred_forces: list[np.ndarray],
-           ref: list[ase.Atoms]) -> dict[str, Any]:
-    """Energy and force MAE/RMSE (meV, meV/atom, meV/Angstrom), as in ``mace_peer.evaluate``."""
-    de = np.asarray(pred_energy, dtype=float) - np.array([r.info["REF_energy"] for r in ref])
-    df = np.concatenate([(p - r.arrays["REF_forces"]).ravel()
-                         for p, r in zip(pred_forces, ref, strict=True)])
-    return error_metrics(de, df, [len(r) for r in ref])
-
-
 def evaluate(model: Path, test_xyz: Path, out_npz: Path, log: Path,
              batch_size: int = 50) -> dict[str, Any]:
     """Errors of a trained NequIP checkpoint on labelled extxyz; the predictions are made in
     the nequip venv (``predict`` below) and kept in ``out_npz``."""
-    if not out_npz.is_file():
-        cmd = [str(NEQUIP_BIN / "python"), str(THIS), "predict", str(model), str(test_xyz),
-               str(out_npz), str(batch_size)]
-        status, _ = run_logged(cmd, log)
-        if status != 0:
-            raise RuntimeError(f"nequip prediction failed (status {status}), see {log}")
-    pred = np.load(out_npz)
-    ref = ase.io.read(test_xyz, ":")
-    forces = np.split(pred["forces"], np.cumsum([len(r) for r in ref])[:-1])
-    return errors(pred["energy"], forces, ref)
+    return evaluate_in_venv(NEQUIP_BIN / "python", THIS, "nequip", model, test_xyz, out_npz, log,
+                            batch_size)
 
 
 def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> None:

@@ -49,7 +49,7 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, REPO, error_metrics, minutes, run_logged
+from common import PEERS, REPO, evaluate_in_venv, minutes, run_logged
 
 VENV = PEERS / "schnetpack"
 SPK_BIN = VENV / "bin"
@@ -149,29 +149,12 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
             "config": str(run_dir / "config.json")}
 
 
-def errors(pred_energy: np.ndarray, pred_forces: list[np.ndarray],
-           ref: list[ase.Atoms]) -> dict[str, Any]:
-    """Energy and force MAE/RMSE (meV, meV/atom, meV/Angstrom), as for the other peers."""
-    de = np.asarray(pred_energy, dtype=float) - np.array([r.info["REF_energy"] for r in ref])
-    df = np.concatenate([(p - r.arrays["REF_forces"]).ravel()
-                         for p, r in zip(pred_forces, ref, strict=True)])
-    return error_metrics(de, df, [len(r) for r in ref])
-
-
 def evaluate(model: Path, test_xyz: Path, out_npz: Path, log: Path,
              batch_size: int = 50) -> dict[str, Any]:
     """Errors of a trained SchNetPack model on labelled extxyz; the predictions are made in
     the schnetpack venv (``predict`` below) and kept in ``out_npz``."""
-    if not out_npz.is_file():
-        cmd = [str(SPK_BIN / "python"), str(THIS), "predict", str(model), str(test_xyz),
-               str(out_npz), str(batch_size)]
-        status, _ = run_logged(cmd, log)
-        if status != 0:
-            raise RuntimeError(f"schnetpack prediction failed (status {status}), see {log}")
-    pred = np.load(out_npz)
-    ref = ase.io.read(test_xyz, ":")
-    forces = np.split(pred["forces"], np.cumsum([len(r) for r in ref])[:-1])
-    return errors(pred["energy"], forces, ref)
+    return evaluate_in_venv(SPK_BIN / "python", THIS, "schnetpack", model, test_xyz, out_npz, log,
+                            batch_size)
 
 
 # ---- below: runs in the schnetpack venv only -------------------------------------------------
