@@ -325,3 +325,14 @@ def last_epoch(csv_path: Path) -> int | None:
     with open(csv_path) as fh:
         epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")]
     return max(epochs) + 1 if epochs else None
+
+
+def epochs_to_best(csv_path: Path, monitor: str) -> int | None:
+    """Epochs up to the lowest ``monitor`` value in a Lightning CSV log (best epoch + 1)."""
+    if not csv_path.is_file():
+        return None
+    import csv
+
+    with open(csv_path) as fh:
+        val = [(float(r[monitor]), int(r["epoch"])) for r in csv.DictReader(fh) if r.get(monitor)]
+    return min(val)[1] + 1 if val else None

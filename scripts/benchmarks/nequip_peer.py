@@ -22,7 +22,6 @@ checkpoint; ReduceLROnPlateau (factor 0.8, patience 10 epochs) on that validatio
 
 from __future__ import annotations
 
-import csv
 import re
 import shlex
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, evaluate_in_venv, minutes, run_logged
+from common import PEERS, epochs_to_best, evaluate_in_venv, last_epoch, minutes, run_logged
 
 NEQUIP_BIN = PEERS / "nequip" / "bin"
 THIS = Path(__file__).resolve()
@@ -142,18 +141,6 @@ def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
     }
 
 
-def _epochs(run_dir: Path) -> tuple[int | None, int | None]:
-    """(finished epochs, epochs up to the best validation error) from the CSV log."""
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return None, None
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    val = [(float(r[MONITOR]), int(r["epoch"])) for r in rows if r.get(MONITOR)]
-    epochs = [int(r["epoch"]) for r in rows if r.get("epoch")]
-    return (max(epochs) + 1 if epochs else None), (min(val)[1] + 1 if val else None)
-
-
 def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
           seed: int = 0, **kwargs: Any) -> dict[str, Any]:
     """Train NequIP for ``budget_s`` seconds of fitting.
@@ -176,7 +163,8 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
         # max_time stops the fit; the timeout only catches a hang (setup, final checkpoint).
         status, wall = run_logged(cmd, run_dir / "bench.log", timeout=budget_s + 600,
                                   cwd=run_dir)
-    epochs, to_best = _epochs(run_dir)
+    log_csv = run_dir / "logs" / "metrics.csv"
+    epochs, to_best = last_epoch(log_csv), epochs_to_best(log_csv, MONITOR)
     return {"model": str(model) if model.is_file() else None,
             "wall_s": None if wall is None else round(wall, 1), "status": status,
             "epochs": epochs, "epochs_to_best": to_best,
