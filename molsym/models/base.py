@@ -15,6 +15,7 @@ from torch import nn
 
 from molsym import keys
 from molsym.errors import ConfigError, InputError
+from molsym.nn.pairs import one_direction, per_pair, with_reverse_edges
 from molsym.nn.readout import ScalarMLP, VectorReadout
 from molsym.nn.scatter import scatter_sum
 
@@ -131,11 +132,24 @@ class AtomisticModel(nn.Module):
             )
         return idx
 
+    def radial_weights(self, length: torch.Tensor, paired: bool = False) -> torch.Tensor:
+        """Per-edge weights (E, F) of the radial network from edge lengths (E,), Angstrom:
+        ``radial(basis(d), envelope(d))``, zero beyond the cutoff; with ``paired`` (edges in
+        paired order, :mod:`molsym.nn.pairs`) evaluated once per pair of opposite edges."""
+        if paired:
+            return per_pair(self.radial_weights, length)
+        return self.radial(self.basis(length), self.envelope(length))
+
     def representation(
-        self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
+        self,
+        species: torch.Tensor,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-atom energies (N,) (before per-element scale/shift), scalar features (N, C) and
-        vector features (3, N, C_v) or None, from species (N,) and edge vectors (E, 3)."""
+        vector features (3, N, C_v) or None, from species (N,) and edge vectors (E, 3);
+        ``paired``: edge ``E/2 + k`` is the reverse of edge ``k`` (see :meth:`radial_weights`)."""
         raise NotImplementedError
 
     def forward(
@@ -150,6 +164,7 @@ class AtomisticModel(nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = False,
         total_charge: torch.Tensor | None = None,
+        paired_edges: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Outputs of a batch of B graphs with N atoms and E edges.
 
@@ -161,6 +176,12 @@ class AtomisticModel(nn.Module):
             compute_forces: forces -dE/dpos (eV/Angstrom), only if "forces" is in outputs.
             compute_stress: stress (B, 3, 3) eV/Angstrom^3, (1/V) dE/d(strain); 0 where V = 0.
             total_charge: (B,) in e, the sum the atomic charges are shifted to (default 0).
+            paired_edges: True: ``edge_index`` lists each pair of opposite edges once,
+                (2, E/2), and the reverses are implied (non-periodic graphs only); False: use
+                ``edge_index`` as given; None (default): pair a symmetric non-periodic edge list
+                here (eager mode only: finding the pairs reads the data, so compiled graphs
+                get them from their caller, ``CompiledModel``). Same results either way; the
+                radial network then runs once per pair (:mod:`molsym.nn.pairs`).
 
         Returns: dict with ``energy`` (B,) eV, ``forces`` (N, 3), ``stress`` (B, 3, 3),
         ``dipole`` (B, 3) e*Angstrom and ``charges`` (N,) e, and scalar properties (B,).
@@ -178,7 +199,13 @@ class AtomisticModel(nn.Module):
             )
         if compute_stress and (cell is None or cell_shifts is None):
             raise ValueError("compute_stress=True needs cell and cell_shifts")
-        geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts)
+        if paired_edges and cell_shifts is not None:
+            raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
+        if paired_edges is None:
+            half = None if cell_shifts is not None or compiling else one_direction(edge_index)
+            paired_edges = half is not None
+            edge_index = edge_index if half is None else half
+        geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts, paired_edges)
         strain = None
         if compute_stress:
             strain = torch.zeros(num_graphs, 3, 3, dtype=pos.dtype, device=pos.device)
@@ -229,6 +256,7 @@ class AtomisticModel(nn.Module):
         num_graphs: int,
         cell: torch.Tensor | None,
         cell_shifts: torch.Tensor | None,
+        paired_edges: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Energies (B,) and the features of :meth:`representation`; ``strain`` (B, 3, 3) (zero,
         differentiated for the stress) deforms positions and cell symmetrically."""
@@ -238,10 +266,15 @@ class AtomisticModel(nn.Module):
             cell = cell + torch.bmm(cell, sym)
         centre, neighbour = edge_index[0], edge_index[1]
         edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre)
+        if paired_edges:  # one edge per pair given: add the reverses (paired order)
+            edge_vec = torch.cat([edge_vec, -edge_vec], dim=0)
+            edge_index = with_reverse_edges(edge_index)
         if cell is not None and cell_shifts is not None:
             edge_cell = cell.index_select(0, batch.index_select(0, centre))
             edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts, edge_cell)
-        node_energy, scalars, vectors = self.representation(species, edge_vec, edge_index)
+        node_energy, scalars, vectors = self.representation(
+            species, edge_vec, edge_index, paired_edges
+        )
         node_energy = (
             node_energy * self.atomic_energy_scale.index_select(0, species)
             + self.atomic_energy_shift.index_select(0, species)

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.fx.experimental import _config as fx_config
 
+from molsym.nn.pairs import one_direction
+
 #: Inductor options of every molsym compile (also applied to the lazily compiled backward).
 INDUCTOR_OPTIONS = {"cpp.threads": 1}
 
@@ -32,7 +34,8 @@ class CompiledModel(torch.nn.Module):
     is off, or a count that happens to equal 3 at the first call would be tied to the xyz
     dimension and frozen. A size of 1 is still specialised: single-molecule batches (the
     calculator's case) and multi-molecule batches compile once each, and so do train and eval
-    mode; nothing else recompiles.
+    mode; nothing else recompiles. Symmetric non-periodic edge lists are passed with one
+    edge per pair (``paired_edges``, :mod:`molsym.nn.pairs`), found before the call.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -48,6 +51,11 @@ class CompiledModel(torch.nn.Module):
                 batch: torch.Tensor, num_graphs: int, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Same arguments and outputs as ``AtomisticModel.forward``."""
         graphs = torch.empty(int(num_graphs), 0, device=pos.device)
+        if kwargs.get("paired_edges") is None:
+            # found here, in eager code: it reads the edge list (data-dependent)
+            half = None if kwargs.get("cell_shifts") is not None else one_direction(edge_index)
+            kwargs["paired_edges"] = half is not None
+            edge_index = edge_index if half is None else half
         with fx_config.patch(use_duck_shape=False):
             return self._compiled(z, pos, edge_index, batch, graphs, **kwargs)
 

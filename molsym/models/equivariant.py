@@ -88,11 +88,15 @@ class EquivariantModel(AtomisticModel):
         )
 
     def representation(
-        self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
+        self,
+        species: torch.Tensor,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
         unit, _ = edge_tensors(edge_vec / length.unsqueeze(-1), min(self.l_max, 1))  # (3, E)
-        weights = self.radial(self.basis(length), self.envelope(length))
+        weights = self.radial_weights(length, paired)
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         node_energy = torch.zeros_like(species, dtype=h.dtype)
         for interaction, product, readout, w in zip(

@@ -54,10 +54,14 @@ class InvariantModel(AtomisticModel):
         self.readout = ScalarMLP(num_channels, readout_hidden, bias=False)
 
     def representation(
-        self, species: torch.Tensor, edge_vec: torch.Tensor, edge_index: torch.Tensor
+        self,
+        species: torch.Tensor,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)
-        weights = self.radial(self.basis(length), self.envelope(length))
+        weights = self.radial_weights(length, paired)
         s = self.embedding(species)
         for interaction, w in zip(self.interactions, weights.chunk(len(self.interactions), 1),
                                   strict=True):

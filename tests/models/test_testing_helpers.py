@@ -13,8 +13,8 @@ from tests.models.conftest import ELEMENTS, ethanol
 class PseudoscalarModel(EquivariantModel):
     """Adds a triple product of per-atom vectors: rotation-invariant, odd under reflection."""
 
-    def representation(self, species, edge_vec, edge_index):
-        energy, s, v = super().representation(species, edge_vec, edge_index)
+    def representation(self, species, edge_vec, edge_index, paired=False):
+        energy, s, v = super().representation(species, edge_vec, edge_index, paired)
         d = edge_vec.norm(dim=-1, keepdim=True)
         n = species.shape[0]
         cols = [scatter_sum(edge_vec * d**k, edge_index[0], n) for k in range(3)]

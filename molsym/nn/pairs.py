@@ -1,0 +1,55 @@
+"""Opposite edges evaluated once: ``r_ij = r_ji``, so ``R(r_ij) = R(r_ji)``.
+
+A molecular neighbour list holds every pair twice (i->j and j->i). The radial network is the
+largest matrix product of a training step, so the models run it once per pair. The caller
+(eager code: the check reads the data, so it stays outside compiled graphs) keeps one edge of
+each pair, :func:`one_direction`; the model rebuilds the full list in *paired order*,
+:func:`with_reverse_edges` (edges ``E/2 + k`` are the reverses of edges ``k``), where
+:func:`per_pair` evaluates a radial function on the first half only. Edge lists that are not
+symmetric (self-loops, one-way edges) give None and are used as they are, with the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def one_direction(edge_index: torch.Tensor) -> torch.Tensor | None:
+    """The edges i->j with i < j of ``edge_index`` (2, E), (2, E/2), when every edge has its
+    reverse j->i (and no edge is a self-loop); otherwise None.
+
+    Only indices are compared: pass non-periodic graphs (periodic images differ by their cell
+    shifts and are not paired). Runs in numpy (microseconds per op, not torch's tens).
+    """
+    num_edges = int(edge_index.shape[1])
+    if num_edges == 0 or num_edges % 2:
+        return None
+    centre, neighbour = edge_index.detach().cpu().numpy()
+    n = int(max(centre.max(), neighbour.max())) + 1
+    low, high = np.minimum(centre, neighbour), np.maximum(centre, neighbour)
+    # i < j edges first, each half in (low, high) order, so position k of each half is a pair
+    key = (centre > neighbour).astype(np.int64) * (n * n) + low * n + high
+    order = np.argsort(key, kind="stable")
+    first, second = order[: num_edges // 2], order[num_edges // 2 :]
+    if not (
+        (centre[first] < neighbour[first]).all()
+        and np.array_equal(centre[first], neighbour[second])
+        and np.array_equal(neighbour[first], centre[second])
+    ):
+        return None
+    return edge_index[:, torch.from_numpy(first).to(edge_index.device)]
+
+
+def with_reverse_edges(half: torch.Tensor) -> torch.Tensor:
+    """(2, E/2) edges -> (2, E) in paired order: the given edges, then their reverses."""
+    return torch.cat([half, half.flip(0)], dim=1)
+
+
+def per_pair(fn: Callable[[torch.Tensor], torch.Tensor], length: torch.Tensor) -> torch.Tensor:
+    """``fn(length)`` (E, ...) for edge lengths (E,) in paired order, computed on the first
+    half and repeated (gradients reach ``length`` through the first half)."""
+    out = fn(length[: length.shape[0] // 2])
+    return torch.cat([out, out], dim=0)

@@ -1,0 +1,42 @@
+"""Pairing of opposite edges (molsym.nn.pairs): found only when every edge has its reverse."""
+
+import torch
+from ase.build import molecule
+
+from molsym.data.graph import atoms_to_graph
+from molsym.nn.pairs import one_direction, per_pair, with_reverse_edges
+
+
+def edge_set(edge_index: torch.Tensor) -> list[tuple[int, int]]:
+    return sorted(map(tuple, edge_index.t().tolist()))
+
+
+def test_one_direction_of_a_real_neighbour_list_rebuilds_it():
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=1)
+    edge_index = atoms_to_graph(atoms, 3.0).edge_index
+    half = one_direction(edge_index)
+    assert half is not None and half.shape == (2, edge_index.shape[1] // 2)
+    assert bool((half[0] < half[1]).all())
+    full = with_reverse_edges(half)
+    assert edge_set(full) == edge_set(edge_index)
+    n = half.shape[1]
+    assert torch.equal(full[:, n:], full[:, :n].flip(0))  # paired order
+
+
+def test_edge_lists_without_every_reverse_are_not_paired():
+    sym = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    assert one_direction(sym) is not None
+    assert one_direction(sym[:, :3]) is None  # odd: one edge has no reverse
+    assert one_direction(torch.tensor([[0, 1], [1, 2]])) is None  # even, but one-way edges
+    assert one_direction(torch.tensor([[0, 1, 2, 2], [1, 0, 2, 2]])) is None  # self-loops
+    assert one_direction(torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])) is not None  # any order
+    assert one_direction(torch.zeros(2, 0, dtype=torch.long)) is None
+
+
+def test_per_pair_repeats_and_sends_gradients_through_the_first_half():
+    length = torch.tensor([1.0, 2.0, 1.0, 2.0], requires_grad=True)
+    out = per_pair(lambda d: torch.stack([d, d**2], -1), length)
+    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0], [2.0, 4.0]] * 2))
+    (grad,) = torch.autograd.grad(out.sum(), length)
+    torch.testing.assert_close(grad, torch.tensor([6.0, 10.0, 0.0, 0.0]))
