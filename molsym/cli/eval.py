@@ -47,13 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    from molsym.atomic import write_text_atomic
     from molsym.data.graph import atoms_to_graph
     from molsym.data.readers import read_file
     from molsym.deploy import load_model
     from molsym.pretrained import resolve_model_path
     from molsym.training.evaluate import evaluate, parity_plots
     from molsym.training.metrics import format_table
-    from molsym.training.run import write_atomic
 
     model = load_model(resolve_model_path(args.model), dtype=args.dtype)
     dtype = next(model.parameters()).dtype
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     print(format_table(metrics, f"{args.data}: {len(graphs)} structures, model {args.model}"))
     if args.output:
         out = Path(args.output)
-        write_atomic(out, json.dumps(metrics, indent=2))
+        write_text_atomic(out, json.dumps(metrics, indent=2))
         plots = parity_plots(pairs, metrics, out.parent, out.stem)
         print(f"metrics: {out}; parity plots: {', '.join(str(p) for p in plots)}")
     return 0

@@ -10,13 +10,12 @@ carry the error; the table is still written), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from molsym.atomic import atomic_output
 from molsym.errors import ConfigError, InputError, MolsymError
 
 #: File suffixes read as files (anything else that is not an existing file is a SMILES).
@@ -110,27 +109,6 @@ def read_input(path: str, n_jobs: int = 1) -> list:
     except (InputError, OSError, ValueError) as err:  # the whole file is unreadable
         return [Entry.from_error(err, path)]
     return merge_in_order(atoms, errors, path)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path, mode: str = "w") -> Iterator:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically,
-    on any exception it is removed and ``path`` is left untouched."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_forces(entries: Sequence, path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from molsym.atomic import write_text_atomic
 from molsym.errors import ConfigError
 
 _NAMES = ("train", "val", "test")
@@ -43,10 +44,8 @@ class Splits:
         return d
 
     def save(self, path: str | Path) -> None:
-        """Write the split as JSON (creates parent folders)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        """Write the split as JSON, atomically (creates parent folders)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Splits:

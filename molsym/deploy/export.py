@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ import torch
 from torch import nn
 
 from molsym import __version__
+from molsym.atomic import atomic_path, write_text_atomic
 from molsym.errors import ConfigError
 
 #: Version of the artifact layout and calling convention below; bump when either changes.
@@ -253,19 +252,6 @@ def _check_against_model(run, model: nn.Module, device, dtype, tol: float) -> fl
     return worst
 
 
-def _write_atomic(write, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export_model(
     model: nn.Module,
     path: str | Path,
@@ -296,14 +282,14 @@ def export_model(
         meta["check_max_rel_deviation"] = _check_against_model(run, model, device, dtype, tol)
     text = json.dumps(meta, indent=2)
     if format == "export":
-        _write_atomic(lambda f: torch.export.save(program, f, extra_files={METADATA_KEY: text}),
-                      path)
+        with atomic_path(path) as tmp:
+            torch.export.save(program, tmp, extra_files={METADATA_KEY: text})
     else:
         configs = {"aot_inductor.metadata": {METADATA_KEY: text}}
-        _write_atomic(lambda f: torch._inductor.aoti_compile_and_package(
-            program, package_path=f, inductor_configs=configs), path)
-    _write_atomic(lambda f: Path(f).write_text(json.dumps(meta, indent=2) + "\n"),
-                  path.with_name(path.name + ".json"))
+        with atomic_path(path) as tmp:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
+                                                     inductor_configs=configs)
+    write_text_atomic(path.with_name(path.name + ".json"), json.dumps(meta, indent=2) + "\n")
     return meta
 
 

@@ -17,8 +17,6 @@ inside the file is ever imported, instantiated or called.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from molsym import __version__
+from molsym.atomic import atomic_path
 from molsym.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -82,15 +81,8 @@ def save_model(
         "units": dict(units or DEFAULT_UNITS),
         "metadata": _plain(metadata or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

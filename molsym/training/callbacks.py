@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,17 +9,16 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch.utils.data import RandomSampler
 
+from molsym.atomic import atomic_path
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file and renames it into place, so a process
     killed while saving never leaves a truncated ``last.ckpt``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class EpochSeededShuffle(pl.Callback):

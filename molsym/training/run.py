@@ -14,8 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +24,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from molsym import keys
+from molsym.atomic import write_text_atomic
 from molsym.errors import ConfigError, MolsymError
 from molsym.training.callbacks import AtomicCheckpointIO, EpochSeededShuffle
 from molsym.training.metrics import format_table
 
 log = logging.getLogger(__name__)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def build(node: Any, what: str, **kwargs: Any) -> Any:
@@ -136,10 +126,10 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> None:
-    write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_atomic(out / "statistics.json", json.dumps(stats, indent=2))
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(out / "statistics.json", json.dumps(stats, indent=2))
     # the datamodule's Splits format (reusable as data.split_file), written atomically
-    write_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
+    write_text_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
 
 
 def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
@@ -221,7 +211,7 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
         meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         save_model(model, out / "model.pt", metadata=meta)
-        write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return result
 
 

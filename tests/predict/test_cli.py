@@ -10,8 +10,9 @@ from ase.build import molecule
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from molsym.atomic import atomic_output
 from molsym.calculator import MolsymCalculator
-from molsym.cli.predict import atomic_output, main
+from molsym.cli.predict import main
 from molsym.data.readers import read_file
 
 from .conftest import small_model
