@@ -74,6 +74,24 @@ def check_elements(dm, model_elements: list[int] | None, stats: dict) -> None:
             )
 
 
+def check_validation_split(cfg: DictConfig, dm) -> None:
+    """An empty validation split is a config error when a callback or the scheduler watches a
+    ``val/`` metric (the defaults do: best checkpoint, early stopping, plateau scheduler)."""
+    if len(dm.datasets["val"]) > 0:
+        return
+    watchers = [f"callbacks.{name}" for name, cb in (cfg.get("callbacks") or {}).items()
+                if cb is not None and str(cb.get("monitor") or "").startswith("val/")]
+    scheduler = cfg.get("scheduler")
+    if scheduler is not None and "Plateau" in str(scheduler.get("_target_", "")):
+        watchers.append("scheduler (ReduceLROnPlateau on val/loss)")
+    if watchers:
+        raise ConfigError(
+            f"{dm.path}: the validation split is empty (data.num_val=0, or a split file "
+            f"without 'val' indices), but {', '.join(watchers)} watch validation metrics; set "
+            "data.num_val (a count or a fraction, e.g. 0.05) or give the split file 'val' indices"
+        )
+
+
 def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
     """Constructor arguments that the data set decides: every one the config leaves null.
 
@@ -167,6 +185,7 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
 
     dm = build(cfg.data, "data")
     dm.setup("fit")
+    check_validation_split(cfg, dm)
     stats = dm.statistics().to_dict()
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)

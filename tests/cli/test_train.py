@@ -119,6 +119,15 @@ def test_missing_data_file_is_one_line(capsys, tmp_path):
     assert str(missing) in _one_error_line(capsys)
 
 
+def test_empty_validation_split_is_one_line(capsys, emt_xyz, tmp_path):
+    from molsym.cli.train import main
+
+    assert main(tiny_args(emt_xyz, tmp_path / "run", "data.num_val=0")) == 2
+    line = _one_error_line(capsys)
+    assert "validation split is empty" in line and str(emt_xyz) in line
+    assert "callbacks.checkpoint" in line and "callbacks.early_stopping" in line
+
+
 def test_elements_not_covered_by_the_model_is_one_line(capsys, emt_xyz, tmp_path):
     from molsym.cli.train import main
 
