@@ -128,8 +128,10 @@ def molsym_models() -> dict[str, Any]:
     found = {}
     for name, cls in MODEL_CLASSES.items():
         kind = "flagship" if name == "equivariant" or "equivariant" in name else "invariant"
-        candidates = [common.RUNS / "data_efficiency" / "aspirin" / kind / "950" / "model.pt",
-                      common.RUNS / "accuracy" / "aspirin" / "molsym" / "model.pt"]
+        # the newest data-efficiency study's N=950 run (e.g. aspirin-steps8000), then older
+        studies = sorted((common.RUNS / "data_efficiency").glob(f"aspirin*/{kind}/950/model.pt"),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        candidates = [*studies, common.RUNS / "accuracy" / "aspirin" / "molsym" / "model.pt"]
         path = next((p for p in candidates if p.is_file() and (
             kind != "invariant" or "accuracy" not in str(p))), None)
         found[name] = path if path is not None else cls(elements=[1, 6, 8])
