@@ -240,11 +240,6 @@ def report(results: dict[str, Any]) -> str:
             "that model's EMA weights on the test frames. Command: `" + "`; `".join(
                 r["schnetpack"]["command"] for r in results["molecules"].values()
                 if "schnetpack" in r) + "`.")
-    text += [
-        "molsym's default energy loss weight changed from 1 to 100 while these studies ran "
-        "(commit 8204167), so the ethanol molsym run weighted energies 100x more than MACE "
-        "did (last column); the aspirin runs used the same 1:100 weights for both.",
-    ]
     for mol in results["molecules"]:
         setup = mace_peer.setup_seconds(common.RUNS / "accuracy" / mol / "mace")
         if setup is not None:

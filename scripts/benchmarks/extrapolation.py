@@ -28,7 +28,8 @@ def acac_overrides(quick: bool) -> list[str]:
     root = common.DATA / "acac"
     out = ["data=extxyz", f"data.path={root / 'train_300K.xyz'}",
            f"data.test_path={root / 'test_MD_300K.xyz'}", "data.num_val=50", "data.num_test=null",
-           "targets=[energy,forces]", "module.loss.weights.forces=100", "seed=0"]
+           "targets=[energy,forces]", "module.loss.weights.forces=100", "seed=0",
+           "trainer.max_epochs=100000"]  # the wall-clock budget ends the run, as for MACE
     return out + (["data.num_train=50"] if quick else [])
 
 
