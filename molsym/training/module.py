@@ -38,7 +38,7 @@ class MolsymModule(pl.LightningModule):
     Args:
         model: a molsym model (constructor args = its config).
         loss: the weighted loss (default: :class:`Loss` with unit weights).
-        optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``); default Adam(1e-3).
+        optimizer: ``params -> Optimizer`` (Hydra ``_partial_: true``); default Adam(1e-3, fused).
         scheduler: ``optimizer -> scheduler`` or None. ``ReduceLROnPlateau`` steps each
             epoch on ``val/loss``; any other steps every optimiser step and gets
             ``total_steps`` from the trainer when its ``total_steps`` is None.
@@ -66,7 +66,9 @@ class MolsymModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.loss_fn = loss if loss is not None else Loss()
-        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-3)
+        self.optimizer_factory = optimizer or functools.partial(
+            torch.optim.Adam, lr=1e-3, fused=True
+        )
         self.scheduler_factory = scheduler
         self.ema = ExponentialMovingAverage(model, decay=ema_decay)
         outputs = set(getattr(model, "outputs", []) or [])
