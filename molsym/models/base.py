@@ -15,7 +15,7 @@ from torch import nn
 
 from molsym import keys
 from molsym.errors import ConfigError, InputError
-from molsym.nn.pairs import one_direction, per_pair, with_reverse_edges
+from molsym.nn.pairs import default_pairing, per_pair, with_reverse_edges
 from molsym.nn.readout import ScalarMLP, VectorReadout
 from molsym.nn.scatter import scatter_sum
 
@@ -179,9 +179,9 @@ class AtomisticModel(nn.Module):
             paired_edges: True: ``edge_index`` lists each pair of opposite edges once,
                 (2, E/2), and the reverses are implied (non-periodic graphs only); False: use
                 ``edge_index`` as given; None (default): pair a symmetric non-periodic edge list
-                here (eager mode only: finding the pairs reads the data, so compiled graphs
-                get them from their caller, ``CompiledModel``). Same results either way; the
-                radial network then runs once per pair (:mod:`molsym.nn.pairs`).
+                on the CPU here (eager mode only: finding the pairs reads the data, so
+                compiled graphs get them from their caller, ``CompiledModel``). Same results
+                either way; the radial network then runs once per pair (:mod:`molsym.nn.pairs`).
 
         Returns: dict with ``energy`` (B,) eV, ``forces`` (N, 3), ``stress`` (B, 3, 3),
         ``dipole`` (B, 3) e*Angstrom and ``charges`` (N,) e, and scalar properties (B,).
@@ -202,7 +202,7 @@ class AtomisticModel(nn.Module):
         if paired_edges and cell_shifts is not None:
             raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
         if paired_edges is None:
-            half = None if cell_shifts is not None or compiling else one_direction(edge_index)
+            half = None if compiling else default_pairing(edge_index, cell_shifts is not None)
             paired_edges = half is not None
             edge_index = edge_index if half is None else half
         geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts, paired_edges)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.fx.experimental import _config as fx_config
 
-from molsym.nn.pairs import one_direction
+from molsym.nn.pairs import default_pairing
 
 #: Inductor options of every molsym compile (also applied to the lazily compiled backward).
 INDUCTOR_OPTIONS = {"cpp.threads": 1}
@@ -53,7 +53,7 @@ class CompiledModel(torch.nn.Module):
         graphs = torch.empty(int(num_graphs), 0, device=pos.device)
         if kwargs.get("paired_edges") is None:
             # found here, in eager code: it reads the edge list (data-dependent)
-            half = None if kwargs.get("cell_shifts") is not None else one_direction(edge_index)
+            half = default_pairing(edge_index, kwargs.get("cell_shifts") is not None)
             kwargs["paired_edges"] = half is not None
             edge_index = edge_index if half is None else half
         with fx_config.patch(use_duck_shape=False):

@@ -43,6 +43,16 @@ def one_direction(edge_index: torch.Tensor) -> torch.Tensor | None:
     return edge_index[:, torch.from_numpy(first).to(edge_index.device)]
 
 
+def default_pairing(edge_index: torch.Tensor, periodic: bool) -> torch.Tensor | None:
+    """What the models do when the caller does not say: one edge per pair for a symmetric,
+    non-periodic edge list on the CPU, else None (use the list as given). On a GPU the check
+    would copy the edges to the host and wait for the device every step (not measured yet),
+    so GPU callers pass ``paired_edges`` themselves if they want it."""
+    if periodic or edge_index.device.type != "cpu":
+        return None
+    return one_direction(edge_index)
+
+
 def with_reverse_edges(half: torch.Tensor) -> torch.Tensor:
     """(2, E/2) edges -> (2, E) in paired order: the given edges, then their reverses."""
     return torch.cat([half, half.flip(0)], dim=1)

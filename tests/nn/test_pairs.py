@@ -4,7 +4,7 @@ import torch
 from ase.build import molecule
 
 from molsym.data.graph import atoms_to_graph
-from molsym.nn.pairs import one_direction, per_pair, with_reverse_edges
+from molsym.nn.pairs import default_pairing, one_direction, per_pair, with_reverse_edges
 
 
 def edge_set(edge_index: torch.Tensor) -> list[tuple[int, int]]:
@@ -32,6 +32,13 @@ def test_edge_lists_without_every_reverse_are_not_paired():
     assert one_direction(torch.tensor([[0, 1, 2, 2], [1, 0, 2, 2]])) is None  # self-loops
     assert one_direction(torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])) is not None  # any order
     assert one_direction(torch.zeros(2, 0, dtype=torch.long)) is None
+
+
+def test_default_pairing_only_for_non_periodic_cpu_edge_lists():
+    sym = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    assert torch.equal(default_pairing(sym, periodic=False), torch.tensor([[0, 1], [1, 2]]))
+    assert default_pairing(sym, periodic=True) is None
+    assert default_pairing(sym.to("meta"), periodic=False) is None  # not on the CPU
 
 
 def test_per_pair_repeats_and_sends_gradients_through_the_first_half():
