@@ -136,9 +136,10 @@ class AtomisticModel(nn.Module):
         """Per-edge weights (E, F) of the radial network from edge lengths (E,), Angstrom:
         ``radial(basis(d), envelope(d))``, zero beyond the cutoff; with ``paired`` (edges in
         paired order, :mod:`molsym.nn.pairs`) evaluated once per pair of opposite edges."""
-        if paired:
-            return per_pair(self.radial_weights, length)
-        return self.radial(self.basis(length), self.envelope(length))
+        def weights(d: torch.Tensor) -> torch.Tensor:
+            return self.radial(self.basis(d), self.envelope(d))
+
+        return per_pair(weights, length) if paired else weights(length)
 
     def representation(
         self,
@@ -202,9 +203,10 @@ class AtomisticModel(nn.Module):
         if paired_edges and cell_shifts is not None:
             raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
         if paired_edges is None:
-            half = None if compiling else default_pairing(edge_index, cell_shifts is not None)
-            paired_edges = half is not None
-            edge_index = edge_index if half is None else half
+            edge_index, paired_edges = (
+                (edge_index, False) if compiling
+                else default_pairing(edge_index, cell_shifts is not None)
+            )
         geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts, paired_edges)
         strain = None
         if compute_stress:

@@ -43,14 +43,13 @@ def one_direction(edge_index: torch.Tensor) -> torch.Tensor | None:
     return edge_index[:, torch.from_numpy(first).to(edge_index.device)]
 
 
-def default_pairing(edge_index: torch.Tensor, periodic: bool) -> torch.Tensor | None:
-    """What the models do when the caller does not say: one edge per pair for a symmetric,
-    non-periodic edge list on the CPU, else None (use the list as given). On a GPU the check
-    would copy the edges to the host and wait for the device every step (not measured yet),
-    so GPU callers pass ``paired_edges`` themselves if they want it."""
-    if periodic or edge_index.device.type != "cpu":
-        return None
-    return one_direction(edge_index)
+def default_pairing(edge_index: torch.Tensor, periodic: bool) -> tuple[torch.Tensor, bool]:
+    """What the models do when the caller does not say: ``(one edge per pair, True)`` for a
+    symmetric, non-periodic edge list on the CPU, else ``(edge_index, False)`` (use the list as
+    given). On a GPU the check would copy the edges to the host and wait for the device every
+    step (not measured yet), so GPU callers pass ``paired_edges`` themselves if they want it."""
+    half = None if periodic or edge_index.device.type != "cpu" else one_direction(edge_index)
+    return (edge_index, False) if half is None else (half, True)
 
 
 def with_reverse_edges(half: torch.Tensor) -> torch.Tensor:

@@ -67,35 +67,16 @@ def peer_data(molecule: str, quick: bool, out: Path) -> tuple[Path, Path, Path, 
     return train_xyz, valid_xyz, test_xyz, len(test)
 
 
-def run_mace(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
+def run_peer(peer, name: str, molecule: str, budget_s: float, quick: bool, out: Path,
+             pred_suffix: str = ".npz") -> dict[str, Any]:
+    """Train a peer (``mace_peer``, ``nequip_peer``, ``schnetpack_peer``: ``train`` and
+    ``evaluate`` alike) on molsym's frames of ``molecule`` and test it on ``test_01``."""
     train_xyz, valid_xyz, test_xyz, n_test = peer_data(molecule, quick, out)
-    res = mace_peer.train(out / "mace", train_xyz, valid_xyz, budget_s)
+    res = peer.train(out / name, train_xyz, valid_xyz, budget_s)
     if res["model"]:
-        res["metrics"] = mace_peer.evaluate(Path(res["model"]), test_xyz,
-                                            out / "mace_test_pred.xyz", out / "mace_eval.log")
-    res["n_test"] = n_test
-    return res
-
-
-def run_nequip(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
-    train_xyz, valid_xyz, test_xyz, n_test = peer_data(molecule, quick, out)
-    res = nequip_peer.train(out / "nequip", train_xyz, valid_xyz, budget_s)
-    if res["model"]:
-        res["metrics"] = nequip_peer.evaluate(Path(res["model"]), test_xyz,
-                                              out / "nequip_test_pred.npz",
-                                              out / "nequip_eval.log")
-    res["setup_s"] = nequip_peer.setup_seconds(out / "nequip")
-    res["n_test"] = n_test
-    return res
-
-
-def run_schnetpack(molecule: str, budget_s: float, quick: bool, out: Path) -> dict[str, Any]:
-    train_xyz, valid_xyz, test_xyz, n_test = peer_data(molecule, quick, out)
-    res = schnetpack_peer.train(out / "schnetpack", train_xyz, valid_xyz, budget_s)
-    if res["model"]:
-        res["metrics"] = schnetpack_peer.evaluate(Path(res["model"]), test_xyz,
-                                                  out / "schnetpack_test_pred.npz",
-                                                  out / "schnetpack_eval.log")
+        res["metrics"] = peer.evaluate(Path(res["model"]), test_xyz,
+                                       out / f"{name}_test_pred{pred_suffix}",
+                                       out / f"{name}_eval.log")
     res["n_test"] = n_test
     return res
 
@@ -280,13 +261,17 @@ def main(argv: list[str] | None = None) -> int:
             results["molecules"][mol] = r
             common.save_result(name, results)
             if not args.no_mace and mace_peer.available():
-                r["mace"] = run_mace(mol, budget_min * 60, args.quick, out)
+                r["mace"] = run_peer(mace_peer, "mace", mol, budget_min * 60, args.quick, out,
+                                     ".xyz")
                 common.save_result(name, results)
             if not args.no_nequip and nequip_peer.available():
-                r["nequip"] = run_nequip(mol, budget_min * 60, args.quick, out)
+                r["nequip"] = run_peer(nequip_peer, "nequip", mol, budget_min * 60, args.quick,
+                                       out)
+                r["nequip"]["setup_s"] = nequip_peer.setup_seconds(out / "nequip")
                 common.save_result(name, results)
             if not args.no_schnetpack and schnetpack_peer.available():
-                r["schnetpack"] = run_schnetpack(mol, budget_min * 60, args.quick, out)
+                r["schnetpack"] = run_peer(schnetpack_peer, "schnetpack", mol, budget_min * 60,
+                                           args.quick, out)
             keep_previous(r, previous, previous_budget)
             common.save_result(name, results)
     plot(results, common.img_path("accuracy_rmd17", args.quick))

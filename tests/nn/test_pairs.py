@@ -36,9 +36,13 @@ def test_edge_lists_without_every_reverse_are_not_paired():
 
 def test_default_pairing_only_for_non_periodic_cpu_edge_lists():
     sym = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
-    assert torch.equal(default_pairing(sym, periodic=False), torch.tensor([[0, 1], [1, 2]]))
-    assert default_pairing(sym, periodic=True) is None
-    assert default_pairing(sym.to("meta"), periodic=False) is None  # not on the CPU
+    half, paired = default_pairing(sym, periodic=False)
+    assert paired and torch.equal(half, torch.tensor([[0, 1], [1, 2]]))
+    same, paired = default_pairing(sym, periodic=True)
+    assert not paired and same is sym
+    meta = sym.to("meta")  # not on the CPU
+    same, paired = default_pairing(meta, periodic=False)
+    assert not paired and same is meta
 
 
 def test_per_pair_repeats_and_sends_gradients_through_the_first_half():
