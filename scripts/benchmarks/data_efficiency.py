@@ -49,10 +49,24 @@ def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int
     return path
 
 
-def protocol_overrides(max_steps: int | None, compile_model: bool) -> list[str]:
-    """Equal optimizer steps for every run (epochs unbounded), and torch.compile on request."""
+#: learning-rate schedules of the study. "plateau": the experiment's ReduceLROnPlateau (its
+#: patience counts epochs, so a small training set decays the rate after fewer steps) and
+#: early stopping; "cosine": warm-up + cosine decay over the run's optimizer steps, the same
+#: per step at every N, no early stopping (the best validation checkpoint is tested).
+SCHEDULES = ("plateau", "cosine")
+
+
+def protocol_overrides(max_steps: int | None, compile_model: bool,
+                       schedule: str = "plateau") -> list[str]:
+    """Equal optimizer steps for every run (epochs unbounded), torch.compile on request, and
+    the learning-rate schedule (see :data:`SCHEDULES`; "cosine" needs ``max_steps``)."""
     out = [] if max_steps is None else [f"trainer.max_steps={max_steps}",
                                         "trainer.max_epochs=1000000"]
+    if schedule == "cosine":
+        if max_steps is None:
+            raise SystemExit("--schedule cosine needs --max-steps (the decay spans the run)")
+        out += ["scheduler=cosine", f"scheduler.total_steps={max_steps}",
+                "callbacks.early_stopping.patience=1000000"]
     return out + (["module.compile=true"] if compile_model else [])
 
 
@@ -164,18 +178,29 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def schedule_words(schedule: str, patience: int) -> str:
+    if schedule == "cosine":
+        return ("100 warm-up steps, then cosine decay to 1% over the run's steps, no early "
+                "stopping (the best validation checkpoint is tested)")
+    return (f"ReduceLROnPlateau (x0.8 after 10 epochs without improvement, so it decays after "
+            f"fewer steps the smaller N is) and early stopping after {patience} such epochs")
+
+
 def report(results: dict[str, Any]) -> str:
     steps = (results.get("protocol") or {}).get("max_steps")
     if steps or (results.get("protocol") or {}).get("qm9_max_steps"):
         qm9_steps = results["protocol"].get("qm9_max_steps")
+        proto = results["protocol"]
         budget = (f"Every run makes the same number of optimizer steps, {steps} (rMD17, batch 5)"
                   f" and {qm9_steps} (QM9, batch 32), whatever N and "
                   f"the model (so this compares the models at equal data and equal steps, not "
-                  f"at equal CPU time; a run also stops early when the validation loss has not "
-                  f"improved for 100 epochs (rMD17) / 50 epochs (QM9), and at a wall-clock cap of "
+                  f"at equal CPU time), with a wall-clock cap of "
                   f"{results.get('budget_s', 0):g} s (rMD17) / {results.get('qm9_budget_s', 0):g}"
-                  f" s (QM9)). Training ran through torch.compile "
-                  f"({'on' if results['protocol'].get('compile') else 'off'}), 1 thread a run.")
+                  f" s (QM9). Learning rate: rMD17 "
+                  f"{schedule_words(proto.get('schedule', 'plateau'), 100)}; QM9 "
+                  f"{schedule_words(proto.get('qm9_schedule', 'plateau'), 50)}. Training ran "
+                  f"through torch.compile ({'on' if proto.get('compile') else 'off'}), 1 thread a "
+                  f"run.")
     else:
         budget = (f"Fixed wall-clock budget per training run: {results.get('budget_s', 0):g} s "
                   f"(rMD17) and {results.get('qm9_budget_s', 0):g} s (QM9) on the CPU, so "
@@ -251,8 +276,11 @@ def same_protocol(results: dict[str, Any], args: argparse.Namespace) -> dict[str
     new = dict(old, compile=args.compile)
     for study in args.studies:
         key = "max_steps" if study.startswith("aspirin") else "qm9_max_steps"
+        sched = "schedule" if study.startswith("aspirin") else "qm9_schedule"
         new[key] = args.max_steps if key == "max_steps" else args.qm9_max_steps
-        if old.get(key) != new[key] or old.get("compile") != args.compile:
+        new[sched] = args.schedule
+        if (old.get(key) != new[key] or old.get("compile") != args.compile
+                or old.get(sched, "plateau") != args.schedule):
             results["runs"].pop(study, None)
     results["protocol"] = new
     return results
@@ -266,7 +294,7 @@ def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: 
         sizes = args.sizes if study.startswith("aspirin") else args.qm9_sizes
         budget = args.budget_s if study.startswith("aspirin") else args.qm9_budget_s
         steps = args.max_steps if study.startswith("aspirin") else args.qm9_max_steps
-        protocol = protocol_overrides(steps, args.compile)
+        protocol = protocol_overrides(steps, args.compile, args.schedule)
         tasks += [(study, n, model, cfg, budget, protocol) for n in sizes
                   for model, cfg in MODELS.items()]
     lock = threading.Lock()
@@ -274,7 +302,10 @@ def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: 
     def one(task: tuple[str, int, str, str, float, list[str]]) -> None:
         study, n, model, cfg, budget, protocol = task
         steps = next((o.split("=")[1] for o in protocol if o.startswith("trainer.max_steps")), "")
-        out = common.RUNS / name / (f"{study}-steps{steps}" if steps else study) / model / str(n)
+        folder = f"{study}-steps{steps}" if steps else study
+        if args.schedule != "plateau":
+            folder += f"-{args.schedule}"
+        out = common.RUNS / name / folder / model / str(n)
         res = common.molsym_train(out, overrides(study, cfg, n, out, pool, protocol), budget,
                                   out.with_suffix(".log"), not args.collect)
         if "metrics" not in res:
@@ -301,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qm9-max-steps", type=int, default=None,
                         help="the same number of optimizer steps for every QM9 run")
     parser.add_argument("--compile", action="store_true", help="module.compile=true")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="plateau",
+                        help="learning-rate schedule of the studies run now (see SCHEDULES)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 thread each)")
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--quick", action="store_true", help="two sizes, 30 s per run")

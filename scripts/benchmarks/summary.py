@@ -63,7 +63,9 @@ def protocol_words(res: dict) -> str:
     proto = res.get("protocol") or {}
     if proto.get("max_steps") or proto.get("qm9_max_steps"):
         return (f"equal optimizer steps per run ({proto.get('max_steps')} rMD17, "
-                f"{proto.get('qm9_max_steps')} QM9, early stopping alike)")
+                f"{proto.get('qm9_max_steps')} QM9; LR schedule rMD17 "
+                f"{proto.get('schedule', 'plateau')}, QM9 {proto.get('qm9_schedule', 'plateau')}, "
+                f"the same for both models)")
     return "equal time per run"
 
 
