@@ -257,11 +257,14 @@ def report(results: dict[str, Any]) -> str:
         parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]}){extra}**", "",
                   common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
                                    "flagship steps", "invariant steps"], rows), ""]
+        example = next((r.get("command") for r in runs["flagship"].values()), None)
+        if example:
+            parts += [f"One run of this table: `{example}`", ""]
     parts += ["![learning curves](img/data_efficiency.png)", "",
               "Commands: `" + "`; `".join(results["commands"]) + "`. "
               + common.env_line(results["env"]),
               "Each point is one `molsym train` run with `model=default` (flagship) or "
-              "`model=invariant`, e.g. `" + results.get("example_command", "") + "`."]
+              "`model=invariant`."]
     return "\n".join(parts)
 
 
@@ -312,7 +315,6 @@ def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: 
             return
         with lock:
             results["runs"].setdefault(study, {}).setdefault(model, {})[str(n)] = res
-            results.setdefault("example_command", res["command"])
             common.save_result(name, results)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:

@@ -69,6 +69,16 @@ def protocol_words(res: dict) -> str:
     return "equal time per run"
 
 
+def curve_ratios(res: dict, study: str) -> tuple[list[int], dict[int, float], float | None,
+                                                 float | None]:
+    """Flagship sizes N, {N: invariant / flagship MAE} and both log-log slopes of a study."""
+    ns, flag = curve(res["runs"], study, "flagship")
+    ns_inv, inv = curve(res["runs"], study, "invariant")
+    by_n = dict(zip(ns_inv, inv, strict=True))
+    ratios = {n: by_n[n] / f for n, f in zip(ns, flag, strict=True) if f and by_n.get(n)}
+    return ns, ratios, fit_slope(ns, flag), fit_slope(ns_inv, inv)
+
+
 def data_rows() -> list[list[str]]:
     res = common.load_result("data_efficiency")
     if res is None:
@@ -83,14 +93,10 @@ def data_rows() -> list[list[str]]:
         if not runs or "flagship" not in runs or "invariant" not in runs:
             rows.append([f"Data efficiency: {label}", "not run", "", "", ""])
             continue
-        ns, flag = curve(res["runs"], study, "flagship")
-        ns_inv, inv = curve(res["runs"], study, "invariant")
-        by_n = dict(zip(ns_inv, inv, strict=True))
-        ratios = [by_n[n] / f for n, f in zip(ns, flag, strict=True) if f and by_n.get(n)]
-        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "–"
+        ns, ratios, sf, si = curve_ratios(res, study)
+        spread = f"{min(ratios.values()):.2f}-{max(ratios.values()):.2f}" if ratios else "–"
         rows.append([f"Data efficiency: {label}, N={ns[0]}..{ns[-1]}",
-                     f"slope {_f(fit_slope(ns, flag), 2)}",
-                     f"invariant baseline: slope {_f(fit_slope(ns_inv, inv), 2)}",
+                     f"slope {_f(sf, 2)}", f"invariant baseline: slope {_f(si, 2)}",
                      f"invariant/flagship MAE {spread}",
                      "target >= 3x lower error than invariant; " + protocol_words(res)])
     return rows
@@ -172,17 +178,19 @@ def verdicts() -> list[str]:
     for study, runs in ((de or {}).get("runs") or {}).items():
         if "flagship" not in runs or "invariant" not in runs:
             continue
-        ns, flag = curve(de["runs"], study, "flagship")
-        ns_inv, inv = curve(de["runs"], study, "invariant")
-        by_n = dict(zip(ns_inv, inv, strict=True))
-        ratios = [by_n[n] / f for n, f in zip(ns, flag, strict=True) if f and by_n.get(n)]
-        sf, si = fit_slope(ns, flag), fit_slope(ns_inv, inv)
-        met = bool(ratios) and min(ratios) >= 3 and sf is not None and si is not None and sf < si
+        _, ratios, sf, si = curve_ratios(de, study)
+        steeper = sf is not None and si is not None and sf < si
+        met = bool(ratios) and min(ratios.values()) >= 3 and steeper
+        at = [n for n, r in ratios.items() if r >= 3]
+        where = (f"; >= 3x at N = {', '.join(map(str, at))}, below at N = "
+                 f"{', '.join(str(n) for n in ratios if n not in at)}"
+                 if at and not met else "")
         out.append(f"Data efficiency, {study}: target (flagship >= 3x lower error than the "
                    f"invariant baseline at every N, steeper slope) {'met' if met else 'NOT met'}"
                    f" in these runs, {protocol_words(de)} (ratios "
-                   f"{_f(min(ratios) if ratios else None)}-{_f(max(ratios) if ratios else None)}"
-                   f", slopes {_f(sf, 2)} vs {_f(si, 2)}).")
+                   f"{_f(min(ratios.values()) if ratios else None)}-"
+                   f"{_f(max(ratios.values()) if ratios else None)}{where}, slopes "
+                   f"{_f(sf, 2)} vs {_f(si, 2)}).")
     return out
 
 
