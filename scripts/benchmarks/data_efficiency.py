@@ -186,6 +186,13 @@ def schedule_words(schedule: str, patience: int) -> str:
             f"fewer steps the smaller N is) and early stopping after {patience} such epochs")
 
 
+def study_commands(results: dict[str, Any]) -> list[str]:
+    """The commands that made the reported runs, once each (older results: every command)."""
+    by_study = results.get("study_commands") or {}
+    made = [by_study[s] for s in STUDIES if s in by_study and s in results["runs"]]
+    return list(dict.fromkeys(made)) or results.get("commands", [])
+
+
 def report(results: dict[str, Any]) -> str:
     steps = (results.get("protocol") or {}).get("max_steps")
     if steps or (results.get("protocol") or {}).get("qm9_max_steps"):
@@ -261,7 +268,7 @@ def report(results: dict[str, Any]) -> str:
         if example:
             parts += [f"One run of this table: `{example}`", ""]
     parts += ["![learning curves](img/data_efficiency.png)", "",
-              "Commands: `" + "`; `".join(results["commands"]) + "`. "
+              "Commands: `" + "`; `".join(study_commands(results)) + "`. "
               + common.env_line(results["env"]),
               "Each point is one `molsym train` run with `model=default` (flagship) or "
               "`model=invariant`."]
@@ -355,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
         if not args.collect:
-            results.setdefault("commands", []).append(command)
+            for study in args.studies:  # the command that made each study's current runs
+                results.setdefault("study_commands", {})[study] = command
         for study in args.studies:
             results.setdefault("budgets_s", {})[study] = (
                 args.budget_s if study.startswith("aspirin") else args.qm9_budget_s)
