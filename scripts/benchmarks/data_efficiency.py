@@ -34,6 +34,14 @@ STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
            "qm9_homo": ("homo", "QM9 HOMO MAE", "meV")}
 
 
+def train_threads() -> int:
+    """Torch threads of each run: ``num_threads`` of molsym's train.yaml (no override here)."""
+    import yaml
+
+    return int(yaml.safe_load((common.REPO / "molsym/configs/train.yaml").read_text())
+               ["num_threads"])
+
+
 def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
                test_source: str, seed: int = 0) -> Path:
     """Nested split: val = first n_val of a seeded permutation, train = next n_train."""
@@ -373,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
         if not args.collect or "env" not in results:
             results["env"] = common.environment()
+            results["env"]["threads"] = train_threads()
         run_all(args, name, results, pool)
         if args.collect:
             describe_runs(results, name)
