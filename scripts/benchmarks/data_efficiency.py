@@ -72,7 +72,7 @@ def protocol_overrides(max_steps: int | None, compile_model: bool,
                                         "trainer.max_epochs=1000000"]
     if schedule == "cosine":
         if max_steps is None:
-            raise SystemExit("--schedule cosine needs --max-steps (the decay spans the run)")
+            raise ValueError("the cosine schedule needs max_steps (the decay spans the run)")
         out += ["scheduler=cosine", f"scheduler.total_steps={max_steps}",
                 "callbacks.early_stopping.patience=1000000"]
     return out + (["module.compile=true"] if compile_model else [])
@@ -358,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", action="store_true",
                         help="rebuild the results from finished run folders, train nothing")
     args = parser.parse_args(argv)
+    if args.schedule == "cosine":
+        steps = {s: args.max_steps if s.startswith("aspirin") else args.qm9_max_steps
+                 for s in args.studies}
+        unbudgeted = [s for s, n in steps.items() if n is None]
+        if unbudgeted:
+            parser.error(f"--schedule cosine decays over each run's steps: give --max-steps "
+                         f"(rMD17) / --qm9-max-steps (QM9) for {', '.join(unbudgeted)}")
     name = "data_efficiency_quick" if args.quick else "data_efficiency"
     if args.quick:
         args.sizes, args.qm9_sizes, args.budget_s, args.qm9_budget_s = [25, 50], [50, 100], 30, 30
