@@ -54,8 +54,22 @@ def _version(python: Path, module: str) -> str | None:
     return res.stdout.strip() or None
 
 
-def environment(peers: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Machine, load and software versions (molsym git commit, torch, peers' packages)."""
+def run_threads() -> int | str:
+    """Torch threads of each training run the studies start: ``num_threads`` of molsym's
+    train.yaml for ``molsym train``, OMP_NUM_THREADS (1 unless set, :func:`run_logged`) for the
+    peers; one number when they agree."""
+    import yaml
+
+    molsym = int(yaml.safe_load((REPO / "molsym/configs/train.yaml").read_text())["num_threads"])
+    peers = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    return molsym if molsym == peers else f"molsym {molsym}, peers {peers}"
+
+
+def environment(peers: tuple[str, ...] = (), threads: int | str | None = None) -> dict[str, Any]:
+    """Machine, load and software versions (molsym git commit, torch, peers' packages).
+
+    ``threads``: threads per run; default :func:`run_threads` (studies that train in
+    subprocesses), in-process studies pass their own ``torch.get_num_threads()``."""
     import torch
 
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -68,7 +82,7 @@ def environment(peers: tuple[str, ...] = ()) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "molsym_commit": commit,
-        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads(),
+        "threads": run_threads() if threads is None else threads,
     }
     for peer, module in (("mace", "mace-torch"), ("nequip", "nequip"),
                          ("schnetpack", "schnetpack")):

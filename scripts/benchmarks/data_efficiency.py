@@ -27,19 +27,15 @@ import common  # noqa: E402
 
 ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halves a run's cost
 MODELS = {"flagship": "default", "invariant": "invariant"}
+#: studies whose models are not :data:`MODELS`: "aspirin_large" trains the flagship at the
+#: invariant baseline's width and depth (model=large: 64 channels, 3 layers)
+STUDY_MODELS = {"aspirin_large": {"flagship": "large", "invariant": "invariant"}}
 #: study -> (metric key in metrics.json, label, unit)
 STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
-           "aspirin_long": ("forces", "rMD17 aspirin force MAE, longer runs", "meV/Å"),
+           "aspirin_large": ("forces", "rMD17 aspirin force MAE, flagship at the invariant "
+                             "model's width and depth (model=large)", "meV/Å"),
            "qm9_u0": ("energy", "QM9 U0 MAE", "meV"),
            "qm9_homo": ("homo", "QM9 HOMO MAE", "meV")}
-
-
-def train_threads() -> int:
-    """Torch threads of each run: ``num_threads`` of molsym's train.yaml (no override here)."""
-    import yaml
-
-    return int(yaml.safe_load((common.REPO / "molsym/configs/train.yaml").read_text())
-               ["num_threads"])
 
 
 def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
@@ -78,8 +74,27 @@ def protocol_overrides(max_steps: int | None, compile_model: bool,
     return out + (["module.compile=true"] if compile_model else [])
 
 
+def last_wins(ovs: list[str]) -> list[str]:
+    """Hydra overrides with each key once, at its last occurrence (Hydra's own rule for
+    repeated keys; ``+key`` counts as ``key``), so a protocol setting replaces a study's."""
+    seen: set[str] = set()
+    out = []
+    for o in reversed(ovs):
+        key = o.split("=", 1)[0].lstrip("+")
+        if key not in seen:
+            seen.add(key)
+            out.append(o)
+    return out[::-1]
+
+
 def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
               protocol: list[str] = ()) -> list[str]:
+    """``molsym train`` overrides of one run (see :func:`last_wins`)."""
+    return last_wins(_study_overrides(study, model, n, out, qm9_pool, list(protocol)))
+
+
+def _study_overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
+                     protocol: list[str]) -> list[str]:
     if study.startswith("aspirin"):
         test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
         split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
@@ -278,8 +293,8 @@ def report(results: dict[str, Any]) -> str:
     parts += ["![learning curves](img/data_efficiency.png)", "",
               "Commands: `" + "`; `".join(study_commands(results)) + "`. "
               + common.env_line(results["env"]),
-              "Each point is one `molsym train` run with `model=default` (flagship) or "
-              "`model=invariant`."]
+              "Each point is one `molsym train` run with `model=default` (flagship; "
+              "`model=large` in the model=large table) or `model=invariant`."]
     return "\n".join(parts)
 
 
@@ -314,7 +329,7 @@ def run_all(args: argparse.Namespace, name: str, results: dict[str, Any], pool: 
         steps = args.max_steps if study.startswith("aspirin") else args.qm9_max_steps
         protocol = protocol_overrides(steps, args.compile, args.schedule)
         tasks += [(study, n, model, cfg, budget, protocol) for n in sizes
-                  for model, cfg in MODELS.items()]
+                  for model, cfg in STUDY_MODELS.get(study, MODELS).items()]
     lock = threading.Lock()
 
     def one(task: tuple[str, int, str, str, float, list[str]]) -> None:
@@ -388,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
         if not args.collect or "env" not in results:
             results["env"] = common.environment()
-            results["env"]["threads"] = train_threads()
         run_all(args, name, results, pool)
         if args.collect:
             describe_runs(results, name)

@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = measure(args)
         results.update({"command": "python scripts/benchmarks/symmetry.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]), "env": common.environment()})
+            argv if argv is not None else sys.argv[1:]),
+            "env": common.environment(threads=torch.get_num_threads())})  # measured in-process
         common.save_result(name, results)
     plot(results, common.img_path("symmetry", args.quick))
     if not args.quick:
