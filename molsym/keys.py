@@ -9,6 +9,8 @@ graph with N atoms and E directed edges; a PyG Batch concatenates along the firs
 ATOMIC_NUMBERS = "z"  # (N,) int64
 POSITIONS = "pos"  # (N, 3) float, Angstrom
 EDGE_INDEX = "edge_index"  # (2, E) int64: row 0 = centre atom i, row 1 = neighbour j
+PAIR_INDEX = "pair_index"  # (2, E/2) int64: the i < j edge of each pair of opposite edges;
+#   (2, 0) for periodic graphs (image pairs are not index pairs) and lists that are not symmetric
 CELL_SHIFTS = "cell_shifts"  # (E, 3) float, integer lattice translations of neighbour j
 CELL = "cell"  # (1, 3, 3) float, Angstrom, rows are lattice vectors (zeros if not periodic)
 PBC = "pbc"  # (1, 3) bool

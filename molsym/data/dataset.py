@@ -33,7 +33,7 @@ from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
 from molsym.errors import ConfigError, InputError
 
 #: Bump when the content or layout of cached graphs changes (invalidates every cache file).
-GRAPH_FORMAT_VERSION = 1
+GRAPH_FORMAT_VERSION = 2  # 2: pair_index
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -17,6 +17,7 @@ from torch_geometric.data import Data
 
 from molsym import keys
 from molsym.errors import InputError
+from molsym.nn.pairs import one_direction
 
 #: Two atoms closer than this (Angstrom) are rejected as a broken structure.
 MIN_DISTANCE = 0.1
@@ -134,6 +135,9 @@ def atoms_to_graph(
         num_atoms=torch.tensor([n], dtype=torch.long),
         num_nodes=n,
     )
+    # one edge per pair, found once here (the data pipeline) instead of at every model call
+    half = None if pbc.any() else one_direction(data[keys.EDGE_INDEX])
+    data[keys.PAIR_INDEX] = half if half is not None else torch.zeros(2, 0, dtype=torch.long)
     _attach_labels(data, atoms, dtype)
     if keys.ID in atoms.info:
         data[keys.ID] = str(atoms.info[keys.ID])

@@ -26,7 +26,11 @@ def predict_batch(
     """Run ``model`` on a PyG Batch (fields named as in :mod:`molsym.keys`) or a single Data.
 
     The cell is passed only when some graph is periodic or stress is wanted, so molecules skip
-    the (zero) cell-shift term. Returns the model's output dict (see ``AtomisticModel.forward``).
+    the (zero) cell-shift term. Non-periodic batches whose graphs carry ``pair_index`` (one edge
+    per pair, from ``atoms_to_graph``) pass it with ``paired_edges=True``, so the model does not
+    search for the pairs at every call (and GPU batches get paired edges too); a batch whose
+    pair lists do not cover its edges is passed as it is. Returns the model's output dict (see
+    ``AtomisticModel.forward``).
     """
     z = batch[keys.ATOMIC_NUMBERS]
     if keys.BATCH in batch and batch[keys.BATCH] is not None:
@@ -35,10 +39,15 @@ def predict_batch(
         graph_of_atom, num_graphs = torch.zeros_like(z), 1
     periodic = compute_stress or (keys.PBC in batch and bool(batch[keys.PBC].any()))
     total_charge = batch[keys.TOTAL_CHARGE] if keys.TOTAL_CHARGE in batch else None
+    edge_index, paired = batch[keys.EDGE_INDEX], None
+    if not periodic and keys.PAIR_INDEX in batch:
+        half = batch[keys.PAIR_INDEX]
+        if 2 * half.shape[1] == edge_index.shape[1]:
+            edge_index, paired = half, True
     return model(
         z,
         batch[keys.POSITIONS],
-        batch[keys.EDGE_INDEX],
+        edge_index,
         graph_of_atom,
         num_graphs,
         cell=batch[keys.CELL] if periodic else None,
@@ -46,6 +55,7 @@ def predict_batch(
         compute_forces=compute_forces,
         compute_stress=compute_stress,
         total_charge=total_charge,
+        paired_edges=paired,
     )
 
 

@@ -3,7 +3,8 @@
 A molecular neighbour list holds every pair twice (i->j and j->i). The radial network is the
 largest matrix product of a training step, so the models run it once per pair. The caller
 (eager code: the check reads the data, so it stays outside compiled graphs) keeps one edge of
-each pair, :func:`one_direction`; the model rebuilds the full list in *paired order*,
+each pair, :func:`one_direction` (``atoms_to_graph`` stores it as ``pair_index`` once per
+molecule; ``predict_batch`` passes it on); the model rebuilds the full list in *paired order*,
 :func:`with_reverse_edges` (edges ``E/2 + k`` are the reverses of edges ``k``), where
 :func:`per_pair` evaluates a radial function on the first half only. Edge lists that are not
 symmetric (self-loops, one-way edges) give None and are used as they are, with the same result.

@@ -4,6 +4,7 @@ import pytest
 import torch
 from ase.build import molecule
 
+from molsym.models import predict_batch
 from molsym.models.compiled import compile_model
 from molsym.nn.pairs import one_direction
 from tests.models.conftest import CONFIGS, build_model, ethanol, periodic_water
@@ -32,6 +33,35 @@ def test_paired_and_unpaired_edges_agree(config):
     for g_auto, g_ref in zip(*grads, strict=True):
         if g_ref is not None:
             torch.testing.assert_close(g_auto, g_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_graphs_carry_one_edge_per_pair():
+    b = batch_of([ethanol(), molecule("H2O"), molecule("H")])
+    half = b.pair_index
+    assert 2 * half.shape[1] == b.edge_index.shape[1]
+    assert bool((half[0] < half[1]).all())
+    both = torch.cat([half, half.flip(0)], dim=1)
+    assert sorted(map(tuple, both.T.tolist())) == sorted(map(tuple, b.edge_index.T.tolist()))
+    assert batch_of([periodic_water()]).pair_index.shape == (2, 0)
+
+
+@pytest.mark.parametrize("config", ["equivariant-l1", "invariant"])
+def test_predict_batch_passes_the_graphs_pairs(config):
+    model = build_model(config, torch.float64)
+    b = batch_of([ethanol(), molecule("H2O"), ethanol(seed=2)])
+    ref = run(model, b, paired_edges=False)
+    got = predict_batch(model, b)
+    for key in ref:
+        torch.testing.assert_close(got[key], ref[key], rtol=1e-12, atol=1e-12)
+    # the field is what the model gets: a pair list with one pair swapped for a duplicate of
+    # another (same count) changes the result, a list that does not cover the edges is ignored
+    wrong = b.pair_index.clone()
+    wrong[:, 0] = wrong[:, 1]
+    changed = predict_batch(model, b.clone().update({"pair_index": wrong}))["forces"]
+    assert float((changed - ref["forces"]).abs().max()) > 1e-6
+    short = b.clone().update({"pair_index": b.pair_index[:, 1:]})
+    torch.testing.assert_close(predict_batch(model, short)["forces"], ref["forces"],
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_periodic_graphs_are_not_paired():
