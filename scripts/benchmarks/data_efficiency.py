@@ -209,6 +209,17 @@ def schedule_words(schedule: str, patience: int) -> str:
             f"fewer steps the smaller N is) and early stopping after {patience} such epochs")
 
 
+def param_count(runs: dict[str, Any]) -> int | None:
+    """Trainable parameters of a model's runs (from one saved model file), None without one."""
+    from molsym.deploy.model_file import load_model
+
+    path = next((Path(r["model"]) for r in runs.values()
+                 if r.get("model") and Path(r["model"]).is_file()), None)
+    if path is None:
+        return None
+    return sum(p.numel() for p in load_model(path).parameters())
+
+
 def study_commands(results: dict[str, Any]) -> list[str]:
     """The commands that made the reported runs, once each (older results: every command)."""
     by_study = results.get("study_commands") or {}
@@ -284,6 +295,10 @@ def report(results: dict[str, Any]) -> str:
             extra += ("; median wall time per run (compile, data and test included): flagship "
                       f"{np.median(walls['flagship']):.0f} s, invariant "
                       f"{np.median(walls['invariant']):.0f} s")
+        sizes = {m: param_count(runs[m]) for m in ("flagship", "invariant")}
+        if all(sizes.values()):
+            extra += (f"; parameters: flagship {sizes['flagship']:,}, invariant "
+                      f"{sizes['invariant']:,}")
         parts += [f"**{STUDIES[study][1]} ({STUDIES[study][2]}){extra}**", "",
                   common.md_table(["N_train", "flagship", "invariant", "invariant / flagship",
                                    "flagship steps", "invariant steps"], rows), ""]
