@@ -166,6 +166,16 @@ def curve(runs: dict[str, Any], study: str, model: str) -> tuple[list[int], list
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def curve_ratios(results: dict[str, Any], study: str) -> tuple[
+        list[int], dict[int, float], float | None, float | None]:
+    """Flagship sizes N, {N: invariant / flagship MAE} and both log-log slopes of a study."""
+    ns, flag = curve(results["runs"], study, "flagship")
+    ns_inv, inv = curve(results["runs"], study, "invariant")
+    by_n = dict(zip(ns_inv, inv, strict=True))
+    ratios = {n: by_n[n] / f for n, f in zip(ns, flag, strict=True) if f and by_n.get(n)}
+    return ns, ratios, fit_slope(ns, flag), fit_slope(ns_inv, inv)
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -263,13 +273,13 @@ def report(results: dict[str, Any]) -> str:
         if "flagship" not in runs or "invariant" not in runs:
             continue
         ns, flag = curve(results["runs"], study, "flagship")
-        ns_inv, inv = curve(results["runs"], study, "invariant")
-        by_n = dict(zip(ns_inv, inv, strict=True))
-        rows = [[n, f, by_n.get(n), (by_n[n] / f) if f and by_n.get(n) else None,
+        by_n = dict(zip(*curve(results["runs"], study, "invariant"), strict=True))
+        _, ratios, slope_flag, slope_inv = curve_ratios(results, study)
+        rows = [[n, f, by_n.get(n), ratios.get(n),
                  runs["flagship"].get(str(n), {}).get("steps"),
                  runs["invariant"].get(str(n), {}).get("steps")]
                 for n, f in zip(ns, flag, strict=True)]
-        rows.append(["slope", fit_slope(ns, flag), fit_slope(ns_inv, inv), None, None, None])
+        rows.append(["slope", slope_flag, slope_inv, None, None, None])
         budget = results.get("budgets_s", {}).get(study)
         proto = results.get("protocol") or {}
         steps = proto.get("max_steps" if study.startswith("aspirin") else "qm9_max_steps")

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 from accuracy import PUBLISHED  # noqa: E402
-from data_efficiency import curve, fit_slope  # noqa: E402
+from data_efficiency import curve_ratios  # noqa: E402
 
 
 def _mae(run: dict[str, Any] | None, key: str) -> float | None:
@@ -67,16 +67,6 @@ def protocol_words(res: dict) -> str:
                 f"{proto.get('schedule', 'plateau')}, QM9 {proto.get('qm9_schedule', 'plateau')}, "
                 f"the same for both models)")
     return "equal time per run"
-
-
-def curve_ratios(res: dict, study: str) -> tuple[list[int], dict[int, float], float | None,
-                                                 float | None]:
-    """Flagship sizes N, {N: invariant / flagship MAE} and both log-log slopes of a study."""
-    ns, flag = curve(res["runs"], study, "flagship")
-    ns_inv, inv = curve(res["runs"], study, "invariant")
-    by_n = dict(zip(ns_inv, inv, strict=True))
-    ratios = {n: by_n[n] / f for n, f in zip(ns, flag, strict=True) if f and by_n.get(n)}
-    return ns, ratios, fit_slope(ns, flag), fit_slope(ns_inv, inv)
 
 
 def data_rows() -> list[list[str]]:
