@@ -13,6 +13,7 @@ from torch import nn
 from molsym import keys
 from molsym.models.compiled import compile_model
 from molsym.training.ema import ExponentialMovingAverage
+from molsym.training.energy_shift import refit_energy_shift
 from molsym.training.losses import Loss
 from molsym.training.metrics import ErrorAccumulator, flat_metrics
 
@@ -171,6 +172,12 @@ class MolsymModule(pl.LightningModule):
         else:
             config = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def refit_energy_shift(self, graphs) -> dict | None:
+        """Least-squares refit of the EMA model's per-element energy shifts on ``graphs``
+        (:func:`molsym.training.energy_shift.refit_energy_shift`); the raw weights keep theirs."""
+        with self.ema.average_parameters(self.model):
+            return refit_energy_shift(self.model, graphs)
 
     def averaged_model(self) -> nn.Module:
         """The model with the EMA weights copied in (modifies ``self.model``)."""

@@ -212,22 +212,31 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
 
 def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm,
                      stats: dict) -> dict[str, Any]:
-    """Test the best checkpoint (EMA weights) and write ``model.pt`` and ``metrics.json``."""
+    """Load the best checkpoint (EMA weights), refit its energy shifts on the training set
+    (``refit_energy_shift``), test it and write ``model.pt`` and ``metrics.json``."""
     metrics: dict = {}
     best = _best_checkpoint(trainer)
-    if len(dm.datasets["test"]) > 0:
-        trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
-        metrics = module.results.get("test", {})
-    elif best is not None:  # no test set: still deploy the best weights (our own checkpoint)
+    if best is not None:  # our own checkpoint, written by this run
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    refit = None
+    if cfg.get("refit_energy_shift", True):
+        refit = module.refit_energy_shift(dm.datasets["train"])
+        if refit is not None:
+            log.info("energy shift refit on %d training structures: energy MAE %.3g -> %.3g meV "
+                     "(mean error before %.3g meV)", refit["num_graphs"], refit["mae_before_meV"],
+                     refit["mae_after_meV"], refit["mean_error_before_meV"])
+    if len(dm.datasets["test"]) > 0:
+        trainer.test(module, datamodule=dm, verbose=False)  # the weights loaded (and refit) above
+        metrics = module.results.get("test", {})
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
-              "is_global_zero": trainer.is_global_zero}
+              "energy_shift_refit": refit, "is_global_zero": trainer.is_global_zero}
     if trainer.is_global_zero:
         from molsym.deploy import save_model
 
         model = module.averaged_model().cpu()
         meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
+                "energy_shift_refit": refit,
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         save_model(model, out / "model.pt", metadata=meta)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))

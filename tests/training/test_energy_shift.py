@@ -1,0 +1,144 @@
+"""The least-squares refit of the per-element energy shifts after training."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from torch_geometric.data import Batch
+
+from molsym import keys
+from molsym.data.graph import atoms_to_graph
+from molsym.models import EquivariantModel, predict_batch
+from molsym.training.energy_shift import refit_energy_shift
+
+ELEMENTS = [1, 6, 8]
+
+
+def small_model() -> EquivariantModel:
+    model = EquivariantModel(cutoff=4.0, elements=ELEMENTS, num_channels=8, num_layers=2,
+                             l_max=1, radial_hidden=16, atomic_energies=[-13.0, -1030.0, -2040.0],
+                             energy_scale=0.5)
+    return model.double()
+
+
+def graphs_of(names, copies=3, seed=0):
+    rng = np.random.default_rng(seed)
+    graphs = []
+    for name in names:
+        for _ in range(copies):
+            atoms = molecule(name)
+            atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+            graphs.append(atoms_to_graph(atoms, 4.0, dtype=torch.float64))
+    return graphs
+
+
+def composition(graph) -> np.ndarray:
+    z = graph[keys.ATOMIC_NUMBERS].numpy()
+    return np.array([(z == e).sum() for e in ELEMENTS], dtype=float)
+
+
+def energies_and_forces(model, graphs):
+    out = predict_batch(model, Batch.from_data_list(graphs))
+    return out[keys.ENERGY].detach().clone(), out[keys.FORCES].detach().clone()
+
+
+def label(graphs, energies) -> None:
+    for g, e in zip(graphs, energies, strict=True):
+        g[keys.ENERGY] = torch.tensor([float(e)], dtype=torch.float64)
+
+
+def test_refit_recovers_per_element_offsets_and_leaves_forces_alone():
+    model = small_model()
+    graphs = graphs_of(["CH4", "H2O", "C2H6", "CH3OH", "CH3CH2OH", "HCOOH"])
+    energy, forces = energies_and_forces(model, graphs)
+    offsets = np.array([0.013, -0.21, 0.35])  # eV per H, C, O
+    label(graphs, energy.numpy() + np.stack([composition(g) for g in graphs]) @ offsets)
+    shift_before = model.atomic_energy_shift.detach().clone()
+
+    info = refit_energy_shift(model, graphs, batch_size=5)
+
+    np.testing.assert_allclose((model.atomic_energy_shift.detach() - shift_before).numpy(),
+                               offsets, atol=1e-9)
+    energy_after, forces_after = energies_and_forces(model, graphs)
+    labels = torch.cat([g[keys.ENERGY] for g in graphs])
+    torch.testing.assert_close(energy_after, labels, rtol=0, atol=1e-9)
+    torch.testing.assert_close(forces_after, forces, rtol=0, atol=1e-12)
+    assert info["num_graphs"] == len(graphs)
+    assert info["mae_before_meV"] > 10 and info["mae_after_meV"] < 1e-6
+
+
+def test_refit_of_one_composition_fixes_the_total_with_the_smallest_shifts():
+    """One molecule fixes only the total: the offset goes to all elements in proportion to
+    their counts (minimum norm), and the errors' mean becomes zero."""
+    model = small_model()
+    graphs = graphs_of(["CH3CH2OH"], copies=6)
+    energy, _ = energies_and_forces(model, graphs)
+    noise = np.random.default_rng(1).normal(0.0, 0.01, len(graphs))
+    label(graphs, energy.numpy() - 0.05 + noise)  # the model is 50 meV too high, plus noise
+    shift_before = model.atomic_energy_shift.detach().clone()
+
+    info = refit_energy_shift(model, graphs)
+
+    delta = (model.atomic_energy_shift.detach() - shift_before).numpy()
+    counts = composition(graphs[0])
+    np.testing.assert_allclose(delta / np.linalg.norm(delta), -counts / np.linalg.norm(counts),
+                               atol=1e-9)
+    assert delta @ counts == pytest.approx(-0.05 + noise.mean(), abs=1e-9)
+    assert info["mean_error_before_meV"] == pytest.approx(1e3 * (0.05 - noise.mean()), rel=1e-6)
+    energy_after, _ = energies_and_forces(model, graphs)
+    labels = torch.cat([g[keys.ENERGY] for g in graphs])
+    assert abs(float((energy_after - labels).mean())) < 1e-9
+    assert info["mae_after_meV"] < info["mae_before_meV"]
+
+
+def test_refit_without_energy_labels_changes_nothing():
+    model = small_model()
+    graphs = graphs_of(["CH4"], copies=2)
+    shift_before = model.atomic_energy_shift.detach().clone()
+    assert refit_energy_shift(model, graphs) is None
+    assert torch.equal(model.atomic_energy_shift.detach(), shift_before)
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_a_training_run_deploys_and_tests_the_refit_model(tmp_path, refit):
+    """`train` refits the best EMA weights on the training split before testing: the deployed
+    model's energy errors on the training frames average zero, and metrics.json is its test."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from molsym.cli.train import CONFIG_DIR, CONFIG_NAME
+    from molsym.data.readers import read_file
+    from molsym.deploy import load_model
+    from molsym.training.datasets import register_resolvers
+    from molsym.training.evaluate import evaluate
+    from molsym.training.run import train
+    from tests.cli.cli_helpers import tiny_args, write_emt_frames
+
+    data = write_emt_frames(tmp_path / "frames.extxyz", n=40)
+    overrides = [a for a in tiny_args(data, tmp_path / "run") if not a.startswith("hydra.")]
+    overrides += [f"refit_energy_shift={str(refit).lower()}"]
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+    result = train(cfg, tmp_path / "run")
+
+    model = load_model(tmp_path / "run" / "model.pt")
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    frames = read_file(data)
+    train_graphs = [atoms_to_graph(frames[i], model.cutoff) for i in splits["train"]]
+    _, pairs = evaluate(model, train_graphs)
+    ref, pred = pairs[keys.ENERGY]
+    mean_error = float(np.mean(pred.astype(float) - ref.astype(float)))
+    test_graphs = [atoms_to_graph(frames[i], model.cutoff) for i in splits["test"]]
+    test_metrics, _ = evaluate(model, test_graphs)
+    stored = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert stored["energy"]["mae"] == pytest.approx(test_metrics["energy"]["mae"], rel=1e-4)
+    info = result["energy_shift_refit"]
+    if refit:
+        assert info["num_graphs"] == len(splits["train"])
+        assert info["mae_after_meV"] <= info["mae_before_meV"]
+        assert abs(mean_error) < 1e-3 * max(1.0, info["mae_after_meV"])  # meV
+    else:
+        assert info is None
+        assert abs(mean_error) > 1.0  # one epoch leaves an offset: the refit had work to do
