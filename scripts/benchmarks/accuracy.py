@@ -174,7 +174,8 @@ def report(results: dict[str, Any]) -> str:
         "every model trained for the same wall-clock budget on the CPU (column CPU budget), "
         "one run after the other (not concurrently), float32, 1 thread each. The published "
         "numbers are converged GPU trainings quoted for scale, not run here.",
-        "", table, "", "![rMD17 force MAE](img/accuracy_rmd17.png)", "",
+        "", table, "", *[note + "\n" for note in results.get("notes", [])],
+        "![rMD17 force MAE](img/accuracy_rmd17.png)", "",
         "Commands: `" + "`; `".join(results.get("commands") or [results["command"]]) + "`. "
         + "Last invocation: " + common.env_line(results["env"]),
         "molsym command: `" + "`; `".join(

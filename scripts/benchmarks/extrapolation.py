@@ -166,8 +166,8 @@ def earlier_note(results: dict[str, Any]) -> str:
         return ""
     parts = [f"{k}: force MAE {v['forces_mae']:.3g} meV/Å, {v['epochs']} epochs at mean load "
              f"{v['mean_load']}" for k, v in early.items()]
-    return (" The molsym rows were rerun at a load comparable to MACE's; the first molsym runs "
-            "(same command, same budget) gave " + "; ".join(parts) + ".")
+    return (" The first molsym runs of this study (same commands and budget, at a much higher "
+            "machine load) gave " + "; ".join(parts) + ".")
 
 
 def report(results: dict[str, Any]) -> str:
@@ -209,7 +209,7 @@ def report(results: dict[str, Any]) -> str:
         "its wall-clock budget. The last column gives each run's loss weights and LR "
         "scheduler: molsym's defaults (energy weight, scheduler) changed while these studies "
         "ran, so molsym and MACE did not use the same loss weights here." + earlier_note(
-            results), "",
+            results), "", *[note + "\n" for note in results.get("notes", [])],
         f"NVE stability (acac model, first frame of test_MD_300K, Maxwell-Boltzmann start, "
         f"VelocityVerlet, MolsymCalculator in float64): a run fails when a bond (pair within "
         f"1.2x the covalent radii at the start) exceeds {BOND_STRETCH_LIMIT:g}x its start "
