@@ -120,3 +120,29 @@ def test_train_restores_process_wide_torch_state(tmp_path):
     assert torch.get_num_threads() == 2
     tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal in float32
     assert (tiny * 1.0).item() != 0.0  # not flushed any more
+
+
+def test_weight_decay_spares_the_per_element_energy_shifts_and_scales():
+    """AdamW decays the network's weights but not the energy shifts (hundreds of eV) and
+    scales: one step with zero gradients shrinks only the former, by exactly 1 - lr * wd."""
+    import functools
+
+    from molsym.models import EquivariantModel
+    from molsym.training import MolsymModule
+
+    model = EquivariantModel(cutoff=4.0, elements=[1, 6], num_channels=8, num_layers=1,
+                             l_max=1, radial_hidden=8, atomic_energies=[-13.6, -1030.0],
+                             energy_scale=0.5)
+    module = MolsymModule(model, optimizer=functools.partial(torch.optim.AdamW, lr=0.1,
+                                                             weight_decay=0.5))
+    opt = module.configure_optimizers()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        if name in ("atomic_energy_shift", "atomic_energy_scale"):
+            assert torch.equal(p.detach(), before[name]), name
+        else:
+            torch.testing.assert_close(p.detach(), before[name] * (1 - 0.1 * 0.5))
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
