@@ -53,7 +53,7 @@ def refit_energy_shift(
         ``{"num_graphs", "mean_error_before_meV", "mae_before_meV", "mae_after_meV"}``: the
         energy errors (prediction - label) on ``graphs``, the last one measured again with the
         new shifts; or None when there is nothing to fit (no energy output, no energy labels, no
-        shift parameter).
+        shift parameter) or an energy is not finite; the model is then unchanged.
     """
     shift = getattr(model, "atomic_energy_shift", None)
     outputs = getattr(model, "outputs", [])
@@ -70,6 +70,8 @@ def refit_energy_shift(
     model.eval()
     try:
         residual = reference - _energies(model, labelled, batch_size)
+        if not np.isfinite(residual).all():
+            return None  # a non-finite label or prediction: leave the model as it is
         delta, *_ = np.linalg.lstsq(composition / num_atoms, residual / num_atoms[:, 0],
                                     rcond=None)
         with torch.no_grad():

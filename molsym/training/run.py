@@ -226,6 +226,9 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
             log.info("energy shift refit on %d training structures: energy MAE %.3g -> %.3g meV "
                      "(mean error before %.3g meV)", refit["num_graphs"], refit["mae_before_meV"],
                      refit["mae_after_meV"], refit["mean_error_before_meV"])
+        else:
+            log.info("energy shift refit: nothing done (no energy output or labels, or an "
+                     "energy that is not finite)")
     if len(dm.datasets["test"]) > 0:
         trainer.test(module, datamodule=dm, verbose=False)  # the weights loaded (and refit) above
         metrics = module.results.get("test", {})

@@ -142,3 +142,14 @@ def test_a_training_run_deploys_and_tests_the_refit_model(tmp_path, refit):
     else:
         assert info is None
         assert abs(mean_error) > 1.0  # one epoch leaves an offset: the refit had work to do
+
+
+def test_refit_with_a_non_finite_label_changes_nothing():
+    model = small_model()
+    graphs = graphs_of(["CH4", "H2O"], copies=2)
+    energy, _ = energies_and_forces(model, graphs)
+    label(graphs, energy.numpy() + 0.1)
+    graphs[1][keys.ENERGY] = torch.tensor([float("nan")], dtype=torch.float64)
+    shift_before = model.atomic_energy_shift.detach().clone()
+    assert refit_energy_shift(model, graphs) is None
+    assert torch.equal(model.atomic_energy_shift.detach(), shift_before)
