@@ -20,23 +20,27 @@ from molsym.training.metrics import ErrorAccumulator, flat_metrics
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., object]
 
 #: Parameters never decayed: the per-element energy shifts (hundreds of eV) and scales.
 NO_WEIGHT_DECAY = ("atomic_energy_shift", "atomic_energy_scale")
 
 
-def parameter_groups(model: nn.Module) -> list[dict]:
-    """The optimizer's parameter groups: everything, except that the per-element energy
-    shifts and scales go in a group with ``weight_decay=0`` (decoupled decay would pull a
-    -600 eV shift towards 0 at every step; the energy term would have to fight it)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+def parameter_groups(model: nn.Module, weight_decay: bool = True) -> list[dict]:
+    """The optimizer's parameter groups. Without ``weight_decay``: one group of all
+    parameters (``model.parameters()`` order, as checkpoints of optimizers without decay
+    expect). With it, the per-element energy shifts and scales go in a second group with
+    ``weight_decay=0``: decoupled decay would pull a -600 eV shift towards 0 at every step,
+    and the energy term would have to fight it."""
+    if not weight_decay:
+        return [{"params": list(model.parameters())}]
+    named = list(model.named_parameters())
     plain = [p for n, p in named if n.split(".")[-1] not in NO_WEIGHT_DECAY]
     kept = [p for n, p in named if n.split(".")[-1] in NO_WEIGHT_DECAY]
     groups = [{"params": plain}] if plain else []
     if kept:
         groups.append({"params": kept, "weight_decay": 0.0})
     return groups
-SchedulerFactory = Callable[..., object]
 
 
 def _predict(model: nn.Module, batch, compute_forces: bool, compute_stress: bool) -> dict:
@@ -175,7 +179,8 @@ class MolsymModule(pl.LightningModule):
 
     # --- optimiser ----------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(parameter_groups(self.model))
+        decay = float(getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
+        optimizer = self.optimizer_factory(parameter_groups(self.model, decay != 0.0))
         if self.scheduler_factory is None:
             return optimizer
         kwargs = {}

@@ -230,7 +230,13 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
             log.info("energy shift refit: nothing done (no energy output or labels, or an "
                      "energy that is not finite)")
     if len(dm.datasets["test"]) > 0:
-        trainer.test(module, datamodule=dm, verbose=False)  # the weights loaded (and refit) above
+        tested = best
+        if refit is not None:
+            # tested from a file, as before: without ckpt_path, Lightning would load a SLURM
+            # requeue checkpoint (hpc_ckpt_*.ckpt) over these weights if the run folder has one
+            tested = str(out / "checkpoints" / "refit.ckpt")
+            trainer.save_checkpoint(tested)
+        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
         metrics = module.results.get("test", {})
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
               "energy_shift_refit": refit, "is_global_zero": trainer.is_global_zero}

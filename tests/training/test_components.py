@@ -146,3 +146,16 @@ def test_weight_decay_spares_the_per_element_energy_shifts_and_scales():
         else:
             torch.testing.assert_close(p.detach(), before[name] * (1 - 0.1 * 0.5))
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_without_weight_decay_the_optimizer_has_one_group_in_parameter_order():
+    """Adam (no decay) keeps the single group of ``model.parameters()`` that checkpoints
+    written before the decay groups existed expect, so they still resume."""
+    from molsym.models import EquivariantModel
+    from molsym.training import MolsymModule
+
+    model = EquivariantModel(cutoff=4.0, elements=[1, 6], num_channels=8, num_layers=1,
+                             l_max=1, radial_hidden=8)
+    opt = MolsymModule(model).configure_optimizers()
+    assert len(opt.param_groups) == 1
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in model.parameters()]
