@@ -24,6 +24,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from molsym import keys
+from molsym.data.statistics import composition_matrix, fit_atomic_energies
 
 
 def _energies(model: nn.Module, graphs: Sequence[Data], batch_size: int) -> np.ndarray:
@@ -61,10 +62,7 @@ def refit_energy_shift(
     if shift is None or keys.ENERGY not in outputs or not labelled:
         return None
     reference = np.array([float(g[keys.ENERGY].reshape(-1)[0]) for g in labelled])
-    composition = np.zeros((len(labelled), shift.shape[0]))
-    for row, g in enumerate(labelled):
-        species = model.species_index(g[keys.ATOMIC_NUMBERS].to(shift.device))
-        composition[row] = torch.bincount(species, minlength=shift.shape[0]).cpu().numpy()
+    composition = composition_matrix(labelled, model.elements)
     num_atoms = composition.sum(axis=1, keepdims=True)
     was_training = model.training
     model.eval()
@@ -72,8 +70,7 @@ def refit_energy_shift(
         residual = reference - _energies(model, labelled, batch_size)
         if not np.isfinite(residual).all():
             return None  # a non-finite label or prediction: leave the model as it is
-        delta, *_ = np.linalg.lstsq(composition / num_atoms, residual / num_atoms[:, 0],
-                                    rcond=None)
+        delta = fit_atomic_energies(composition / num_atoms, residual / num_atoms[:, 0])
         with torch.no_grad():
             shift.add_(torch.as_tensor(delta, dtype=shift.dtype, device=shift.device))
         after = _energies(model, labelled, batch_size) - reference
