@@ -30,3 +30,23 @@ def tiny_args(data, run_dir, *extra):
             "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=100",
             "module.compile=false",
             f"hydra.run.dir={run_dir}", *extra]
+
+
+def compose_train_config(overrides):
+    """``train.yaml`` composed with ``overrides`` (molsym's resolvers registered), for tests
+    that call ``molsym.training.run.train`` in-process."""
+    from hydra import compose, initialize_config_dir
+
+    from molsym.cli.train import CONFIG_DIR, CONFIG_NAME
+    from molsym.training.datasets import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+
+
+def tiny_train_config(data, run_dir, *extra):
+    """The in-process twin of :func:`tiny_args`: its overrides (``hydra.*`` left out, the
+    caller passes ``run_dir`` to ``train``) plus ``extra``, composed."""
+    args = [a for a in tiny_args(data, run_dir) if not a.startswith("hydra.")]
+    return compose_train_config([*args, *extra])

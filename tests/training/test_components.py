@@ -101,21 +101,13 @@ def test_warmup_cosine_schedule():
 
 def test_train_restores_process_wide_torch_state(tmp_path):
     """`train` flushes denormals and may set threads while it runs, and restores both."""
-    from hydra import compose, initialize_config_dir
-
-    from molsym.cli.train import CONFIG_DIR, CONFIG_NAME
-    from molsym.training.datasets import register_resolvers
     from molsym.training.run import train
-    from tests.cli.cli_helpers import tiny_args, write_emt_frames
+    from tests.cli.cli_helpers import tiny_train_config, write_emt_frames
 
     data = write_emt_frames(tmp_path / "frames.extxyz", n=20)
-    overrides = [a for a in tiny_args(data, tmp_path / "run") if not a.startswith("hydra.")]
-    overrides += ["data.num_train=8", "data.num_val=4", "num_threads=1",
-                  f"+data.cache_dir={tmp_path / 'cache'}"]
-    register_resolvers()
+    cfg = tiny_train_config(data, tmp_path / "run", "data.num_train=8", "data.num_val=4",
+                            "num_threads=1", f"+data.cache_dir={tmp_path / 'cache'}")
     torch.set_num_threads(2)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
     train(cfg, tmp_path / "run")
     assert torch.get_num_threads() == 2
     tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal in float32

@@ -7,12 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from molsym.cli.train import CONFIG_DIR, precheck
-from molsym.training.datasets import register_resolvers
+from tests.cli.cli_helpers import compose_train_config as _compose
 
 GROUPS = ["data", "model", "trainer", "optimizer", "scheduler", "logger", "experiment"]
 REQUIRED = {"data=extxyz": ["data.path=x.extxyz"], "data=smiles_csv": ["data.path=x.csv"],
@@ -22,12 +21,6 @@ REQUIRED = {"data=extxyz": ["data.path=x.extxyz"], "data=smiles_csv": ["data.pat
 
 def _options(group):
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def _compose(overrides):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 CASES = [f"{g}={o}" for g in GROUPS for o in _options(g)]

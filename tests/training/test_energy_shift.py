@@ -105,22 +105,14 @@ def test_a_training_run_deploys_and_tests_the_refit_model(tmp_path, refit):
     model's energy errors on the training frames average zero, and metrics.json is its test."""
     import json
 
-    from hydra import compose, initialize_config_dir
-
-    from molsym.cli.train import CONFIG_DIR, CONFIG_NAME
     from molsym.data.readers import read_file
     from molsym.deploy import load_model
-    from molsym.training.datasets import register_resolvers
     from molsym.training.evaluate import evaluate
     from molsym.training.run import train
-    from tests.cli.cli_helpers import tiny_args, write_emt_frames
+    from tests.cli.cli_helpers import tiny_train_config, write_emt_frames
 
     data = write_emt_frames(tmp_path / "frames.extxyz", n=40)
-    overrides = [a for a in tiny_args(data, tmp_path / "run") if not a.startswith("hydra.")]
-    overrides += [f"refit_energy_shift={str(refit).lower()}"]
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+    cfg = tiny_train_config(data, tmp_path / "run", f"refit_energy_shift={str(refit).lower()}")
     result = train(cfg, tmp_path / "run")
 
     model = load_model(tmp_path / "run" / "model.pt")
