@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 from accuracy import PUBLISHED  # noqa: E402
-from data_efficiency import curve_ratios  # noqa: E402
+from data_efficiency import OPTIONAL_STUDIES, SUMMARY_LABELS, curve_ratios  # noqa: E402
 
 
 def _mae(run: dict[str, Any] | None, key: str) -> float | None:
@@ -78,11 +78,9 @@ def data_rows() -> list[list[str]]:
     if res is None:
         return [["Data efficiency", "not run", "", "", ""]]
     rows = []
-    for study, label in (("aspirin", "aspirin force MAE"),
-                         ("aspirin_large", "aspirin force MAE, flagship model=large"),
-                         ("qm9_u0", "QM9 U0 MAE"), ("qm9_homo", "QM9 HOMO MAE")):
+    for study, label in SUMMARY_LABELS.items():
         runs = res["runs"].get(study)
-        if study == "aspirin_large" and not runs:  # an optional series
+        if study in OPTIONAL_STUDIES and not runs:
             continue
         if not runs or "flagship" not in runs or "invariant" not in runs:
             rows.append([f"Data efficiency: {label}", "not run", "", "", ""])
