@@ -8,6 +8,9 @@ commands round-robin (models interleaved, each mode ``--rounds`` times) and repo
 
 Timed: training steps (forward energy + forces, MSE loss on both, backward, Adam step) and
 inference (energy + forces by autograd), eager and compiled, batch 5, float32, 2 threads.
+Every model trains with the same optimizer, torch Adam, in its default implementation or, with
+``--optimizer adam-fused``, the fused one (what ``molsym train`` uses; nequip takes it through
+its optimizer config).
 Neighbour lists and batching happen before timing, for every model alike.
 ``--device cuda``: models and batches on the GPU, ``torch.cuda.synchronize`` around every timed
 step, peak memory from ``torch.cuda.max_memory_allocated``; no thread or ``--nice`` settings;
@@ -72,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-channels", type=int, default=32)
     p.add_argument("--l-max", type=int, default=1)
     p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument("--optimizer", default="adam", choices=("adam", "adam-fused"),
+                   help="optimizer of every model's training steps: torch Adam (lr 1e-3), its "
+                        "default implementation (a loop over parameters on the CPU) or fused "
+                        "(one kernel; what molsym train uses)")
     p.add_argument("--rounds", type=int, default=3, help="repeats of each (model, mode)")
     p.add_argument("--min-time", type=float, default=6.0, help="seconds per timed block")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
@@ -156,7 +163,7 @@ class WorkerProc:
         self.proc = subprocess.Popen(
             [python, str(script), "--graphs", str(graphs), "--model", json.dumps(opts),
              "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-             "--device", args.device],
+             "--device", args.device, "--optimizer", args.optimizer],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
             cwd=str(ROOT))
         self.lines: queue.Queue[str | None] = queue.Queue()

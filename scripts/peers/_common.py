@@ -194,8 +194,10 @@ def _timed(step: Callable[[Any], None], items: list, warmup: int, min_time: floa
 class Worker:
     """Runs the timing commands for one :class:`Adapter`."""
 
-    def __init__(self, adapter: Adapter, batches: list[dict[str, Any]], batch_size: int):
+    def __init__(self, adapter: Adapter, batches: list[dict[str, Any]], batch_size: int,
+                 fused_adam: bool = False):
         self.a = adapter
+        self.fused_adam = fused_adam
         self.batch_size = batch_size
         self.device = adapter.device
         self.cuda = self.device.type == "cuda"
@@ -204,9 +206,14 @@ class Worker:
         self.items = [to_device(adapter.prepare(b), self.device) for b in batches]
         self.targets = [(b["energy"].to(self.device), b["forces"].to(self.device))
                         for b in batches]
-        self.opt = torch.optim.Adam(adapter.model.parameters(), lr=1e-3)
+        self.opt = self._adam(adapter.model.parameters())
         self.opt_compiled: torch.optim.Optimizer | None = None
         self.compiled: dict[bool, str | None] = {}
+
+    def _adam(self, params) -> torch.optim.Optimizer:
+        """The same optimizer for every model: torch's Adam, lr 1e-3; ``fused_adam``: its
+        single-kernel implementation (on the CPU the default is a loop over the parameters)."""
+        return torch.optim.Adam(params, lr=1e-3, fused=self.fused_adam or None)
 
     def _train_step(self, idx: int, compiled: bool) -> None:
         fwd = self.a.compiled_forward if compiled else self.a.forward
@@ -257,7 +264,7 @@ class Worker:
                 got = self.a.compile(training)
                 self.compiled[training] = None if got is None else got[0]
                 if got is not None and training:
-                    self.opt_compiled = torch.optim.Adam(got[1].parameters(), lr=1e-3)
+                    self.opt_compiled = self._adam(got[1].parameters())
                 reply["compile_setup_s"] = time.perf_counter() - t0
             if self.compiled[training] is None:
                 reply["unsupported"] = True
@@ -315,6 +322,8 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="torch threads (CPU only)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--optimizer", default="adam", choices=("adam", "adam-fused"),
+                   help="training steps: torch Adam, default or fused implementation")
     return p.parse_args(argv)
 
 
@@ -338,7 +347,8 @@ def serve(make_adapter: Callable[[Graphs, dict[str, Any]], Adapter],
         adapter = make_adapter(graphs, json.loads(args.model))
         adapter.device = device
         adapter.model.to(device)
-        worker = Worker(adapter, graphs.batches(args.batch_size), args.batch_size)
+        worker = Worker(adapter, graphs.batches(args.batch_size), args.batch_size,
+                        fused_adam=args.optimizer == "adam-fused")
     except Exception as exc:  # report, so the driver can say why this model is missing
         send({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
         raise
