@@ -189,6 +189,21 @@ def curve_ratios(results: dict[str, Any], study: str) -> tuple[
     return ns, ratios, fit_slope(ns, flag), fit_slope(ns_inv, inv)
 
 
+def better_of_ratios(results: dict[str, Any], studies: list[str]) -> dict[int, float]:
+    """{N: invariant / flagship MAE} with each model at its lower error over ``studies`` (the
+    same data and test frames run with different settings, e.g. two cutoffs)."""
+    best: dict[str, dict[int, float]] = {"flagship": {}, "invariant": {}}
+    for study in studies:
+        for model, by_n in best.items():
+            if model not in results["runs"].get(study, {}):
+                continue
+            for n, mae in zip(*curve(results["runs"], study, model), strict=True):
+                if mae is not None:
+                    by_n[n] = min(mae, by_n.get(n, mae))
+    return {n: best["invariant"][n] / f for n, f in sorted(best["flagship"].items())
+            if n in best["invariant"]}
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -216,7 +231,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("N_train")
         ax.set_ylabel(f"MAE ({STUDIES[study][2]})")
-        ax.set_title(STUDIES[study][1], fontsize=10)
+        ax.set_title(SUMMARY_LABELS[study], fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -248,6 +263,22 @@ def study_commands(results: dict[str, Any]) -> list[str]:
     by_study = results.get("study_commands") or {}
     made = [by_study[s] for s in STUDIES if s in by_study and s in results["runs"]]
     return list(dict.fromkeys(made)) or results.get("commands", [])
+
+
+def commands_with_envs(results: dict[str, Any]) -> list[str]:
+    """One line per command that made the reported runs, with the date, machine and versions
+    of its runs (results without per-study environments: one shared line)."""
+    envs = results.get("study_envs") or {}
+    by_study = results.get("study_commands") or {}
+    if not envs:
+        return ["Commands: `" + "`; `".join(study_commands(results)) + "`. "
+                + common.env_line(results["env"])]
+    lines = []
+    for command in study_commands(results):
+        study = next((s for s, c in by_study.items() if c == command and s in envs), None)
+        env = envs.get(study, results["env"])
+        lines.append(f"- `{command}`: {common.env_line(env)}")
+    return ["Commands:", "", *lines, ""]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -329,8 +360,7 @@ def report(results: dict[str, Any]) -> str:
         if example:
             parts += [f"One run of this table: `{example}`", ""]
     parts += ["![learning curves](img/data_efficiency.png)", "",
-              "Commands: `" + "`; `".join(study_commands(results)) + "`. "
-              + common.env_line(results["env"]),
+              *commands_with_envs(results),
               "Each point is one `molsym train` run with `model=default` (flagship; "
               "`model=large` in the model=large table) or `model=invariant`."]
     return "\n".join(parts)
@@ -441,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update({"qm9_budget_s": args.qm9_budget_s, "qm9_pool": pool})
         if not args.collect or "env" not in results:
             results["env"] = common.environment()
+            for study in args.studies:  # the machine, date and commit of each study's runs
+                results.setdefault("study_envs", {})[study] = results["env"]
         run_all(args, name, results, pool)
         if args.collect:
             describe_runs(results, name)

@@ -14,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 from accuracy import PUBLISHED  # noqa: E402
-from data_efficiency import OPTIONAL_STUDIES, SUMMARY_LABELS, curve_ratios  # noqa: E402
+from data_efficiency import (  # noqa: E402
+    OPTIONAL_STUDIES,
+    STUDY_OVERRIDES,
+    SUMMARY_LABELS,
+    better_of_ratios,
+    curve_ratios,
+)
 
 
 def _mae(run: dict[str, Any] | None, key: str) -> float | None:
@@ -183,6 +189,13 @@ def verdicts() -> list[str]:
                    f"{_f(min(ratios.values()) if ratios else None)}-"
                    f"{_f(max(ratios.values()) if ratios else None)}{where}, slopes "
                    f"{_f(sf, 2)} vs {_f(si, 2)}).")
+        base = "aspirin" if study.startswith("aspirin") else None
+        if study in STUDY_OVERRIDES and base in de["runs"]:
+            both = better_of_ratios(de, [base, study])
+            out.append(f"Data efficiency, {study} ({' '.join(STUDY_OVERRIDES[study])}): with "
+                       f"each model at its lower error of {base} and {study}, the ratios are "
+                       f"{_f(min(both.values()))}-{_f(max(both.values()))}; the settings change "
+                       f"the baseline too, so read both.")
     return out
 
 
