@@ -30,9 +30,13 @@ MODELS = {"flagship": "default", "invariant": "invariant"}
 #: studies whose models are not :data:`MODELS`: "aspirin_large" trains the flagship at the
 #: invariant baseline's width and depth (model=large: 64 channels, 3 layers)
 STUDY_MODELS = {"aspirin_large": {"flagship": "large", "invariant": "invariant"}}
-#: extra ``molsym train`` overrides of a study, for both of its models: "aspirin_cut4" is the
-#: aspirin study with a 4 Angstrom cutoff (the rMD17 experiment's is 5) for both models
-STUDY_OVERRIDES = {"aspirin_cut4": ["cutoff=4.0"]}
+#: extra ``molsym train`` overrides of a study, for both of its models: the "_cut4" studies
+#: are their base study (:data:`BASE_STUDY`) with a 4 Angstrom cutoff instead of 5
+STUDY_OVERRIDES = {"aspirin_cut4": ["cutoff=4.0"], "qm9_u0_cut4": ["cutoff=4.0"],
+                   "qm9_homo_cut4": ["cutoff=4.0"]}
+#: study -> the study it varies (same data, splits and test set)
+BASE_STUDY = {"aspirin_large": "aspirin", "aspirin_cut4": "aspirin", "qm9_u0_cut4": "qm9_u0",
+              "qm9_homo_cut4": "qm9_homo"}
 #: study -> (metric key in metrics.json, label, unit)
 STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
            "aspirin_large": ("forces", "rMD17 aspirin force MAE, flagship at the invariant "
@@ -40,14 +44,18 @@ STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
            "aspirin_cut4": ("forces", "rMD17 aspirin force MAE, cutoff 4 Å for both models",
                             "meV/Å"),
            "qm9_u0": ("energy", "QM9 U0 MAE", "meV"),
-           "qm9_homo": ("homo", "QM9 HOMO MAE", "meV")}
+           "qm9_homo": ("homo", "QM9 HOMO MAE", "meV"),
+           "qm9_u0_cut4": ("energy", "QM9 U0 MAE, cutoff 4 Å for both models", "meV"),
+           "qm9_homo_cut4": ("homo", "QM9 HOMO MAE, cutoff 4 Å for both models", "meV")}
 #: study -> its label in the summary table (summary.py)
 SUMMARY_LABELS = {"aspirin": "aspirin force MAE",
                   "aspirin_large": "aspirin force MAE, flagship model=large",
                   "aspirin_cut4": "aspirin force MAE, cutoff 4 Å (both models)",
-                  "qm9_u0": "QM9 U0 MAE", "qm9_homo": "QM9 HOMO MAE"}
+                  "qm9_u0": "QM9 U0 MAE", "qm9_homo": "QM9 HOMO MAE",
+                  "qm9_u0_cut4": "QM9 U0 MAE, cutoff 4 Å (both models)",
+                  "qm9_homo_cut4": "QM9 HOMO MAE, cutoff 4 Å (both models)"}
 #: studies the summary leaves out, instead of saying "not run", when they have no results
-OPTIONAL_STUDIES = {"aspirin_large", "aspirin_cut4"}
+OPTIONAL_STUDIES = {"aspirin_large", "aspirin_cut4", "qm9_u0_cut4", "qm9_homo_cut4"}
 
 
 def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
@@ -114,13 +122,13 @@ def _study_overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
                 f"model={model}", f"+data.split_file={split}", "seed=0",
                 *common.EXPERIMENT_OVERRIDES["rmd17"], *STUDY_OVERRIDES.get(study, []),
                 *protocol]
-    target = "energy" if study == "qm9_u0" else "homo"
+    target = STUDIES[study][0]
     split = split_file(out / "split.json", qm9_pool, n, 500, None, "path")
     return ["data=extxyz", f"data.path={qm9_pool_file(qm9_pool)}", f"targets=[{target}]",
             f"model={model}", f"data.split_file={split}", "model.elements=[1,6,7,8]",
             "data.batch_size=32", "data.eval_batch_size=128", "scheduler=plateau", "seed=0",
             *([] if any(o.startswith("trainer.max_epochs") for o in protocol)
-              else ["trainer.max_epochs=300"]), *protocol]
+              else ["trainer.max_epochs=300"]), *STUDY_OVERRIDES.get(study, []), *protocol]
 
 
 def qm9_pool_file(n_pool: int) -> Path:

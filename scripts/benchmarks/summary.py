@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from accuracy import PUBLISHED  # noqa: E402
 from data_efficiency import (  # noqa: E402
+    BASE_STUDY,
     OPTIONAL_STUDIES,
     STUDY_OVERRIDES,
     SUMMARY_LABELS,
@@ -189,7 +190,7 @@ def verdicts() -> list[str]:
                    f"{_f(min(ratios.values()) if ratios else None)}-"
                    f"{_f(max(ratios.values()) if ratios else None)}{where}, slopes "
                    f"{_f(sf, 2)} vs {_f(si, 2)}).")
-        base = "aspirin" if study.startswith("aspirin") else None
+        base = BASE_STUDY.get(study)
         if study in STUDY_OVERRIDES and base in de["runs"]:
             both = better_of_ratios(de, [base, study])
             out.append(f"Data efficiency, {study} ({' '.join(STUDY_OVERRIDES[study])}): with "
