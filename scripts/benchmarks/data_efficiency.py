@@ -54,8 +54,9 @@ SUMMARY_LABELS = {"aspirin": "aspirin force MAE",
                   "qm9_u0": "QM9 U0 MAE", "qm9_homo": "QM9 HOMO MAE",
                   "qm9_u0_cut4": "QM9 U0 MAE, cutoff 4 Å (both models)",
                   "qm9_homo_cut4": "QM9 HOMO MAE, cutoff 4 Å (both models)"}
-#: studies the summary leaves out, instead of saying "not run", when they have no results
-OPTIONAL_STUDIES = {"aspirin_large", "aspirin_cut4", "qm9_u0_cut4", "qm9_homo_cut4"}
+#: studies the summary leaves out, instead of saying "not run", when they have no results:
+#: the variations of a base study
+OPTIONAL_STUDIES = set(BASE_STUDY)
 
 
 def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
@@ -115,20 +116,20 @@ def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
 
 def _study_overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
                      protocol: list[str]) -> list[str]:
+    protocol = [*STUDY_OVERRIDES.get(study, []), *protocol]
     if study.startswith("aspirin"):
         test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
         split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
         return ["experiment=rmd17", "data.molecule=aspirin", f"data_root={common.DATA}",
                 f"model={model}", f"+data.split_file={split}", "seed=0",
-                *common.EXPERIMENT_OVERRIDES["rmd17"], *STUDY_OVERRIDES.get(study, []),
-                *protocol]
+                *common.EXPERIMENT_OVERRIDES["rmd17"], *protocol]
     target = STUDIES[study][0]
     split = split_file(out / "split.json", qm9_pool, n, 500, None, "path")
     return ["data=extxyz", f"data.path={qm9_pool_file(qm9_pool)}", f"targets=[{target}]",
             f"model={model}", f"data.split_file={split}", "model.elements=[1,6,7,8]",
             "data.batch_size=32", "data.eval_batch_size=128", "scheduler=plateau", "seed=0",
             *([] if any(o.startswith("trainer.max_epochs") for o in protocol)
-              else ["trainer.max_epochs=300"]), *STUDY_OVERRIDES.get(study, []), *protocol]
+              else ["trainer.max_epochs=300"]), *protocol]
 
 
 def qm9_pool_file(n_pool: int) -> Path:
