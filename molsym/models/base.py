@@ -15,7 +15,7 @@ from torch import nn
 
 from molsym import keys
 from molsym.errors import ConfigError, InputError
-from molsym.nn.pairs import default_pairing, per_pair, with_reverse_edges
+from molsym.nn.pairs import default_pairing, with_reverse_edges
 from molsym.nn.readout import ScalarMLP, VectorReadout
 from molsym.nn.scatter import scatter_sum
 
@@ -135,11 +135,11 @@ class AtomisticModel(nn.Module):
     def radial_weights(self, length: torch.Tensor, paired: bool = False) -> torch.Tensor:
         """Per-edge weights (E, F) of the radial network from edge lengths (E,), Angstrom:
         ``radial(basis(d), envelope(d))``, zero beyond the cutoff; with ``paired`` (edges in
-        paired order, :mod:`molsym.nn.pairs`) evaluated once per pair of opposite edges."""
-        def weights(d: torch.Tensor) -> torch.Tensor:
-            return self.radial(self.basis(d), self.envelope(d))
-
-        return per_pair(weights, length) if paired else weights(length)
+        paired order, :mod:`molsym.nn.pairs`) evaluated once per pair of opposite edges and
+        returned once per pair, (E/2, F): the interactions broadcast them over both directions."""
+        if paired:
+            length = length[: length.shape[0] // 2]
+        return self.radial(self.basis(length), self.envelope(length))
 
     def representation(
         self,

@@ -103,7 +103,7 @@ class EquivariantModel(AtomisticModel):
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
         ):
-            update = product(interaction(h, unit, w, edge_index))
+            update = product(interaction(h, unit, w, edge_index, paired))
             if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
                 h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
             h = h + update

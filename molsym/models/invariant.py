@@ -65,5 +65,5 @@ class InvariantModel(AtomisticModel):
         s = self.embedding(species)
         for interaction, w in zip(self.interactions, weights.chunk(len(self.interactions), 1),
                                   strict=True):
-            s = s + interaction(s, w, edge_index)
+            s = s + interaction(s, w, edge_index, paired)
         return self.readout(s).squeeze(-1), s, None

@@ -22,7 +22,9 @@ class CartesianInteraction(nn.Module):
 
     Inputs: ``h`` (K_in, N, C) with K_in = ``num_components(l_in)``; ``unit`` (3, E) unit edge
     vectors (None for l_max = 0); ``weights`` (E, num_paths * C) radial weights (zero beyond
-    the cutoff), e.g. from a :class:`~molsym.nn.RadialMLP` shared by all layers. Output ``A``
+    the cutoff), e.g. from a :class:`~molsym.nn.RadialMLP` shared by all layers; with
+    ``paired`` (edges in paired order, :mod:`molsym.nn.pairs`) one row per pair, (E/2, ...),
+    broadcast over both directions. Output ``A``
     (K, N, C), K = ``num_components(l_max)``. Every coupling of an l_in feature of atom j
     with the edge direction into an l_out <= l_max feature is a path with its own radial
     weights.
@@ -43,12 +45,16 @@ class CartesianInteraction(nn.Module):
         unit: torch.Tensor | None,
         weights: torch.Tensor,
         edge_index: torch.Tensor,
+        paired: bool = False,
     ) -> torch.Tensor:
         c, n = self.num_channels, h.shape[1]
-        hj = split_components(self.up(h).index_select(1, edge_index[1]))
-        w = iter(weights.view(-1, self.num_paths, c).unbind(1))  # P x (E, C)
+        # edge tensors as (..., D, E/D, C): D = 2 directions of each pair, or 1
+        directions = 2 if paired else 1
+        hj = self.up(h).index_select(1, edge_index[1])
+        hj = split_components(hj.view(hj.shape[0], directions, -1, c))
+        w = iter(weights.view(-1, self.num_paths, c).unbind(1))  # paths x (E/D, C)
         sj = hj[0]
-        u = unit.unsqueeze(-1) if unit is not None else None  # (3, E, 1)
+        u = unit.view(3, directions, -1, 1) if unit is not None else None  # (3, D, E/D, 1)
         vj = hj[1] if self.l_in >= 1 else None
         tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, E, C)
         m0 = next(w) * sj
@@ -56,14 +62,14 @@ class CartesianInteraction(nn.Module):
             m0 = m0 + next(w) * (vj * u).sum(0)
         if tu is not None:
             m0 = m0 + next(w) * (tu * u).sum(0)
-        messages = [m0.unsqueeze(0)]
+        messages = [m0.reshape(1, -1, c)]
         if self.l_max >= 1:
             m1 = next(w) * sj * u
             if vj is not None:
                 m1 = m1 + next(w) * vj
             if tu is not None:
                 m1 = m1 + next(w) * tu
-            messages.append(m1)
+            messages.append(m1.reshape(3, -1, c))
         if self.l_max >= 2:
             # sym0(u (x) q) with q = R s_j u + R' v_j covers the s Y2 and sym0(u v) paths; the
             # symmetric-traceless projection is linear, so it is applied after the sum over
@@ -71,7 +77,7 @@ class CartesianInteraction(nn.Module):
             q = next(w) * sj * u
             if vj is not None:
                 q = q + next(w) * vj
-            m2 = u.unsqueeze(1) * q  # (3, 3, E, C): u_a q_b
+            m2 = u.unsqueeze(1) * q  # (3, 3, D, E/D, C): u_a q_b
             if self.l_in >= 2:
                 m2 = m2 + next(w) * hj[2]
             messages.append(m2.reshape(9, -1, c))
@@ -88,7 +94,8 @@ class CartesianInteraction(nn.Module):
 class CFConvInteraction(nn.Module):
     """SchNet-style continuous-filter convolution on scalar features (distances only).
 
-    Input ``s`` (N, C) and filter ``weights`` (E, C) (zero beyond the cutoff); output the
+    Input ``s`` (N, C) and filter ``weights`` (E, C) (zero beyond the cutoff; with ``paired``,
+    one row per pair of opposite edges, (E/2, C), as in :class:`CartesianInteraction`); output the
     residual update (N, C): ``Dense(SiLU(Dense(sum_j W(r_ij) * Dense(s)_j / avg_neighbours)))``.
     """
 
@@ -103,8 +110,10 @@ class CFConvInteraction(nn.Module):
         self.norm = 1.0 / float(avg_num_neighbors)
 
     def forward(
-        self, s: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor
+        self, s: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor,
+        paired: bool = False,
     ) -> torch.Tensor:
-        msg = self.lin_in(s).index_select(0, edge_index[1]) * weights
+        sj = self.lin_in(s).index_select(0, edge_index[1])
+        msg = (sj.view(2, -1, sj.shape[1]) * weights).view_as(sj) if paired else sj * weights
         agg = torch.zeros_like(s).index_add_(0, edge_index[0], msg) * self.norm
         return self.lin_out(agg)

@@ -5,14 +5,13 @@ largest matrix product of a training step, so the models run it once per pair. T
 (eager code: the check reads the data, so it stays outside compiled graphs) keeps one edge of
 each pair, :func:`one_direction` (``atoms_to_graph`` stores it as ``pair_index`` once per
 molecule; ``predict_batch`` passes it on); the model rebuilds the full list in *paired order*,
-:func:`with_reverse_edges` (edges ``E/2 + k`` are the reverses of edges ``k``), where
-:func:`per_pair` evaluates a radial function on the first half only. Edge lists that are not
+:func:`with_reverse_edges` (edges ``E/2 + k`` are the reverses of edges ``k``); the radial
+network runs on the first half only, and the interactions broadcast its rows over both halves
+(viewing edge tensors as (2, E/2, ...), so no copy of the weights is made). Edge lists that are not
 symmetric (self-loops, one-way edges) give None and are used as they are, with the same result.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -56,10 +55,3 @@ def default_pairing(edge_index: torch.Tensor, periodic: bool) -> tuple[torch.Ten
 def with_reverse_edges(half: torch.Tensor) -> torch.Tensor:
     """(2, E/2) edges -> (2, E) in paired order: the given edges, then their reverses."""
     return torch.cat([half, half.flip(0)], dim=1)
-
-
-def per_pair(fn: Callable[[torch.Tensor], torch.Tensor], length: torch.Tensor) -> torch.Tensor:
-    """``fn(length)`` (E, ...) for edge lengths (E,) in paired order, computed on the first
-    half and repeated (gradients reach ``length`` through the first half)."""
-    out = fn(length[: length.shape[0] // 2])
-    return torch.cat([out, out], dim=0)

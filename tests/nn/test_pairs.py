@@ -1,10 +1,13 @@
 """Pairing of opposite edges (molsym.nn.pairs): found only when every edge has its reverse."""
 
+import pytest
 import torch
 from ase.build import molecule
 
 from molsym.data.graph import atoms_to_graph
-from molsym.nn.pairs import default_pairing, one_direction, per_pair, with_reverse_edges
+from molsym.nn.cartesian import num_components
+from molsym.nn.interaction import CartesianInteraction, CFConvInteraction
+from molsym.nn.pairs import default_pairing, one_direction, with_reverse_edges
 
 
 def edge_set(edge_index: torch.Tensor) -> list[tuple[int, int]]:
@@ -45,9 +48,22 @@ def test_default_pairing_only_for_non_periodic_cpu_edge_lists():
     assert not paired and same is meta
 
 
-def test_per_pair_repeats_and_sends_gradients_through_the_first_half():
-    length = torch.tensor([1.0, 2.0, 1.0, 2.0], requires_grad=True)
-    out = per_pair(lambda d: torch.stack([d, d**2], -1), length)
-    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0], [2.0, 4.0]] * 2))
-    (grad,) = torch.autograd.grad(out.sum(), length)
-    torch.testing.assert_close(grad, torch.tensor([6.0, 10.0, 0.0, 0.0]))
+@pytest.mark.parametrize("l_in,l_max", [(0, 0), (0, 1), (1, 1), (0, 2), (2, 2)])
+def test_interactions_broadcast_one_weight_row_per_pair(l_in, l_max):
+    """Weights given once per pair (paired order) act as the same rows repeated for both
+    directions, in the equivariant and the SchNet-style interaction."""
+    torch.manual_seed(0)
+    half = torch.tensor([[0, 0, 1, 2], [1, 3, 2, 3]])
+    edges = with_reverse_edges(half)
+    c, n = 4, 4
+    unit = torch.nn.functional.normalize(torch.randn(half.shape[1], 3, dtype=torch.float64), dim=1)
+    unit = torch.cat([unit, -unit]).t()
+    inter = CartesianInteraction(c, l_in, l_max, avg_num_neighbors=2.0).double()
+    h = torch.randn(num_components(inter.l_in), n, c, dtype=torch.float64)
+    w = torch.randn(half.shape[1], inter.num_paths * c, dtype=torch.float64)
+    torch.testing.assert_close(inter(h, unit, w, edges, paired=True),
+                               inter(h, unit, torch.cat([w, w]), edges), rtol=1e-12, atol=1e-12)
+    conv = CFConvInteraction(c, avg_num_neighbors=2.0).double()
+    s, w1 = h[0], w[:, :c]
+    torch.testing.assert_close(conv(s, w1, edges, paired=True),
+                               conv(s, torch.cat([w1, w1]), edges), rtol=1e-12, atol=1e-12)
