@@ -33,6 +33,9 @@ class EquivariantModel(AtomisticModel):
         num_radial: Bessel basis functions; radial_hidden: hidden width of the radial MLP.
         readout_hidden: hidden width of the last readout and the property heads.
         envelope_exponent: p of the polynomial cutoff envelope.
+        full_paths: also couple neighbour features through higher edge harmonics (Y2-Y4 into
+            l <= l_max, see :class:`~molsym.nn.CartesianInteraction`); off by default, so
+            models saved before it load unchanged.
         avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
         atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
             {str(Z): eV}; learnable, initialised from these values (default 0).
@@ -55,6 +58,7 @@ class EquivariantModel(AtomisticModel):
         radial_hidden: int = 64,
         readout_hidden: int = 16,
         envelope_exponent: int = 6,
+        full_paths: bool = False,
         avg_num_neighbors: float = 10.0,
         atomic_energies: list[float] | dict[str, float] | None = None,
         energy_scale: float = 1.0,
@@ -75,7 +79,9 @@ class EquivariantModel(AtomisticModel):
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
         self.embedding = nn.Embedding(len(self.elements), num_channels)
         self.interactions = nn.ModuleList(
-            CartesianInteraction(num_channels, 0 if t == 0 else l_max, l_max, avg_num_neighbors)
+            CartesianInteraction(
+                num_channels, 0 if t == 0 else l_max, l_max, avg_num_neighbors, full_paths
+            )
             for t in range(num_layers)
         )
         # one radial network for all layers and paths: one matmul instead of one per layer

@@ -12,9 +12,15 @@ from torch import nn
 from molsym.nn.cartesian import EquivariantLinear, split_components, sym_traceless
 
 
-def _num_paths(l_in: int, l_max: int) -> int:
+def _num_paths(l_in: int, l_max: int, full_paths: bool = False) -> int:
     # l_out = 0: s, v.u, u.T.u ; l_out = 1: s u, v, T u ; l_out = 2: s Y2, sym(u v), T
-    return (l_max + 1) * (1 + min(l_in, 2))
+    basic = (l_max + 1) * (1 + min(l_in, 2))
+    if not full_paths:
+        return basic
+    # l_out = 1: (v.u) u, (u.T.u) u ; l_out = 2: (v.u) Y2, sym(u (T u)), (u.T.u) Y2
+    extra_vector = min(l_in, 2) if l_max >= 1 else 0
+    extra_tensor = {0: 0, 1: 1, 2: 3}[min(l_in, 2)] if l_max >= 2 else 0
+    return basic + extra_vector + extra_tensor
 
 
 class CartesianInteraction(nn.Module):
@@ -27,16 +33,24 @@ class CartesianInteraction(nn.Module):
     broadcast over both directions. Output ``A``
     (K, N, C), K = ``num_components(l_max)``. Every coupling of an l_in feature of atom j
     with the edge direction into an l_out <= l_max feature is a path with its own radial
-    weights.
+    weights: by default those with edge harmonics up to the order the coupling needs at
+    least (s Y_l, v.u, u.T.u, T u, sym(u v), ...); ``full_paths`` adds the couplings through
+    higher edge harmonics (l = 1 with Y2 into l = 1; l = 2 with Y2 and Y3 into l = 1 and 2;
+    l = 2 with Y4 into l = 2), written as ``(v.u) u``, ``(u.T.u) u`` and, for rank 2,
+    ``(v.u) u u``, ``u (T u)`` and ``(u.T.u) u u`` (made symmetric-traceless after the sum).
+    They reuse the dot products already formed, so they cost a few multiply-adds per edge
+    and more radial outputs.
     """
 
-    def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float):
+    def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float,
+                 full_paths: bool = False):
         super().__init__()
         self.l_in = min(l_in, l_max)
         self.l_max = l_max
+        self.full_paths = bool(full_paths)
         self.num_channels = num_channels
         self.up = EquivariantLinear(num_channels, num_channels, self.l_in)
-        self.num_paths = _num_paths(self.l_in, l_max)
+        self.num_paths = _num_paths(self.l_in, l_max, self.full_paths)
         self.norm = 1.0 / float(avg_num_neighbors)
 
     def forward(
@@ -56,27 +70,42 @@ class CartesianInteraction(nn.Module):
         sj = hj[0]
         u = unit.view(3, directions, -1, 1) if unit is not None else None  # (3, D, E/D, 1)
         vj = hj[1] if self.l_in >= 1 else None
-        tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, E, C)
+        tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, D, E/D, C)
+        vu = (vj * u).sum(0) if vj is not None else None  # v_j.u
+        utu = (tu * u).sum(0) if tu is not None else None  # u.T_j.u
         m0 = next(w) * sj
-        if vj is not None:
-            m0 = m0 + next(w) * (vj * u).sum(0)
-        if tu is not None:
-            m0 = m0 + next(w) * (tu * u).sum(0)
+        if vu is not None:
+            m0 = m0 + next(w) * vu
+        if utu is not None:
+            m0 = m0 + next(w) * utu
         messages = [m0.reshape(1, -1, c)]
         if self.l_max >= 1:
-            m1 = next(w) * sj * u
+            along_u = next(w) * sj  # coefficient of u
+            if self.full_paths and vu is not None:
+                along_u = along_u + next(w) * vu
+            if self.full_paths and utu is not None:
+                along_u = along_u + next(w) * utu
+            m1 = along_u * u
             if vj is not None:
                 m1 = m1 + next(w) * vj
             if tu is not None:
                 m1 = m1 + next(w) * tu
             messages.append(m1.reshape(3, -1, c))
         if self.l_max >= 2:
-            # sym0(u (x) q) with q = R s_j u + R' v_j covers the s Y2 and sym0(u v) paths; the
-            # symmetric-traceless projection is linear, so it is applied after the sum over
-            # neighbours (on N atoms instead of E edges). T_j is already symmetric-traceless.
-            q = next(w) * sj * u
+            # sym0(u (x) q) with q = R s_j u + R' v_j (+ the full paths' terms) covers the s Y2
+            # and sym0(u v) paths; the symmetric-traceless projection is linear, so it is
+            # applied after the sum over neighbours (on N atoms instead of E edges). T_j is
+            # already symmetric-traceless.
+            along_u = next(w) * sj
+            if self.full_paths and vu is not None:
+                along_u = along_u + next(w) * vu
+            if self.full_paths and utu is not None:
+                along_u = along_u + next(w) * utu
+            q = along_u * u
             if vj is not None:
                 q = q + next(w) * vj
+            if self.full_paths and tu is not None:
+                q = q + next(w) * tu
             m2 = u.unsqueeze(1) * q  # (3, 3, D, E/D, C): u_a q_b
             if self.l_in >= 2:
                 m2 = m2 + next(w) * hj[2]

@@ -29,20 +29,23 @@ ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halve
 MODELS = {"flagship": "default", "invariant": "invariant"}
 #: studies whose models are not :data:`MODELS`: "aspirin_large" trains the flagship at the
 #: invariant baseline's width and depth (model=large: 64 channels, 3 layers)
-STUDY_MODELS = {"aspirin_large": {"flagship": "large", "invariant": "invariant"}}
+STUDY_MODELS = {"aspirin_large": {"flagship": "large", "invariant": "invariant"},
+                "aspirin_cut4_full": {"flagship": "full_paths", "invariant": "invariant"}}
 #: extra ``molsym train`` overrides of a study, for both of its models: the "_cut4" studies
 #: are their base study (:data:`BASE_STUDY`) with a 4 Angstrom cutoff instead of 5
 STUDY_OVERRIDES = {"aspirin_cut4": ["cutoff=4.0"], "qm9_u0_cut4": ["cutoff=4.0"],
-                   "qm9_homo_cut4": ["cutoff=4.0"]}
+                   "qm9_homo_cut4": ["cutoff=4.0"], "aspirin_cut4_full": ["cutoff=4.0"]}
 #: study -> the study it varies (same data, splits and test set)
 BASE_STUDY = {"aspirin_large": "aspirin", "aspirin_cut4": "aspirin", "qm9_u0_cut4": "qm9_u0",
-              "qm9_homo_cut4": "qm9_homo"}
+              "qm9_homo_cut4": "qm9_homo", "aspirin_cut4_full": "aspirin"}
 #: study -> (metric key in metrics.json, label, unit)
 STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
            "aspirin_large": ("forces", "rMD17 aspirin force MAE, flagship at the invariant "
                              "model's width and depth (model=large)", "meV/Å"),
            "aspirin_cut4": ("forces", "rMD17 aspirin force MAE, cutoff 4 Å for both models",
                             "meV/Å"),
+           "aspirin_cut4_full": ("forces", "rMD17 aspirin force MAE, cutoff 4 Å for both "
+                                 "models, flagship with full_paths (model=full_paths)", "meV/Å"),
            "qm9_u0": ("energy", "QM9 U0 MAE", "meV"),
            "qm9_homo": ("homo", "QM9 HOMO MAE", "meV"),
            "qm9_u0_cut4": ("energy", "QM9 U0 MAE, cutoff 4 Å for both models", "meV"),
@@ -51,6 +54,7 @@ STUDIES = {"aspirin": ("forces", "rMD17 aspirin force MAE", "meV/Å"),
 SUMMARY_LABELS = {"aspirin": "aspirin force MAE",
                   "aspirin_large": "aspirin force MAE, flagship model=large",
                   "aspirin_cut4": "aspirin force MAE, cutoff 4 Å (both models)",
+                  "aspirin_cut4_full": "aspirin force MAE, cutoff 4 Å, flagship full_paths",
                   "qm9_u0": "QM9 U0 MAE", "qm9_homo": "QM9 HOMO MAE",
                   "qm9_u0_cut4": "QM9 U0 MAE, cutoff 4 Å (both models)",
                   "qm9_homo_cut4": "QM9 HOMO MAE, cutoff 4 Å (both models)"}

@@ -13,6 +13,10 @@ OUTPUTS = ["energy", "forces", "stress", "dipole", "gap"]
 CONFIGS = {
     "equivariant-l1": ("equivariant", dict(num_channels=8, num_layers=2, l_max=1)),
     "equivariant-l2": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2)),
+    "equivariant-l1-full": ("equivariant", dict(num_channels=8, num_layers=2, l_max=1,
+                                                full_paths=True)),
+    "equivariant-l2-full": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
+                                                full_paths=True)),
     "invariant": ("invariant", dict(num_channels=16, num_layers=2)),
 }
 

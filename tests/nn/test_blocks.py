@@ -6,6 +6,7 @@ import torch
 
 from molsym.nn import (
     BesselBasis,
+    CartesianInteraction,
     EquivariantLinear,
     PolynomialCutoff,
     ProductBlock,
@@ -110,3 +111,32 @@ def test_scatter_against_loops():
         torch.testing.assert_close(mean[b], want)
     moved = scatter_sum(src.T.contiguous(), index, 5, dim=1)
     torch.testing.assert_close(moved, total.T)
+
+
+@pytest.mark.parametrize("l_in,l_max", [(0, 1), (1, 1), (0, 2), (1, 2), (2, 2)])
+@pytest.mark.parametrize("full_paths", [False, True])
+def test_interaction_uses_every_path_and_commutes_with_o3(l_in, l_max, full_paths):
+    """Every radial weight column reaches the output (no path left unused or counted twice),
+    the output transforms as the features do, and rank 2 stays symmetric-traceless."""
+    torch.manual_seed(0)
+    n, c = 5, 3
+    edges = torch.tensor([[i, j] for i in range(n) for j in range(n) if i != j]).t()
+    unit = torch.nn.functional.normalize(torch.randn(edges.shape[1], 3, dtype=torch.float64), dim=1)
+    inter = CartesianInteraction(c, l_in, l_max, avg_num_neighbors=4.0, full_paths=full_paths)
+    inter = inter.double()
+    h = random_features({0: 1, 1: 4, 2: 13}[l_in], n, c)
+    w = torch.randn(edges.shape[1], inter.num_paths * c, dtype=torch.float64, requires_grad=True)
+    out = inter(h, unit.t(), w, edges)
+    (grad,) = torch.autograd.grad(out.square().sum(), w)
+    per_path = grad.view(-1, inter.num_paths, c).abs().sum((0, 2))
+    assert bool((per_path > 1e-8).all()), per_path
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(2), False))
+    rotated = inter(rotate_features(h, rot), (unit @ rot.T).t(), w, edges)
+    torch.testing.assert_close(rotated, rotate_features(out, rot), atol=1e-12, rtol=1e-10)
+    if l_max == 2:
+        t = out[4:13].reshape(3, 3, n, c)
+        torch.testing.assert_close(t, t.transpose(0, 1))
+        torch.testing.assert_close(t[0, 0] + t[1, 1] + t[2, 2], torch.zeros(n, c, dtype=t.dtype))
+    extra = inter.num_paths - CartesianInteraction(c, l_in, l_max, 4.0).num_paths
+    assert extra == (0 if not full_paths else {(0, 1): 0, (1, 1): 1, (0, 2): 0, (1, 2): 2,
+                                               (2, 2): 5}[(l_in, l_max)])
