@@ -80,12 +80,7 @@ class CartesianInteraction(nn.Module):
             m0 = m0 + next(w) * utu
         messages = [m0.reshape(1, -1, c)]
         if self.l_max >= 1:
-            along_u = next(w) * sj  # coefficient of u
-            if self.full_paths and vu is not None:
-                along_u = along_u + next(w) * vu
-            if self.full_paths and utu is not None:
-                along_u = along_u + next(w) * utu
-            m1 = along_u * u
+            m1 = self._along_u(w, sj, vu, utu) * u
             if vj is not None:
                 m1 = m1 + next(w) * vj
             if tu is not None:
@@ -96,12 +91,7 @@ class CartesianInteraction(nn.Module):
             # and sym0(u v) paths; the symmetric-traceless projection is linear, so it is
             # applied after the sum over neighbours (on N atoms instead of E edges). T_j is
             # already symmetric-traceless.
-            along_u = next(w) * sj
-            if self.full_paths and vu is not None:
-                along_u = along_u + next(w) * vu
-            if self.full_paths and utu is not None:
-                along_u = along_u + next(w) * utu
-            q = along_u * u
+            q = self._along_u(w, sj, vu, utu) * u
             if vj is not None:
                 q = q + next(w) * vj
             if self.full_paths and tu is not None:
@@ -118,6 +108,17 @@ class CartesianInteraction(nn.Module):
         parts = split_components(out)
         rank2 = sym_traceless(parts[2]).reshape(9, n, c)
         return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)
+
+
+    def _along_u(self, w, sj, vu, utu):
+        """The coefficient of ``u`` in an l_out >= 1 message: ``R s_j``, plus ``R' v_j.u`` and
+        ``R'' u.T_j.u`` with ``full_paths``; ``w`` yields the paths' radial weights in order."""
+        coefficient = next(w) * sj
+        if self.full_paths and vu is not None:
+            coefficient = coefficient + next(w) * vu
+        if self.full_paths and utu is not None:
+            coefficient = coefficient + next(w) * utu
+        return coefficient
 
 
 class CFConvInteraction(nn.Module):
