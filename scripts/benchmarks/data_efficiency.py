@@ -28,11 +28,13 @@ import common  # noqa: E402
 ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halves a run's cost
 MODELS = {"flagship": "default", "invariant": "invariant"}
 #: studies whose models are not :data:`MODELS`: "aspirin_large" trains the flagship at the
-#: invariant baseline's width and depth (model=large: 64 channels, 3 layers)
+#: invariant baseline's width and depth (model=large: 64 channels, 3 layers), "aspirin_cut4_full"
+#: the flagship with full_paths (model=full_paths)
 STUDY_MODELS = {"aspirin_large": {"flagship": "large", "invariant": "invariant"},
                 "aspirin_cut4_full": {"flagship": "full_paths", "invariant": "invariant"}}
 #: extra ``molsym train`` overrides of a study, for both of its models: the "_cut4" studies
 #: are their base study (:data:`BASE_STUDY`) with a 4 Angstrom cutoff instead of 5
+#: ("aspirin_cut4_full": and its flagship model, above)
 STUDY_OVERRIDES = {"aspirin_cut4": ["cutoff=4.0"], "qm9_u0_cut4": ["cutoff=4.0"],
                    "qm9_homo_cut4": ["cutoff=4.0"], "aspirin_cut4_full": ["cutoff=4.0"]}
 #: study -> the study it varies (same data, splits and test set)
