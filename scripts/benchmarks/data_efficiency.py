@@ -65,6 +65,15 @@ SUMMARY_LABELS = {"aspirin": "aspirin force MAE",
 OPTIONAL_STUDIES = set(BASE_STUDY)
 
 
+def study_settings(study: str) -> list[str]:
+    """What a study changes against :data:`MODELS` with no overrides: its overrides, then the
+    flagship model config when it is not the default (e.g. ``["cutoff=4.0",
+    "model=full_paths"]``)."""
+    flagship = STUDY_MODELS.get(study, MODELS)["flagship"]
+    return [*STUDY_OVERRIDES.get(study, []),
+            *([f"model={flagship}"] if flagship != MODELS["flagship"] else [])]
+
+
 def split_file(path: Path, n_pool: int, n_train: int, n_val: int, test: list[int] | None,
                test_source: str, seed: int = 0) -> Path:
     """Nested split: val = first n_val of a seeded permutation, train = next n_train."""

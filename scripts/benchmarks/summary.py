@@ -21,6 +21,7 @@ from data_efficiency import (  # noqa: E402
     SUMMARY_LABELS,
     better_of_ratios,
     curve_ratios,
+    study_settings,
 )
 
 
@@ -193,7 +194,7 @@ def verdicts() -> list[str]:
         base = BASE_STUDY.get(study)
         if study in STUDY_OVERRIDES and base in de["runs"]:
             both = better_of_ratios(de, [base, study])
-            out.append(f"Data efficiency, {study} ({' '.join(STUDY_OVERRIDES[study])}): with "
+            out.append(f"Data efficiency, {study} ({' '.join(study_settings(study))}): with "
                        f"each model at its lower error of {base} and {study}, the ratios are "
                        f"{_f(min(both.values()))}-{_f(max(both.values()))}; the settings change "
                        f"the baseline too, so read both.")

@@ -69,3 +69,11 @@ def test_each_command_is_reported_with_the_environment_of_its_own_runs():
     assert len(lines) == 2
     assert "cmd-a" in lines[0] and "day 1" in lines[0] and "aaa1111" in lines[0]
     assert "cmd-b" in lines[1] and "day 2" in lines[1] and "bbb2222" in lines[1]
+
+
+def test_study_settings_name_the_overrides_and_a_non_default_flagship():
+    assert data_efficiency.study_settings("aspirin") == []
+    assert data_efficiency.study_settings("aspirin_cut4") == ["cutoff=4.0"]
+    assert data_efficiency.study_settings("aspirin_large") == ["model=large"]
+    assert data_efficiency.study_settings("aspirin_cut4_full") == ["cutoff=4.0",
+                                                                  "model=full_paths"]
