@@ -224,26 +224,45 @@ def error_metrics(d_energy: Any, d_forces: Any, n_atoms: Any) -> dict[str, Any]:
             "forces": pair(df, "meV/Angstrom")}
 
 
+def predict_in_venv(python: Path, script: Path, peer: str, model: Path, frames: Path,
+                    out_npz: Path, log: Path, batch_size: int = 50,
+                    dtype: str = "float32") -> dict[str, Any]:
+    """Energies (eV, (frames,)) and forces (eV/Angstrom, (atoms, 3)) of a peer's ``model`` on
+    the frames of ``frames`` (any file ase reads), as {"energy", "forces"} numpy arrays.
+
+    Runs ``<python> <script> predict <model> <frames> <out_npz> <batch_size> <dtype>`` in the
+    peer's own venv (``dtype``: float32 or float64, the model's precision) and reads
+    ``out_npz``, which it writes afresh."""
+    import numpy as np
+
+    out_npz.unlink(missing_ok=True)
+    cmd = [str(python), str(script), "predict", str(model), str(frames), str(out_npz),
+           str(batch_size), dtype]
+    status, _ = run_logged(cmd, log)
+    if status != 0 or not out_npz.is_file():
+        raise RuntimeError(f"{peer} prediction failed (status {status}), see {log}")
+    with np.load(out_npz) as pred:
+        return {"energy": pred["energy"], "forces": pred["forces"]}
+
+
 def evaluate_in_venv(python: Path, script: Path, peer: str, model: Path, test_xyz: Path,
                      out_npz: Path, log: Path, batch_size: int = 50) -> dict[str, Any]:
     """Test errors (:func:`error_metrics`) of a peer's trained ``model`` on labelled extxyz
-    (``REF_energy`` eV, ``REF_forces`` eV/Angstrom). The predictions come from
-    ``<python> <script> predict <model> <test_xyz> <out_npz> <batch_size>`` run in the peer's
-    own venv (energies (frames,), forces (atoms, 3)) and are kept in ``out_npz``."""
+    (``REF_energy`` eV, ``REF_forces`` eV/Angstrom), float32. The predictions come from
+    :func:`predict_in_venv` and are kept in ``out_npz`` (reused when it exists)."""
     import ase.io
     import numpy as np
 
-    if not out_npz.is_file():
-        cmd = [str(python), str(script), "predict", str(model), str(test_xyz), str(out_npz),
-               str(batch_size)]
-        status, _ = run_logged(cmd, log)
-        if status != 0:
-            raise RuntimeError(f"{peer} prediction failed (status {status}), see {log}")
-    pred = np.load(out_npz)
+    if out_npz.is_file():
+        with np.load(out_npz) as f:
+            pred = {"energy": f["energy"], "forces": f["forces"]}
+    else:
+        pred = predict_in_venv(python, script, peer, model, test_xyz, out_npz, log, batch_size)
     ref = ase.io.read(test_xyz, ":")
     de = pred["energy"].astype(float) - np.array([r.info["REF_energy"] for r in ref])
     df = pred["forces"] - np.concatenate([r.arrays["REF_forces"] for r in ref])
     return error_metrics(de, df, [len(r) for r in ref])
+
 
 def minutes(seconds: float) -> str:
     """Lightning ``max_time`` string DD:HH:MM:SS for a number of seconds."""

@@ -4,10 +4,17 @@ MACE has no time limit option, so training runs under a timeout; the run is then
 with ``--restart_latest`` and ``--max_num_epochs 1`` (no more epochs: MACE loads its best
 checkpoint, evaluates and writes the ``.model`` file). Test errors are computed here from
 ``mace_eval_configs`` predictions, the same way for every peer.
+
+Energies and forces in float32 or float64 (the symmetry study) come from ``predict``, run with
+the python of the mace venv:
+
+    peers/mace/bin/python scripts/benchmarks/mace_peer.py predict mace.model frames.traj \
+        out.npz 50 float64
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,7 @@ import numpy as np
 from common import PEERS, error_metrics, run_logged
 
 MACE_BIN = PEERS / "mace" / "bin"
+THIS = Path(__file__).resolve()
 #: A CPU-sized MACE, about the size of molsym's default flagship (2 layers, 32 channels).
 MACE_ARGS = ["--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--max_L", "1",
              "--correlation", "3", "--num_interactions", "2", "--r_max", "5.0",
@@ -40,10 +48,13 @@ def write_extxyz(structures: list[ase.Atoms], path: Path) -> Path:
     return path
 
 
-def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
+def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float | None,
           batch_size: int = 5, e0s: str = "average", forces_weight: float = 100.0,
-          seed: int = 0) -> dict[str, Any]:
-    """Train MACE for ``budget_s`` seconds; returns {"model", "wall_s", "epochs", "command"}."""
+          seed: int = 0, max_epochs: int = 100000, eval_interval: int = 1,
+          patience: int = 1000) -> dict[str, Any]:
+    """Train MACE for ``budget_s`` seconds (None: no cap) or ``max_epochs`` epochs, whichever
+    ends first; returns {"model", "wall_s", "epochs_to_best", "command"}. ``patience`` counts
+    validations (every ``eval_interval`` epochs) without improvement."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model = run_dir / "mace.model"
     args = [str(MACE_BIN / "mace_run_train"), "--name", "mace", "--work_dir", str(run_dir),
@@ -51,13 +62,14 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
             "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", e0s,
             *MACE_ARGS, "--batch_size", str(batch_size), "--valid_batch_size", "25",
             "--energy_weight", "1.0", "--forces_weight", str(forces_weight), "--lr", "0.01",
-            "--ema", "--ema_decay", "0.99", "--eval_interval", "1", "--patience", "1000",
+            "--ema", "--ema_decay", "0.99", "--eval_interval", str(eval_interval),
+            "--patience", str(patience),
             "--device", "cpu", "--default_dtype", "float32", "--seed", str(seed),
             "--num_workers", "0", "--restart_latest"]
     log = run_dir / "bench.log"
     wall = None
     if not model.is_file():
-        _, wall = run_logged(args + ["--max_num_epochs", "100000"], log, timeout=budget_s)
+        _, wall = run_logged(args + ["--max_num_epochs", str(max_epochs)], log, timeout=budget_s)
         run_logged(args + ["--max_num_epochs", "1"], log)
         found = sorted(run_dir.rglob("mace*.model"))
         if found and not model.is_file():
@@ -104,3 +116,30 @@ def evaluate(model: Path, test_xyz: Path, out_xyz: Path, log: Path) -> dict[str,
     df = np.concatenate([(p.arrays["MACE_forces"] - r.arrays["REF_forces"]).ravel()
                          for p, r in zip(pred, ref, strict=True)])
     return error_metrics(de, df, [len(r) for r in ref])
+
+
+def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50,
+            dtype: str = "float32") -> None:
+    """Energies (eV) and forces (eV/Angstrom) of a MACE model on the frames of ``xyz`` (mace
+    venv only), frame by frame with MACE's ASE calculator (``MACECalculator``), which casts
+    the model to ``default_dtype`` (float32 as trained, or float64). ``batch_size`` is unused
+    (the calculator takes one structure); it keeps the ``predict`` signature of the peers."""
+    from mace.calculators import MACECalculator
+
+    calc = MACECalculator(model_paths=model_path, device="cpu", default_dtype=dtype)
+    energies, forces = [], []
+    for atoms in ase.io.read(xyz, ":"):
+        a = ase.Atoms(atoms.numbers, atoms.positions)
+        a.calc = calc
+        energies.append(a.get_potential_energy())
+        forces.append(a.get_forces())
+    np.savez(out_npz, energy=np.array(energies, dtype=float),
+             forces=np.concatenate(forces).astype(float))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "predict":
+        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]), *sys.argv[6:7])
+    else:
+        raise SystemExit(f"usage: {sys.argv[0]} predict MODEL XYZ OUT.npz [BATCH] "
+                         "[float32|float64]")

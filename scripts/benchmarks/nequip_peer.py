@@ -195,22 +195,53 @@ def evaluate(model: Path, test_xyz: Path, out_npz: Path, log: Path,
                             batch_size)
 
 
-def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> None:
+def load(model_path: str, dtype: str = "float32") -> Any:
+    """A nequip checkpoint's model for inference (nequip venv only; sets nequip's global state,
+    TF32 off): as nequip loads it (``load_saved_model``: the EMA weights of a
+    ``EMALightningModule`` checkpoint) for the ``model_dtype`` it was trained with; for another
+    ``dtype`` (float32, float64) the same training module is rebuilt from the checkpoint with
+    that ``model_dtype`` in its model config, which casts the stored weights and buffers on
+    loading. ``float64+cg``: float64 with the Clebsch-Gordan buffers of the tensor products
+    (``_w3j``, stored in the checkpoint as computed for ``model_dtype``) taken from a model
+    freshly built in float64."""
+    import hydra
+    import torch
+    from nequip.model.modify_utils import only_apply_persistent_modifiers
+    from nequip.model.saved_models.load_utils import load_saved_model
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state(allow_tf32=False)
+    ckpt = torch.load(model_path, map_location="cpu", weights_only=False)
+    hparams = ckpt["hyper_parameters"]
+    model_cfg = {**hparams["model"], "model_dtype": dtype.split("+")[0]}
+    if hparams["model"].get("model_dtype") == dtype:
+        return load_saved_model(model_path).eval()
+    cls = hydra.utils.get_class(hparams["info_dict"]["training_module"]["_target_"])
+    with only_apply_persistent_modifiers(persistent_only=True):
+        module = cls.load_from_checkpoint(model_path, weights_only=False, model=model_cfg)
+    model = module.evaluation_model["sole_model"]
+    if dtype.endswith("+cg"):
+        fresh = dict(hydra.utils.instantiate(model_cfg, _convert_="all").named_buffers())
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                if "_w3j" in name:
+                    buf.copy_(fresh[name])
+    return model.eval()
+
+
+def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50,
+            dtype: str = "float32") -> None:
     """Energies and forces of a nequip checkpoint on the frames of ``xyz`` (nequip venv only).
 
-    Loads the model as nequip does for inference (``load_saved_model``: the EMA weights of a
-    ``EMALightningModule`` checkpoint), float32, eager, 1 thread by OMP_NUM_THREADS.
+    The model from :func:`load` in ``dtype`` (its ``model_dtype``; nequip keeps positions and
+    the energy sum in float64 either way), eager, 1 thread by OMP_NUM_THREADS.
     """
     import torch
     from nequip.data import AtomicDataDict, from_ase
     from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
-    from nequip.model.saved_models.load_utils import load_saved_model
     from nequip.nn import graph_model
-    from nequip.utils.global_state import set_global_state
 
-    set_global_state(allow_tf32=False)
-    model = load_saved_model(model_path)
-    model.eval()
+    model = load(model_path, dtype)
     r_max = float(model.metadata[graph_model.R_MAX_KEY])
     types = model.metadata[graph_model.TYPE_NAMES_KEY].split(" ")
     transforms = [ChemicalSpeciesToAtomTypeMapper(model_type_names=types),
@@ -232,6 +263,7 @@ def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> No
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "predict":
-        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]))
+        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]), *sys.argv[6:7])
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} predict CHECKPOINT XYZ OUT.npz [BATCH]")
+        raise SystemExit(f"usage: {sys.argv[0]} predict CHECKPOINT XYZ OUT.npz [BATCH] "
+                         "[float32|float64|float64+cg]")

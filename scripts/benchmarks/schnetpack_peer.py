@@ -265,18 +265,23 @@ def train_in_venv(config_path: str) -> None:
          "parameters": sum(p.numel() for p in model.parameters())}, indent=1) + "\n")
 
 
-def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> None:
+def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50,
+            dtype: str = "float32") -> None:
     """Energies (eV) and forces (eV/Angstrom) of a SchNetPack model on the frames of ``xyz``
     (schnetpack venv only): the saved model with its post-processing (energy offset, float64
-    output), inputs from SchNetPack's ``AtomsConverter`` (MatScipy neighbour list), float32."""
+    output), inputs from SchNetPack's ``AtomsConverter`` (MatScipy neighbour list); model
+    weights and inputs in ``dtype`` (float32 as trained and saved, or float64)."""
     import torch
 
     spk = _import_schnetpack()
+    torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     model = torch.load(model_path, map_location="cpu", weights_only=False)
+    if torch_dtype != torch.float32:  # saved in float32 (float64 buffers of post-processing kept)
+        model = model.to(torch_dtype)
     model.eval()
     cutoff = float(model.representation.cutoff)
     converter = spk.interfaces.AtomsConverter(
-        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32)
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=torch_dtype)
     frames = ase.io.read(xyz, ":")
     energies, forces = [], []
     for i in range(0, len(frames), batch_size):
@@ -289,9 +294,9 @@ def predict(model_path: str, xyz: str, out_npz: str, batch_size: int = 50) -> No
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "predict":
-        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]))
+        predict(*sys.argv[2:5], *(int(a) for a in sys.argv[5:6]), *sys.argv[6:7])
     elif len(sys.argv) == 3 and sys.argv[1] == "train":
         train_in_venv(sys.argv[2])
     else:
         raise SystemExit(f"usage: {sys.argv[0]} train CONFIG.json | "
-                         "predict MODEL XYZ OUT.npz [BATCH]")
+                         "predict MODEL XYZ OUT.npz [BATCH] [float32|float64]")

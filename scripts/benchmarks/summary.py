@@ -134,13 +134,20 @@ def symmetry_rows() -> list[list[str]]:
     if res is None:
         return [["Symmetry", "not run", "", "", ""]]
     by = {(r["model"], r["dtype"]): r for r in res["rows"]}
-    mlp = by.get(("control: MLP on coordinates + O(3) augmentation", "float32"), {})
-    control = f"augmented MLP {_f(mlp.get('forces_meV_per_A'), 3)}"
+    control = "control: MLP on coordinates + O(3) augmentation"
+    short = {"SchNetPack PaiNN": "PaiNN", control: "augmented MLP"}
+
+    def others(dtype: str) -> str:
+        """Peers and the control at ``dtype``: '<name> <max force deviation>', ..."""
+        return ", ".join(f"{short.get(model, model)} {_f(r['forces_meV_per_A'], 2)}"
+                         for (model, d), r in by.items()
+                         if d == dtype and not model.startswith("molsym"))
+
     rows = []
     for (model, dtype), r in by.items():
         if model.startswith("molsym"):
             rows.append([f"Symmetry: {model} {dtype}, max force deviation (meV/Å)",
-                         _f(r["forces_meV_per_A"], 2), control, "–",
+                         _f(r["forces_meV_per_A"], 2), others(dtype), "–",
                          "built-in vs learned symmetry"])
     return rows
 

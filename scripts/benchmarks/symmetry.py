@@ -1,10 +1,16 @@
-"""Symmetry: measured E(3) equivariance error of every molsym model (float32 and float64)
-against a non-equivariant control (an MLP on fixed-order coordinates trained with random
-O(3) augmentation on the same rMD17 aspirin frames): built-in vs learned symmetry.
+"""Symmetry: measured E(3) equivariance error of molsym's models and the peers (fp32, fp64).
+
+Every molsym model and the peers' aspirin models from the accuracy study (MACE, NequIP,
+SchNetPack PaiNN), in float32 and float64, against a non-equivariant control (an MLP on
+fixed-order coordinates trained with random O(3) augmentation on the same rMD17 aspirin
+frames): built-in vs learned symmetry.
 
 For each of ``--frames`` aspirin test frames and ``--trials`` proper and ``--trials``
 improper random rotations with random translations: energy change |E(Qx+t) - E(x)| (meV)
-and force deviation max|F(Qx+t) - Q F(x)| (meV/Angstrom).
+and force deviation max|F(Qx+t) - Q F(x)| (meV/Angstrom). The peers predict in their own
+venvs (``<peer>_peer.py predict ... DTYPE``) on the same frames, written exactly
+(ase trajectory, float64 positions) to ``runs/benchmarks/symmetry/frames.traj``; a peer
+whose venv or trained model is missing is skipped with a note.
 
     python scripts/benchmarks/symmetry.py --mlp-budget-s 240
     python scripts/benchmarks/symmetry.py --quick
@@ -24,8 +30,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import mace_peer  # noqa: E402
+import nequip_peer  # noqa: E402
+import schnetpack_peer  # noqa: E402
 
 ASPIRIN = common.DATA / "rmd17" / "rmd17_aspirin_{}_01.npz"
+PEER_MODELS = common.RUNS / "accuracy" / "aspirin"
+#: (label, helper module, the peer venv's python, trained model of the accuracy study, dtypes
+#: of its ``predict``: NequIP's ``float64+cg`` recomputes the Clebsch-Gordan buffers in float64)
+PEERS = [
+    ("MACE", mace_peer, mace_peer.MACE_BIN / "python", PEER_MODELS / "mace" / "mace.model",
+     ("float32", "float64")),
+    ("NequIP", nequip_peer, nequip_peer.NEQUIP_BIN / "python",
+     PEER_MODELS / "nequip" / "best.ckpt", ("float32", "float64", "float64+cg")),
+    ("SchNetPack PaiNN", schnetpack_peer, schnetpack_peer.SPK_BIN / "python",
+     PEER_MODELS / "schnetpack" / "best_model", ("float32", "float64")),
+]
+CONTROL = "control: MLP on coordinates + O(3) augmentation"
 
 
 class CoordMLP(torch.nn.Module):
@@ -92,33 +113,80 @@ def train_mlp(train, budget_s: float, seed: int = 0) -> tuple[CoordMLP, int]:
     return model.eval(), steps
 
 
+def deviations(energy, forces, rots) -> dict[str, float]:
+    """Largest energy change and force deviation (meV, meV/Angstrom) under ``rots``.
+
+    ``energy`` ((T + 1) * F,) eV and ``forces`` ((T + 1) * F * N, 3) eV/Angstrom: F frames of
+    N atoms as given, then the same F frames moved by each of the T rotations ``rots``
+    (T, 3, 3) (and a translation), in that order. Returns {"energy_meV": max|E_k - E_0|,
+    "forces_meV_per_A": max|F_k - Q_k F_0|} over frames, atoms and components."""
+    rots = np.asarray(rots, dtype=float)
+    energy = np.asarray(energy, dtype=float).reshape(len(rots) + 1, -1)
+    forces = np.asarray(forces, dtype=float).reshape(len(rots) + 1, energy.shape[1], -1, 3)
+    want = np.einsum("tij,fnj->tfni", rots, forces[0])
+    return {"energy_meV": 1e3 * float(np.abs(energy[1:] - energy[0]).max()),
+            "forces_meV_per_A": 1e3 * float(np.abs(forces[1:] - want).max())}
+
+
+def moved(frames, rots, shifts) -> list:
+    """``frames``, then ``frames`` moved by each rotation and shift (:func:`deviations`)."""
+    from molsym.testing import transformed
+
+    return list(frames) + [transformed(a, r, t) for r, t in zip(rots, shifts, strict=True)
+                           for a in frames]
+
+
 def mlp_errors(model: CoordMLP, frames, rots, shifts, dtype) -> dict[str, float]:
     model = model.to(dtype)
-    pos, _, _ = arrays(frames)
-    pos = pos.to(dtype)
-    e0, f0 = model.energy_forces(pos)
-    de, df = [], []
-    for rot, shift in zip(rots, shifts, strict=True):
-        r = torch.as_tensor(rot, dtype=dtype)
-        e1, f1 = model.energy_forces(pos @ r.T + torch.as_tensor(shift, dtype=dtype))
-        de.append((e1 - e0).abs().max().item())
-        df.append((f1 - f0 @ r.T).abs().max().item())
-    return {"energy_meV": 1e3 * max(de), "forces_meV_per_A": 1e3 * max(df)}
+    pos, _, _ = arrays(moved(frames, rots, shifts))
+    energy, forces = model.energy_forces(pos.to(dtype))
+    return deviations(energy.detach().double().numpy(),
+                      forces.detach().double().reshape(-1, 3).numpy(), rots)
 
 
 def molsym_errors(model, frames, rots, shifts) -> dict[str, float]:
-    from molsym.testing import evaluate, transformed
+    from molsym.testing import evaluate
 
-    ref = evaluate(model, frames)
-    n = len(frames[0])
-    de, df = [], []
-    for rot, shift in zip(rots, shifts, strict=True):
-        out = evaluate(model, [transformed(a, rot, shift) for a in frames])
-        r = torch.as_tensor(rot, dtype=torch.float64)
-        de.append((out["energy"].double() - ref["energy"].double()).abs().max().item())
-        want = (ref["forces"].double().view(-1, n, 3) @ r.T).view(-1, 3)
-        df.append((out["forces"].double() - want).abs().max().item())
-    return {"energy_meV": 1e3 * max(de), "forces_meV_per_A": 1e3 * max(df)}
+    all_frames, nf = moved(frames, rots, shifts), len(frames)
+    outs = [evaluate(model, all_frames[i:i + nf]) for i in range(0, len(all_frames), nf)]
+    return deviations(torch.cat([o["energy"].double() for o in outs]).numpy(),
+                      torch.cat([o["forces"].double() for o in outs]).numpy(), rots)
+
+
+def peer_errors(frames, rots, shifts, out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of :func:`deviations` for each peer in ``PEERS`` and dtype, predicted in the peer's
+    venv on the frames written to ``out/frames.traj``; and a note per skipped peer."""
+    import ase.io
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "frames.traj"  # float64 positions, unlike extxyz's 8 decimals
+    ase.io.write(path, [ase.Atoms(a.numbers, a.positions) for a in moved(frames, rots, shifts)])
+    rows, skipped = [], []
+    for label, helper, python, model, dtypes in PEERS:
+        if not helper.available():
+            skipped.append(f"{label}: no venv at {rel(python.parents[1])}")
+        elif not model.is_file():
+            skipped.append(f"{label}: no trained model at {rel(model)} (run "
+                           "scripts/benchmarks/accuracy.py first)")
+        else:
+            key = label.split()[-1].lower()
+            try:
+                for dtype in dtypes:
+                    npz = out / f"{key}_{dtype.replace('+', '_')}.npz"
+                    pred = common.predict_in_venv(python, helper.THIS, label, model, path, npz,
+                                                  out / f"{key}.log", dtype=dtype)
+                    rows.append({"model": label, "weights": str(model), "dtype": dtype,
+                                 **deviations(pred["energy"], pred["forces"], rots)})
+            except RuntimeError as err:
+                skipped.append(f"{label}: {err}")
+            continue
+        print(f"symmetry: skipping {skipped[-1]}", flush=True)
+    return rows, skipped
+
+
+def rel(path: Path | str) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    return str(path).replace(str(common.REPO) + "/", "")
 
 
 def molsym_models() -> dict[str, Any]:
@@ -155,18 +223,29 @@ def measure(args) -> dict[str, Any]:
             errs = molsym_errors(model, frames, rots, shifts)
             rows.append({"model": f"molsym {name}", "weights": str(src) if isinstance(
                 src, Path) else "random init", "dtype": str(dtype).split(".")[-1], **errs})
+    skipped: list[str] = []
+    if args.peers:
+        peer_rows, skipped = peer_errors(frames, rots, shifts, common.RUNS / (
+            "quick/symmetry" if args.quick else "symmetry"))
+        rows += peer_rows
+    else:
+        skipped = ["all peers: --no-peers"]
     train = read_file(str(ASPIRIN).format("train"))[:950]
     mlp, steps = train_mlp(train, args.mlp_budget_s)
     pos, energy, forces = arrays(read_file(str(ASPIRIN).format("test")))
     _, f_pred = mlp.float().energy_forces(pos.float())
     test_mae = 1e3 * float((f_pred.double() - forces).abs().mean())
     for dtype in (torch.float32, torch.float64):
-        rows.append({"model": "control: MLP on coordinates + O(3) augmentation",
+        rows.append({"model": CONTROL,
                      "weights": f"{steps} Adam steps, {args.mlp_budget_s:g} s",
                      "dtype": str(dtype).split(".")[-1],
                      **mlp_errors(mlp, frames, rots, shifts, dtype)})
-    return {"rows": rows, "mlp_test_force_mae": test_mae, "mlp_steps": steps,
-            "frames": args.frames, "trials": args.trials}
+    return {"rows": rows, "skipped_peers": skipped, "mlp_test_force_mae": test_mae,
+            "mlp_steps": steps, "frames": args.frames, "trials": args.trials}
+
+
+SHORT = {"molsym equivariant": "molsym\nflagship", "molsym invariant": "molsym\ninvariant",
+         "SchNetPack PaiNN": "PaiNN", CONTROL: "MLP\ncontrol"}
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -176,9 +255,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    short = {"molsym equivariant": "molsym flagship", "molsym invariant": "molsym invariant"}
-    labels = [f"{short.get(r['model'], 'MLP control')}\n{r['dtype']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels = [f"{SHORT.get(r['model'], r['model'])}\n{r['dtype']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(rows)), 3.8))
     x = np.arange(len(rows))
     floor = 1e-12
     ax.bar(x - 0.2, [max(r["forces_meV_per_A"], floor) for r in rows], 0.4,
@@ -186,7 +264,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.bar(x + 0.2, [max(r["energy_meV"], floor) for r in rows], 0.4,
            label="max energy change (meV)")
     ax.set_yscale("log")
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xticks(x, labels, fontsize=7)
     ax.set_title("Equivariance error under random rotations, reflections, translations "
                  "(exact 0 drawn at 1e-12)", fontsize=10)
     ax.legend(fontsize=8)
@@ -203,24 +281,66 @@ def force_rms() -> float:
     return 1e3 * float(forces.pow(2).mean().sqrt())
 
 
+def largest(rows: list[dict[str, Any]], dtype: str, key: str = "forces_meV_per_A"
+            ) -> tuple[float, str] | None:
+    """The largest ``key`` among the rows of ``dtype`` other than the control, and its model."""
+    found = [(r[key], r["model"]) for r in rows if r["dtype"] == dtype and r["model"] != CONTROL]
+    return max(found) if found else None
+
+
 def report(results: dict[str, Any]) -> str:
-    rows = [[r["model"], r["weights"].replace(str(common.REPO) + "/", ""), r["dtype"],
-             r["energy_meV"], r["forces_meV_per_A"]] for r in results["rows"]]
-    return "\n".join([
+    rows = [[r["model"], rel(r["weights"]), r["dtype"], r["energy_meV"],
+             r["forces_meV_per_A"]] for r in results["rows"]]
+    skipped = results.get("skipped_peers", [])
+    peers_run = sorted({r["model"] for r in results["rows"]} & {p[0] for p in PEERS})
+    lines = [
         f"{results['frames']} rMD17 aspirin test frames, {results['trials']} random proper + "
         f"{results['trials']} improper rotations, each with a random translation; the largest "
-        f"deviation over all frames, atoms and transformations.", "",
+        f"deviation over all frames, atoms and transformations. The peers are the aspirin "
+        f"models trained in the accuracy study (files in the weights column), evaluated on the "
+        f"same frames in their own venvs.", "",
         common.md_table(["model", "weights", "dtype", "max energy change (meV)",
-                         "max force deviation (meV/Å)"], rows), "",
+                         "max force deviation (meV/Å)"], rows), ""]
+    if skipped:
+        lines += ["Not measured: " + "; ".join(skipped) + ".", ""]
+    worst = {d: largest(results["rows"], d) for d in ("float32", "float64")}
+    if worst["float64"] and worst["float32"]:
+        lines += [
+            f"Largest force deviation of the models other than the control: "
+            f"{worst['float64'][0]:.2g} meV/Å in float64 ({worst['float64'][1]}), "
+            f"{worst['float32'][0]:.2g} meV/Å in float32 ({worst['float32'][1]}).", ""]
+    lines += [
         f"The control's force MAE on all of test_01 is {results['mlp_test_force_mae']:.0f} "
         f"meV/Å after {results['mlp_steps']} steps, against a force RMS of "
         f"{force_rms():.0f} meV/Å in test_01: in this budget it learned neither the potential "
         f"nor the symmetry (augmentation can only teach the symmetry as far as the fit goes). "
         f"molsym's models are equivariant by construction: their float64 deviations are at "
-        f"rounding level. In float32 a total aspirin energy (about -17.6 keV) is resolved to "
-        f"about 2 meV, so a float32 energy change is either exactly 0 or at least that.", "",
-        "![equivariance error](img/symmetry.png)", "",
-        f"Command: `{results['command']}`. {common.env_line(results['env'])}"])
+        f"rounding level. Where the total energy is a float32 number (molsym, MACE), an "
+        f"aspirin energy (about -17.6 keV) is resolved to about 2 meV, so a float32 energy "
+        f"change is either exactly 0 or at least that; NequIP and SchNetPack add their energy "
+        f"shifts in float64 (below).", ""]
+    if peers_run:
+        lines += [
+            "How the peers ran (" + ", ".join(peers_run) + "): `scripts/benchmarks/<peer>_peer.py "
+            "predict MODEL frames.traj OUT.npz 50 DTYPE` in the peer's venv, on the frames "
+            "written with float64 positions. MACE: its ASE calculator "
+            "(`MACECalculator(default_dtype=...)`) casts the whole model, the per-element "
+            "reference energies included. NequIP: for float64 the checkpoint's training module "
+            "is rebuilt with `model_dtype: float64` and loads the stored weights and buffers; "
+            "with `model_dtype: float32` nequip still keeps positions, edge vectors, the shifted "
+            "per-atom energies, the total energy and the forces in float64. SchNetPack: for "
+            "float64 the saved model (`model.to(torch.float64)`) and its inputs are cast; in "
+            "float32 the saved model still adds the mean energy offset in float64 (its "
+            "`CastTo64`, `AddOffsets` post-processing).", "",
+            "The MACE and NequIP files store the Clebsch-Gordan coefficients of their tensor "
+            "products as buffers with float32 values (both models were built in float32; "
+            "MACE: `U_matrix_*` of the symmetric contractions and `_w3j`; NequIP: `_w3j`), "
+            "and casting the model to float64 keeps those values. The `float64+cg` row is "
+            "NequIP in float64 with its `_w3j` buffers taken from a model freshly built in "
+            "float64 (same config); MACE's were not recomputed.", ""]
+    lines += ["![equivariance error](img/symmetry.png)", "",
+              f"Command: `{results['command']}`. {common.env_line(results['env'])}"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--mlp-budget-s", type=float, default=240)
     parser.add_argument("--quick", action="store_true", help="3 frames, 10 s MLP")
+    parser.add_argument("--no-peers", dest="peers", action="store_false",
+                        help="skip MACE, NequIP and SchNetPack")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     name = "symmetry_quick" if args.quick else "symmetry"
@@ -240,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         results = measure(args)
         results.update({"command": "python scripts/benchmarks/symmetry.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
-            "env": common.environment(threads=torch.get_num_threads())})  # measured in-process
+            # molsym and the control in-process; the peers in subprocesses, OMP_NUM_THREADS=1
+            "env": common.environment(peers=("mace", "nequip", "schnetpack"),
+                                      threads=torch.get_num_threads())})
         common.save_result(name, results)
     plot(results, common.img_path("symmetry", args.quick))
     if not args.quick:
