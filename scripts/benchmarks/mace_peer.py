@@ -25,9 +25,9 @@ from common import PEERS, error_metrics, run_logged
 MACE_BIN = PEERS / "mace" / "bin"
 THIS = Path(__file__).resolve()
 #: A CPU-sized MACE, about the size of molsym's default flagship (2 layers, 32 channels).
+#: The cutoff (``--r_max``) is :func:`train`'s ``r_max``, 5 Angstrom unless given.
 MACE_ARGS = ["--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--max_L", "1",
-             "--correlation", "3", "--num_interactions", "2", "--r_max", "5.0",
-             "--num_radial_basis", "8"]
+             "--correlation", "3", "--num_interactions", "2", "--num_radial_basis", "8"]
 
 
 def available() -> bool:
@@ -51,16 +51,18 @@ def write_extxyz(structures: list[ase.Atoms], path: Path) -> Path:
 def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float | None,
           batch_size: int = 5, e0s: str = "average", forces_weight: float = 100.0,
           seed: int = 0, max_epochs: int = 100000, eval_interval: int = 1,
-          patience: int = 1000) -> dict[str, Any]:
+          patience: int = 1000, r_max: float = 5.0) -> dict[str, Any]:
     """Train MACE for ``budget_s`` seconds (None: no cap) or ``max_epochs`` epochs, whichever
     ends first; returns {"model", "wall_s", "epochs_to_best", "command"}. ``patience`` counts
-    validations (every ``eval_interval`` epochs) without improvement."""
+    validations (every ``eval_interval`` epochs) without improvement; ``r_max`` is the cutoff
+    in Angstrom."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model = run_dir / "mace.model"
     args = [str(MACE_BIN / "mace_run_train"), "--name", "mace", "--work_dir", str(run_dir),
             "--train_file", str(train_xyz), "--valid_file", str(valid_xyz),
             "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", e0s,
-            *MACE_ARGS, "--batch_size", str(batch_size), "--valid_batch_size", "25",
+            *MACE_ARGS, "--r_max", f"{r_max:g}", "--batch_size", str(batch_size),
+            "--valid_batch_size", "25",
             "--energy_weight", "1.0", "--forces_weight", str(forces_weight), "--lr", "0.01",
             "--ema", "--ema_decay", "0.99", "--eval_interval", str(eval_interval),
             "--patience", str(patience),

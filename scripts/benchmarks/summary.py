@@ -23,6 +23,8 @@ from data_efficiency import (  # noqa: E402
     curve_ratios,
     study_settings,
 )
+from data_efficiency_mace import points as mace_points  # noqa: E402
+from data_efficiency_mace import verdict as mace_verdict  # noqa: E402
 
 
 def _mae(run: dict[str, Any] | None, key: str) -> float | None:
@@ -99,6 +101,27 @@ def data_rows() -> list[list[str]]:
                      f"slope {_f(sf, 2)}", f"invariant baseline: slope {_f(si, 2)}",
                      f"invariant/flagship MAE {spread}",
                      "target >= 3x lower error than invariant; " + protocol_words(res)])
+    return rows
+
+
+def _mace_cutoffs() -> list[tuple[float, dict[str, Any]]]:
+    """(cutoff, entry) of results/data_efficiency_mace.json, larger cutoffs first."""
+    res = common.load_result("data_efficiency_mace") or {}
+    return sorted(((float(c), e) for c, e in res.get("cutoffs", {}).items()), reverse=True)
+
+
+def mace_data_rows() -> list[list[str]]:
+    """MACE, the flagship and the invariant model on the same aspirin splits and steps."""
+    rows = []
+    for cutoff, entry in _mace_cutoffs():
+        for n, p in mace_points(entry).items():
+            rows.append([
+                f"Data efficiency vs MACE: aspirin force MAE (meV/Å), N={n}, {cutoff:g} Å, "
+                f"{entry.get('max_steps')} steps each", _f(p["flagship"]),
+                f"MACE {_f(p['mace'])}", _ratio(p["flagship"], p["mace"]),
+                f"invariant / MACE {_ratio(p['invariant'], p['mace'])}, invariant / flagship "
+                f"{_ratio(p['invariant'], p['flagship'])} (target 3); same splits and steps "
+                "for all three"])
     return rows
 
 
@@ -205,6 +228,8 @@ def verdicts() -> list[str]:
                        f"each model at its lower error of {base} and {study}, the ratios are "
                        f"{_f(min(both.values()))}-{_f(max(both.values()))}; the settings change "
                        f"the baseline too, so read both.")
+    out += [f"Data efficiency vs MACE: {v}" for v in
+            (mace_verdict(entry, cutoff) for cutoff, entry in _mace_cutoffs()) if v]
     return out
 
 
@@ -220,7 +245,7 @@ def not_run() -> str:
 
 
 def main() -> int:
-    rows = (accuracy_rows() + data_rows() + speed_rows() + extrapolation_rows()
+    rows = (accuracy_rows() + data_rows() + mace_data_rows() + speed_rows() + extrapolation_rows()
             + symmetry_rows())
     table = common.md_table(["study", "molsym", "peer / reference", "ratio (molsym / peer)",
                               "note"], rows)
