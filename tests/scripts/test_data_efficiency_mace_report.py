@@ -66,6 +66,7 @@ def test_report_ratios_missing_points_and_one_table_per_cutoff():
 @pytest.mark.parametrize("maes,words", [
     ((60.0, 80.0, 180.0), ("MACE reaches", "flagship does not reach", "behind MACE")),
     ((80.0, 60.0, 180.0), ("MACE does not reach", "flagship reaches", "ahead of MACE")),
+    ((80.0, 78.0, 180.0), ("does not reach", "level with MACE", "0.97)")),
 ])
 def test_verdict_follows_the_numbers(maes, words):
     mace, flag, inv = maes
@@ -75,3 +76,14 @@ def test_verdict_follows_the_numbers(maes, words):
     for w in words:
         assert w in text, (w, text)
     assert de_mace.verdict({"runs": {"mace": {"25": _run(mace)}}}, 5.0) == ""
+
+
+def test_every_command_that_made_a_table_is_listed():
+    runs = {"mace": {"25": _run(60.0)}, "flagship": {"25": _run(80.0)},
+            "invariant": {"25": _run(180.0)}}
+    old = {"runs": runs, "command": "cmd-a", "env": None}
+    assert [h["command"] for h in de_mace.history(old)] == ["cmd-a"]
+    new = {"runs": runs, "history": [{"command": "cmd-a", "env": None},
+                                     {"command": "cmd-b", "env": None}]}
+    text = de_mace.cutoff_table(new, 5.0)
+    assert "`cmd-a`" in text and "`cmd-b`" in text
