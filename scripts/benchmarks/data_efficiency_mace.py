@@ -39,10 +39,14 @@ MODELS = ("mace", *data_efficiency.MODELS)
 LEVEL = 0.05
 
 
+def steps_per_epoch(n_train: int, batch_size: int = BATCH_SIZE) -> int:
+    """Optimizer steps of one epoch (the last batch may be short)."""
+    return -(-n_train // batch_size)
+
+
 def epochs_for(steps: int, n_train: int, batch_size: int = BATCH_SIZE) -> int:
     """Epochs that make ``steps`` optimizer steps with ``n_train`` frames (at least 1)."""
-    per_epoch = -(-n_train // batch_size)
-    return max(1, -(-steps // per_epoch))
+    return max(1, -(-steps // steps_per_epoch(n_train, batch_size)))
 
 
 def write_point(out: Path, n_train: int) -> dict[str, Path]:
@@ -70,7 +74,7 @@ def run_mace(out: Path, n_train: int, steps: int, eval_interval: int,
     trained = mace_peer.train(out, paths["train"], paths["valid"], budget_s,
                               batch_size=BATCH_SIZE, max_epochs=epochs,
                               eval_interval=eval_interval, patience=100000, r_max=cutoff)
-    res: dict[str, Any] = {"epochs": epochs, "steps": epochs * -(-n_train // BATCH_SIZE),
+    res: dict[str, Any] = {"epochs": epochs, "steps": epochs * steps_per_epoch(n_train),
                            **trained}
     if trained["model"]:
         res["metrics"] = mace_peer.evaluate(Path(trained["model"]), paths["test"],

@@ -18,7 +18,8 @@ data_efficiency = pytest.importorskip("data_efficiency")
                                             (20, 25, 4), (3, 25, 1)])
 def test_epochs_give_at_least_the_steps_of_a_molsym_run(steps, n, epochs):
     assert de_mace.epochs_for(steps, n) == epochs
-    per_epoch = -(-n // de_mace.BATCH_SIZE)
+    per_epoch = de_mace.steps_per_epoch(n)
+    assert per_epoch == len(range(0, n, de_mace.BATCH_SIZE))
     assert epochs * per_epoch >= steps > (epochs - 1) * per_epoch
 
 
