@@ -162,25 +162,29 @@ def peer_errors(frames, rots, shifts, out: Path) -> tuple[list[dict[str, Any]], 
     path = out / "frames.traj"  # float64 positions, unlike extxyz's 8 decimals
     ase.io.write(path, [ase.Atoms(a.numbers, a.positions) for a in moved(frames, rots, shifts)])
     rows, skipped = [], []
+
+    def skip(reason: str) -> None:
+        skipped.append(reason)
+        print(f"symmetry: skipping {reason}", flush=True)
+
     for label, helper, python, model, dtypes in PEERS:
         if not helper.available():
-            skipped.append(f"{label}: no venv at {rel(python.parents[1])}")
-        elif not model.is_file():
-            skipped.append(f"{label}: no trained model at {rel(model)} (run "
-                           "scripts/benchmarks/accuracy.py first)")
-        else:
-            key = label.split()[-1].lower()
-            try:
-                for dtype in dtypes:
-                    npz = out / f"{key}_{dtype.replace('+', '_')}.npz"
-                    pred = common.predict_in_venv(python, helper.THIS, label, model, path, npz,
-                                                  out / f"{key}.log", dtype=dtype)
-                    rows.append({"model": label, "weights": str(model), "dtype": dtype,
-                                 **deviations(pred["energy"], pred["forces"], rots)})
-            except RuntimeError as err:
-                skipped.append(f"{label}: {err}")
+            skip(f"{label}: no venv at {rel(python.parents[1])}")
             continue
-        print(f"symmetry: skipping {skipped[-1]}", flush=True)
+        if not model.is_file():
+            skip(f"{label}: no trained model at {rel(model)} (run "
+                 "scripts/benchmarks/accuracy.py first)")
+            continue
+        key = label.split()[-1].lower()
+        try:
+            for dtype in dtypes:
+                npz = out / f"{key}_{dtype.replace('+', '_')}.npz"
+                pred = common.predict_in_venv(python, helper.THIS, label, model, path, npz,
+                                              out / f"{key}.log", dtype=dtype)
+                rows.append({"model": label, "weights": str(model), "dtype": dtype,
+                             **deviations(pred["energy"], pred["forces"], rots)})
+        except RuntimeError as err:
+            skip(f"{label}: {err}")
     return rows, skipped
 
 
