@@ -27,7 +27,16 @@ ENERGY = "energy"  # (1,) eV, total energy
 FORCES = "forces"  # (N, 3) eV/Angstrom
 STRESS = "stress"  # (1, 3, 3) eV/Angstrom^3
 DIPOLE = "dipole"  # (1, 3) e*Angstrom
+DIPOLE_MOMENT = "dipole_moment"  # (1,) e*Angstrom, magnitude |dipole| (QM9's label)
 CHARGES = "charges"  # (N,) e, partial charges (model output)
+
+#: Fields of a graph or batch that describe the structure, never labels or targets: kept by
+#: every label selection, skipped by losses and label statistics (PyG adds ``ptr`` and
+#: ``num_nodes`` on collation).
+STRUCTURE_KEYS = frozenset({
+    ATOMIC_NUMBERS, POSITIONS, EDGE_INDEX, PAIR_INDEX, CELL_SHIFTS, CELL, PBC, BATCH,
+    NUM_ATOMS, TOTAL_CHARGE, ID, "ptr", "num_nodes",
+})
 
 # Per-structure fields every graph may carry; everything else in Atoms.info that is a
 # number becomes a (1,) scalar label of the same name (e.g. "homo", "lumo", "gap").

@@ -25,11 +25,6 @@ from molsym.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: Graph fields that are structure, not labels (never dropped by ``targets``).
-STRUCTURE_KEYS = frozenset(
-    {keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.CELL_SHIFTS, keys.CELL,
-     keys.PBC, keys.NUM_ATOMS, keys.TOTAL_CHARGE, keys.ID, "num_nodes"}
-)
 
 
 class MolDataModule(pl.LightningDataModule):
@@ -131,7 +126,8 @@ class MolDataModule(pl.LightningDataModule):
         test_full = self._load(self.test_path) if self.test_path is not None else None
         sources = [ds for ds in (full, test_full) if ds is not None]
         labels = self._select_labels(sources)
-        full, test_full = (None if ds is None else ds.select_fields(STRUCTURE_KEYS | set(labels))
+        keep = keys.STRUCTURE_KEYS | set(labels)
+        full, test_full = (None if ds is None else ds.select_fields(keep)
                            for ds in (full, test_full))
         n_test_file = None if test_full is None else len(test_full)
         if self.split_file is not None:
@@ -151,7 +147,7 @@ class MolDataModule(pl.LightningDataModule):
         self.splits = splits
 
     def _select_labels(self, sources: list[GraphDataset]) -> list[str]:
-        names = set.union(*(ds.field_names() for ds in sources)) - STRUCTURE_KEYS
+        names = set.union(*(ds.field_names() for ds in sources)) - keys.STRUCTURE_KEYS
         common = {n for n in names if all(ds.first_missing(n) is None for ds in sources)}
         if self.targets is None:
             if names - common:
@@ -164,8 +160,9 @@ class MolDataModule(pl.LightningDataModule):
                 if pos is not None:
                     g = ds[pos]
                     where = g[keys.ID] if keys.ID in g else f"structure {pos}"
+                    there = sorted(set(g.keys()) - keys.STRUCTURE_KEYS)
                     raise ConfigError(f"target {target!r} missing from {where} "
-                                      f"(labels there: {sorted(set(g.keys()) - STRUCTURE_KEYS)})")
+                                      f"(labels there: {there})")
         return list(self.targets)
 
     # --- loaders ---------------------------------------------------------------------------

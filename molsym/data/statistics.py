@@ -162,7 +162,7 @@ def compute_statistics(
 
 def _scalar_target_moments(graphs: Sequence[Data]) -> tuple[dict, dict]:
     """Mean and (population) std of every (1,)-shaped float field present in all graphs."""
-    skip = {keys.NUM_ATOMS, keys.TOTAL_CHARGE}
+    skip = keys.STRUCTURE_KEYS
     first = graphs[0]
     names = [
         k

@@ -135,6 +135,10 @@ def load_model(
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: 'config' must be a dict of constructor arguments")
     state = payload["state_dict"]
+    if "dipole_moment_from_vector" not in config and any(
+        k.startswith("property_heads.dipole_moment.") for k in state
+    ):  # saved before dipole_moment came from the dipole vector: its scalar head
+        config = {**config, "dipole_moment_from_vector": False}
     saved_dtype = next(
         (t.dtype for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()),
         torch.get_default_dtype(),

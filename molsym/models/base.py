@@ -23,6 +23,13 @@ from molsym.nn.scatter import scatter_sum
 STRUCTURAL_OUTPUTS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.DIPOLE)
 
 
+def vector_norm(vectors: torch.Tensor) -> torch.Tensor:
+    """|v| over the last axis with a finite gradient at v = 0 (where it is exactly 0)."""
+    square = (vectors * vectors).sum(-1)
+    nonzero = square > 0
+    return torch.where(nonzero, torch.where(nonzero, square, 1.0).sqrt(), 0.0)
+
+
 def capture_config(local_vars: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments (from ``locals()``) as a JSON-able dict: tuples become lists."""
 
@@ -76,6 +83,7 @@ class AtomisticModel(nn.Module):
         num_channels: int,
         readout_hidden: int,
         vector_channels: int | None,
+        dipole_moment_from_vector: bool = True,
     ) -> None:
         if float(cutoff) <= 0:
             raise ConfigError(f"cutoff must be positive, got {cutoff}")
@@ -98,7 +106,13 @@ class AtomisticModel(nn.Module):
         shifts = _per_element(atomic_energies, elements, 0.0, "atomic_energies")
         self.atomic_energy_shift = nn.Parameter(torch.tensor(shifts))
         self.atomic_energy_scale = nn.Parameter(torch.full((len(elements),), float(energy_scale)))
-        self.property_names = [o for o in outputs if o not in STRUCTURAL_OUTPUTS]
+        # dipole_moment (a magnitude) as |dipole vector|: zero by construction wherever the
+        # molecule's symmetry forbids a dipole; False: a free scalar head (files saved before)
+        self.dipole_moment_from_vector = bool(dipole_moment_from_vector)
+        structural = STRUCTURAL_OUTPUTS + (
+            (keys.DIPOLE_MOMENT,) if self.dipole_moment_from_vector else ()
+        )
+        self.property_names = [o for o in outputs if o not in structural]
         mean, std = property_mean or {}, property_std or {}
         pooling = property_pooling or {}
         for name, how in pooling.items():
@@ -110,7 +124,11 @@ class AtomisticModel(nn.Module):
         self.property_heads = nn.ModuleDict(
             {p: ScalarMLP(num_channels, readout_hidden) for p in self.property_names}
         )
-        if keys.DIPOLE in outputs:
+        self._vector_dipole_moment = (
+            keys.DIPOLE_MOMENT in outputs and keys.DIPOLE_MOMENT not in self.property_names
+        )
+        self._dipole_head = keys.DIPOLE in outputs or self._vector_dipole_moment
+        if self._dipole_head:
             self.charge_head = ScalarMLP(num_channels, readout_hidden)
             self.atomic_dipole_head = (
                 VectorReadout(vector_channels) if vector_channels is not None else None
@@ -295,7 +313,7 @@ class AtomisticModel(nn.Module):
         pos = pos.detach() if not self.training else pos
         ones = torch.ones_like(batch, dtype=scalars.dtype)
         counts = scatter_sum(ones, batch, num_graphs)
-        if keys.DIPOLE in self.outputs:
+        if self._dipole_head:
             q = self.charge_head(scalars).squeeze(-1)
             target = torch.zeros_like(counts) if total_charge is None else total_charge.view(-1)
             excess = (scatter_sum(q, batch, num_graphs) - target.to(q.dtype)) / counts
@@ -303,7 +321,10 @@ class AtomisticModel(nn.Module):
             dipole = scatter_sum(q.unsqueeze(-1) * pos, batch, num_graphs)
             if self.atomic_dipole_head is not None and vectors is not None:
                 dipole = dipole + scatter_sum(self.atomic_dipole_head(vectors), batch, num_graphs)
-            out[keys.DIPOLE] = dipole
+            if keys.DIPOLE in self.outputs:
+                out[keys.DIPOLE] = dipole
+            if self._vector_dipole_moment:
+                out[keys.DIPOLE_MOMENT] = vector_norm(dipole)
             out[keys.CHARGES] = q
         for name, head in self.property_heads.items():
             value = scatter_sum(head(scalars).squeeze(-1), batch, num_graphs)

@@ -42,6 +42,10 @@ class EquivariantModel(AtomisticModel):
         energy_scale: initial per-element scale of the atomic energies (e.g. force RMS), eV.
         property_mean, property_std: {name: value} de-normalisation of scalar heads.
         property_pooling: {name: "mean" | "sum"}; default "mean" (intensive).
+        dipole_moment_from_vector: a ``dipole_moment`` output (QM9's magnitude) is the norm
+            of the equivariant dipole vector (charges x positions + atomic dipoles), exactly
+            zero where symmetry forbids a dipole; False: a free scalar head (as in models
+            saved before this option, which load with False).
     """
 
     model_name = "equivariant"
@@ -65,6 +69,7 @@ class EquivariantModel(AtomisticModel):
         property_mean: dict[str, float] | None = None,
         property_std: dict[str, float] | None = None,
         property_pooling: dict[str, str] | None = None,
+        dipole_moment_from_vector: bool = True,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -73,6 +78,7 @@ class EquivariantModel(AtomisticModel):
             cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
             property_std, property_pooling, num_channels, readout_hidden,
             vector_channels=num_channels if l_max >= 1 else None,
+            dipole_moment_from_vector=dipole_moment_from_vector,
         )
         self.l_max = int(l_max)
         self.basis = BesselBasis(cutoff, num_radial)

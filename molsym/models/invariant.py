@@ -37,12 +37,14 @@ class InvariantModel(AtomisticModel):
         property_mean: dict[str, float] | None = None,
         property_std: dict[str, float] | None = None,
         property_pooling: dict[str, str] | None = None,
+        dipole_moment_from_vector: bool = True,
     ):
         super().__init__()
         self._config = capture_config(locals())
         self._setup_common(
             cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
             property_std, property_pooling, num_channels, readout_hidden, vector_channels=None,
+            dipole_moment_from_vector=dipole_moment_from_vector,
         )
         self.basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)

@@ -28,10 +28,15 @@ NUM_QM9 = 130_831
 
 
 def make_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int = 0) -> dict:
-    """Write ``qm9_trainval.extxyz``, ``qm9_test.extxyz``, ``qm9_test.smi`` and
-    ``indices.json`` (0-based QM9 indices) under ``out``."""
+    """Write ``qm9_trainval.extxyz`` (training molecules, then validation ones),
+    ``qm9_test.extxyz``, ``qm9_test.smi``, ``indices.json`` (0-based QM9 indices),
+    ``trainval_split.json`` (positions in the trainval file, for ``data.split_file``) and
+    ``qm9_split.json`` (QM9 molecule numbers, the ``Index`` column of qm9pack's CSVs, of
+    ``train``, ``val`` and ``test``: the split shipped as ``molsym/pretrained/qm9_split.json``)
+    under ``out``."""
     import ase.io
 
+    from molsym.atomic import write_text_atomic
     from molsym.data.readers import read_file
 
     rng = np.random.default_rng(seed)
@@ -54,8 +59,63 @@ def make_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int = 0) -
             fh.write(f"{by_index[i].info['smiles']} {by_index[i].info['name']}\n")
     meta = {"seed": seed, "train": n_train, "val": n_val, "test": n_test,
             "indices": {k: v for k, v in sets.items()}}
-    (out / "indices.json").write_text(json.dumps(meta))
+    write_text_atomic(out / "indices.json", json.dumps(meta))
+    positions = {"train": list(range(n_train)), "val": list(range(n_train, n_train + n_val)),
+                 "test": []}
+    write_text_atomic(out / "trainval_split.json", json.dumps(positions))
+    numbers = {"train": [i + 1 for i in order[:n_train]],
+               "val": [i + 1 for i in order[n_train:n_train + n_val]],
+               "test": [i + 1 for i in sets["test"]], "seed": seed,
+               "note": "QM9 molecule numbers (qm9pack 'Index' = gdb index)"}
+    write_text_atomic(out / "qm9_split.json", json.dumps(numbers))
     return meta
+
+
+def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
+    """RDKit ETKDG + MMFF geometries (``molsym predict``'s SMILES path) of every molecule of
+    ``out/qm9_<name>.extxyz``, labelled with its QM9 properties: ``qm9_<name>_smiles.extxyz``
+    plus ``qm9_<name>_smiles.json`` (the molecules that did not embed, with the reason, and
+    for each embedded frame its position in the DFT file). Resumable: chunks are written
+    atomically under ``smiles_chunks/`` and a rerun skips the finished ones."""
+    import ase.io
+
+    from molsym.atomic import atomic_path, write_text_atomic
+    from molsym.predict import embed_smiles
+
+    dft = ase.io.read(out / f"qm9_{name}.extxyz", index=":")
+    folder = out / "smiles_chunks"
+    folder.mkdir(exist_ok=True)
+    for start in range(0, len(dft), chunk):
+        geo, err = folder / f"{name}_{start:07d}.extxyz", folder / f"{name}_{start:07d}.json"
+        if geo.is_file() and err.is_file():
+            continue
+        part = dft[start:start + chunk]
+        entries = embed_smiles([m.info["smiles"] for m in part], f"qm9_{name}", jobs)
+        frames, failed = [], {}
+        for i, (mol, entry) in enumerate(zip(part, entries, strict=True)):
+            if entry.error:
+                failed[start + i] = entry.error
+                continue
+            atoms = entry.atoms
+            labels = dict(mol.calc.results) if mol.calc is not None else {}  # energy = U0
+            atoms.info = {**mol.info, **{k: v for k, v in labels.items() if k in TARGETS},
+                          "dft_position": start + i}
+            frames.append(atoms)
+        with atomic_path(geo) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
+        write_text_atomic(err, json.dumps(failed))
+        print(f"{name}: {start + len(part)}/{len(dft)} embedded ({len(failed)} failed)",
+              flush=True)
+    frames, failed = [], {}
+    for start in range(0, len(dft), chunk):
+        frames += ase.io.read(folder / f"{name}_{start:07d}.extxyz", index=":")
+        failed.update(json.loads((folder / f"{name}_{start:07d}.json").read_text()))
+    with atomic_path(out / f"qm9_{name}_smiles.extxyz") as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
+    report = {"molecules": len(dft), "embedded": len(frames), "failed": failed,
+              "dft_position": [int(a.info["dft_position"]) for a in frames]}
+    write_text_atomic(out / f"qm9_{name}_smiles.json", json.dumps(report))
+    return report
 
 
 def _slim(atoms):
@@ -151,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--val", type=int, default=1_000)
     d.add_argument("--test", type=int, default=10_000)
     d.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("embed", help="RDKit/MMFF geometries of a set's SMILES, labelled")
+    m.add_argument("out", type=Path)
+    m.add_argument("--set", default="trainval", help="trainval or test")
+    m.add_argument("--jobs", type=int, default=1)
     e = sub.add_parser("evaluate", help="MAE per property on the test set")
     e.add_argument("model")
     e.add_argument("out", type=Path)
@@ -160,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "data":
         meta = make_data(args.out, args.train, args.val, args.test, args.seed)
         print(json.dumps({k: v for k, v in meta.items() if k != "indices"}))
+        return 0
+    if args.cmd == "embed":
+        report = embed(args.out, args.set, args.jobs)
+        print(json.dumps({"molecules": report["molecules"], "embedded": report["embedded"],
+                          "failed": len(report["failed"])}))
         return 0
     result = evaluate(args.model, args.out, args.smiles, args.jobs)
     (args.out / "evaluation.json").write_text(json.dumps(result, indent=1))

@@ -14,17 +14,11 @@ from torch import Tensor, nn
 from molsym import keys
 from molsym.errors import ConfigError
 
-#: Fields of a batch that are never regression targets.
-_NOT_TARGETS = frozenset(
-    {keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.EDGE_INDEX, keys.CELL_SHIFTS, keys.CELL, keys.PBC,
-     keys.BATCH, keys.NUM_ATOMS, keys.TOTAL_CHARGE, keys.ID, "ptr", "num_nodes"}
-)
-
 
 def target_keys(pred: Mapping[str, Tensor], batch) -> list[str]:
     """Keys both predicted by the model and labelled in ``batch`` (sorted)."""
     labels = set(batch.keys()) if callable(getattr(batch, "keys", None)) else set(batch)
-    return sorted((set(pred) & labels) - _NOT_TARGETS)
+    return sorted((set(pred) & labels) - keys.STRUCTURE_KEYS)
 
 
 class Loss(nn.Module):
@@ -82,6 +76,6 @@ class Loss(nn.Module):
         if total is None:
             raise ConfigError(
                 f"no target to train on: the model predicts {sorted(pred)}, the data has "
-                f"labels {sorted(set(batch.keys()) - _NOT_TARGETS)}"
+                f"labels {sorted(set(batch.keys()) - keys.STRUCTURE_KEYS)}"
             )
         return total, terms

@@ -199,3 +199,29 @@ def test_isolated_atom_energies_and_float64(data, tmp_path):
     stats = dm.statistics()
     assert stats.atomic_energies == [iso[z] for z in stats.elements]
     assert next(iter(dm.val_dataloader())).pos.dtype == torch.float64
+
+
+@pytest.mark.parametrize("targets", [None, ["energy", "forces"]])
+def test_batches_keep_paired_edges_so_training_takes_the_paired_path(data, targets):
+    """Every structure field survives the label selection (pair_index was dropped once, so
+    every training run searched pairs or ran the radial network on every edge)."""
+    from molsym import keys
+    from molsym.models import EquivariantModel, predict_batch
+
+    path, _, cache = data
+    dm = MolDataModule(str(path), cutoff=4.0, num_train=30, num_val=4, num_test=6,
+                       batch_size=8, cache_dir=str(cache), targets=targets)
+    batch = next(iter(dm.train_dataloader()))
+    assert keys.PAIR_INDEX in batch
+    assert 2 * batch[keys.PAIR_INDEX].shape[1] == batch[keys.EDGE_INDEX].shape[1]
+    model = EquivariantModel(cutoff=4.0, elements=[1, 6, 7, 8], num_channels=8, l_max=1)
+    seen = {}
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        seen["paired"] = kwargs.get("paired_edges")
+        return original(*args, **kwargs)
+
+    model.forward = spy
+    predict_batch(model, batch)
+    assert seen["paired"] is True
