@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "eval": "errors of a trained model on a labelled data file (table, JSON, parity plots)",
     "predict": "predict properties of molecules (SMILES, XYZ, SDF, ...) with a trained model",
     "export": "export a trained model for deployment",
+    "ensemble": "combine trained models into one committee (mean and spread)",
 }
 
 USAGE = "usage: molsym [--version] <command> [args]\n\ncommands:\n" + "".join(

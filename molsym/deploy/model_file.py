@@ -3,14 +3,15 @@
 The file is a plain dict that ``torch.load(path, weights_only=True)`` reads::
 
     {"format_version": 1, "molsym_version": "0.1.0",
-     "model_class": "equivariant",          # a key of molsym.models.MODEL_CLASSES
+     "model_class": "equivariant",          # a key of molsym.models.DEPLOYABLE_CLASSES
      "config": {...},                         # constructor kwargs (JSON-able)
      "state_dict": {name: tensor},
      "cutoff": 5.0, "elements": [1, 6, 8],
      "units": {"energy": "eV", "forces": "eV/Angstrom", ...},
      "metadata": {...}}                       # optional: statistics, metrics, training config
 
-Loading builds the model from the allowlist :data:`molsym.models.MODEL_CLASSES`; nothing named
+Loading builds the model from the allowlist :data:`molsym.models.DEPLOYABLE_CLASSES` (the
+architectures and ``ensemble``, a committee whose config lists its members); nothing named
 inside the file is ever imported, instantiated or called.
 """
 
@@ -39,15 +40,16 @@ DEFAULT_UNITS = {
 }
 
 
-def _class_name(model: nn.Module) -> str:
-    from molsym.models import MODEL_CLASSES
+def class_name(model: nn.Module) -> str:
+    """The allowlist name of ``model``'s class (:data:`molsym.models.DEPLOYABLE_CLASSES`)."""
+    from molsym.models import DEPLOYABLE_CLASSES
 
-    for name, cls in MODEL_CLASSES.items():
+    for name, cls in DEPLOYABLE_CLASSES.items():
         if type(model) is cls:
             return name
     raise ConfigError(
-        f"{type(model).__name__} is not in molsym.models.MODEL_CLASSES {sorted(MODEL_CLASSES)}; "
-        "only allowlisted models can be deployed"
+        f"{type(model).__name__} is not in molsym.models.DEPLOYABLE_CLASSES "
+        f"{sorted(DEPLOYABLE_CLASSES)}; only allowlisted models can be deployed"
     )
 
 
@@ -72,7 +74,7 @@ def save_model(
     payload = {
         "format_version": FORMAT_VERSION,
         "molsym_version": __version__,
-        "model_class": _class_name(model),
+        "model_class": class_name(model),
         "config": _plain(model.config()),
         "state_dict": state,
         "cutoff": float(model.cutoff),
@@ -118,18 +120,18 @@ def load_model(
 ) -> nn.Module:
     """Rebuild a model from a deploy file; returned in eval mode.
 
-    The class comes from :data:`molsym.models.MODEL_CLASSES` by the name in the file; an
+    The class comes from :data:`molsym.models.DEPLOYABLE_CLASSES` by the name in the file; an
     unknown name raises :class:`ConfigError`. The model comes back in the dtype it was saved
     in; ``dtype`` (e.g. ``torch.float64``) converts the floating-point weights after loading.
     """
-    from molsym.models import MODEL_CLASSES
+    from molsym.models import DEPLOYABLE_CLASSES
 
     payload = read_model_file(path)
     name = payload["model_class"]
-    cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
+    cls = DEPLOYABLE_CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ConfigError(
-            f"{path}: unknown model class {name!r}; molsym knows {sorted(MODEL_CLASSES)}"
+            f"{path}: unknown model class {name!r}; molsym knows {sorted(DEPLOYABLE_CLASSES)}"
         )
     config = payload["config"]
     if not isinstance(config, dict):
@@ -146,7 +148,7 @@ def load_model(
     try:
         model = cls(**config).to(saved_dtype)  # weights load without rounding
         model.load_state_dict(state)
-    except (TypeError, RuntimeError) as exc:
+    except (TypeError, RuntimeError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{path}: cannot rebuild {name!r} from the file: {first}") from None
     model = model.to(map_location)

@@ -6,6 +6,7 @@ import torch
 
 from molsym import keys
 from molsym.models.base import AtomisticModel
+from molsym.models.ensemble import EnsembleModel
 from molsym.models.equivariant import EquivariantModel
 from molsym.models.invariant import InvariantModel
 
@@ -14,6 +15,10 @@ from molsym.models.invariant import InvariantModel
 MODEL_CLASSES: dict[str, type[AtomisticModel]] = {
     EquivariantModel.model_name: EquivariantModel,
     InvariantModel.model_name: InvariantModel,
+}
+#: What a deploy file may name: the architectures and committees of them.
+DEPLOYABLE_CLASSES: dict[str, type[torch.nn.Module]] = {
+    **MODEL_CLASSES, EnsembleModel.model_name: EnsembleModel,
 }
 
 
@@ -60,7 +65,9 @@ def predict_batch(
 
 
 __all__ = [
+    "DEPLOYABLE_CLASSES",
     "MODEL_CLASSES",
+    "EnsembleModel",
     "AtomisticModel",
     "EquivariantModel",
     "InvariantModel",
