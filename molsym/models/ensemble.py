@@ -70,10 +70,10 @@ class EnsembleModel(nn.Module):
             raise ConfigError("an ensemble needs at least one member")
         built = []
         for i, spec in enumerate(members):
-            cls = MODEL_CLASSES.get(spec.get("model_class")) if isinstance(spec, dict) else None
+            name = spec.get("model_class") if isinstance(spec, dict) else spec
+            cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
             if cls is None:
-                raise ConfigError(f"ensemble member {i}: unknown model class "
-                                  f"{spec.get('model_class') if isinstance(spec, dict) else spec!r}")
+                raise ConfigError(f"ensemble member {i}: unknown model class {name!r}")
             built.append(cls(**spec["config"]))
         check_compatible(built)
         self._config = {"members": [{"model_class": s["model_class"], "config": s["config"]}
