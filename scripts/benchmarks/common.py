@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("MOLSYM_BENCH_DATA", "/work/shared/data"))
+#: The shared data folder: $MOLSYM_BENCH_DATA, else ../shared/data next to the checkout.
+DATA = Path(os.environ.get("MOLSYM_BENCH_DATA", REPO.parent / "shared" / "data"))
 RUNS = Path(os.environ.get("MOLSYM_BENCH_RUNS", REPO / "runs" / "benchmarks"))
 RESULTS = REPO / "scripts" / "benchmarks" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -114,11 +115,25 @@ def img_path(stem: str, quick: bool) -> Path:
     return folder / f"{stem}.png"
 
 
+def portable(value: Any) -> Any:
+    """``value`` with this machine's paths written relative to the repository (commands a
+    user can run from a checkout: ``runs/...``, ``../shared/data/...``), recursively."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        for prefix, shown in ((f"{DATA}/", "../shared/data/"), (f"{REPO}/", "")):
+            value = value.replace(prefix, shown)
+        return value
+    return value
+
+
 def save_result(name: str, data: dict[str, Any]) -> Path:
     """Write ``scripts/benchmarks/results/<name>.json`` (quick runs: under runs/)."""
     path = _result_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(portable(data), indent=2) + "\n")
     return path
 
 
@@ -155,7 +170,7 @@ def write_section(heading: str, body: str) -> None:
     """Replace (or append) the ``## heading`` section of docs/benchmarks.md with ``body``."""
     text = _doc_text()
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = f"## {heading}\n\n{body.strip()}\n\n"
+    block = f"## {heading}\n\n{portable(body).strip()}\n\n"
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
         text.rstrip("\n") + "\n\n" + block)
     DOC.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
+
 """SDF/MOL, ASE database, rMD17 npz and read_file dispatch."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from molsym.data.readers import detect_format, read_file
 from molsym.errors import InputError
 
 KCAL = units.kcal / units.mol
-RMD17 = "/work/shared/data/rmd17/rmd17_ethanol_test_01.npz"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data
+RMD17 = str(SHARED_DATA / "rmd17" / "rmd17_ethanol_test_01.npz")
 
 
 def _embedded(smiles, seed=3):

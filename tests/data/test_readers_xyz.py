@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from molsym.data.readers import read_file
 from molsym.data.readers.xyz import key_val_str_to_dict, parse_comment, read_xyz
 from molsym.errors import InputError
 
-THREE_BPA = "/work/shared/data/3bpa/train_300K.xyz"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data
+THREE_BPA = str(SHARED_DATA / "3bpa" / "train_300K.xyz")
 
 
 def _emt_frames(n=4, seed=0):
