@@ -75,8 +75,10 @@ def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
     """RDKit ETKDG + MMFF geometries (``molsym predict``'s SMILES path) of every molecule of
     ``out/qm9_<name>.extxyz``, labelled with its QM9 properties: ``qm9_<name>_smiles.extxyz``
     plus ``qm9_<name>_smiles.json`` (the molecules that did not embed, with the reason, and
-    for each embedded frame its position in the DFT file). Resumable: chunks are written
-    atomically under ``smiles_chunks/`` and a rerun skips the finished ones."""
+    for each embedded frame its position in the DFT file) and, when ``<name>_split.json``
+    exists, ``<name>_smiles_split.json``: the same split as positions in the new file.
+    Resumable: chunks are written atomically under ``smiles_chunks/`` and a rerun skips the
+    finished ones."""
     import ase.io
 
     from molsym.atomic import atomic_path, write_text_atomic
@@ -115,6 +117,14 @@ def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
     report = {"molecules": len(dft), "embedded": len(frames), "failed": failed,
               "dft_position": [int(a.info["dft_position"]) for a in frames]}
     write_text_atomic(out / f"qm9_{name}_smiles.json", json.dumps(report))
+    split = out / f"{name}_split.json"  # the DFT file's split, as positions in the new file
+    if split.is_file():
+        where = {"train": set(json.loads(split.read_text())["train"]),
+                 "val": set(json.loads(split.read_text())["val"])}
+        positions = {k: [i for i, p in enumerate(report["dft_position"]) if p in v]
+                     for k, v in where.items()}
+        write_text_atomic(out / f"{name}_smiles_split.json", json.dumps({**positions,
+                                                                         "test": []}))
     return report
 
 
