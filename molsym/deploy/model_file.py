@@ -89,11 +89,16 @@ def save_model(
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
-    """The checked dict of a deploy file (``weights_only=True``: data only).
+    """The checked dict of a deploy file (``weights_only=True``: data only); ``path`` may also
+    be the name of a bundled pretrained model (``"qm9"``).
 
     Raises:
         ConfigError: missing file, not a molsym deploy file, or a newer format version.
     """
+    from molsym.pretrained import PRETRAINED, resolve_model_path
+
+    if not Path(path).is_file() and str(path) in PRETRAINED:
+        path = resolve_model_path(path)  # a bundled model by name ("qm9")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"model file not found: {path}")

@@ -13,14 +13,22 @@ from molsym.errors import ConfigError
 
 _HERE = Path(__file__).resolve().parent
 
-#: name -> file (relative to this folder) and a one-line description of what it covers.
+_QM9 = ("QM9 (B3LYP/6-31G(2df,p)): U0 energy, HOMO, LUMO, gap, dipole moment; elements H, C, "
+        "N, O, F; molecules with <= 9 heavy atoms")
+
+#: name -> file (relative to this folder) and a one-line description of what it covers; an
+#: entry with ``smiles_file`` uses that model for SMILES inputs (geometries from RDKit ETKDG +
+#: MMFF, what it was trained on) and ``file`` for structures given with their coordinates.
 PRETRAINED: dict[str, dict[str, str]] = {
     "qm9": {
         "file": "qm9.pt",
-        "description": (
-            "QM9 (B3LYP/6-31G(2df,p)): U0 energy, HOMO, LUMO, gap, dipole moment; "
-            "elements H, C, N, O, F; molecules with <= 9 heavy atoms"
-        ),
+        "smiles_file": "qm9_smiles.pt",
+        "description": _QM9 + "; SMILES through qm9-smiles, structure files through qm9-dft",
+    },
+    "qm9-dft": {"file": "qm9.pt", "description": _QM9 + "; trained on the DFT geometries"},
+    "qm9-smiles": {
+        "file": "qm9_smiles.pt",
+        "description": _QM9 + "; trained on RDKit ETKDG + MMFF geometries of the SMILES",
     },
 }
 
@@ -39,6 +47,13 @@ def pretrained_path(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"pretrained model {name!r} is not installed (expected {path})")
     return path
+
+
+def smiles_model_path(name: str) -> Path | None:
+    """The file a pretrained model ``name`` uses for SMILES inputs, when it has its own."""
+    entry = PRETRAINED.get(str(name), {})
+    path = _HERE / entry["smiles_file"] if "smiles_file" in entry else None
+    return path if path is not None and path.is_file() else None
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

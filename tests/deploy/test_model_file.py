@@ -105,3 +105,13 @@ def test_pickled_code_is_never_executed(tmp_path, capsys):
     with pytest.raises(ConfigError, match="not a molsym deploy file"):
         load_model(path)
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_load_model_takes_a_pretrained_name():
+    from molsym.deploy.model_file import load_model as load
+    from molsym.pretrained import pretrained_path
+
+    by_name, by_path = load("qm9"), load(pretrained_path("qm9"))
+    assert by_name.config() == by_path.config()
+    with pytest.raises(ConfigError, match="not found"):
+        load("qm9-no-such-model")
