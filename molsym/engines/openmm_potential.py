@@ -8,7 +8,7 @@ openmm-ml finds this module through the ``openmmml.potentials`` entry point ``mo
     system = potential.createSystem(topology)                      # everything in ML
     mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)   # ML/MM
 
-The forces are an ``openmm.PythonForce`` (OpenMM >= 8.3) that calls
+The forces are an ``openmm.PythonForce`` (tested with OpenMM 8.6.1, openmm-ml 1.8) that calls
 :class:`molsym.calculator.MolsymCalculator`; no compiled plugin (openmm-torch) is needed.
 Units change only here, at the edge: OpenMM gives nm and takes kJ/mol and kJ/mol/nm; the
 model works in Angstrom, eV and eV/Angstrom.
