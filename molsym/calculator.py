@@ -20,6 +20,7 @@ from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import ConfigError, InputError
 from molsym.models.compiled import compile_model
+from molsym.models.ensemble import std_key
 from molsym.predict import (
     _resolve_dtype,
     bare_atoms,
@@ -44,6 +45,8 @@ class MolsymCalculator(Calculator):
     Voigt order xx, yy, zz, yz, xz, xy in eV/Angstrom^3 (only for cells periodic in all three
     directions, and only when the model can compute it), ``dipole`` (3,) e*Angstrom when the
     model predicts one, and any other per-molecule scalar the model predicts (e.g. ``homo``).
+    A committee (``molsym ensemble``, ``EnsembleModel``) adds its spread: ``energy_std`` (eV),
+    ``forces_std`` (N,) eV/Angstrom per atom, ``dipole_std`` and ``<property>_std``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "dipole"]
@@ -111,6 +114,8 @@ class MolsymCalculator(Calculator):
                     )
             elif name == keys.DIPOLE:
                 results["dipole"] = np_(tensor)[0]
+            elif name == std_key(keys.FORCES):  # a committee's per-atom force spread
+                results[name] = np_(tensor)
             elif tensor.dim() == 1 and tensor.numel() == 1:
                 results[name] = float(np_(tensor)[0])
         return results

@@ -184,3 +184,24 @@ def test_compiled_calculator_equals_eager_and_compiles_once():
         np.testing.assert_allclose(got["forces"], ref["forces"], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(got["dipole"], ref["dipole"], rtol=1e-10, atol=1e-12)
     assert counters["stats"]["unique_graphs"] - graphs_before == 1
+
+
+def test_committee_spread_reaches_the_results():
+    from ase.build import molecule
+
+    from molsym.models import EnsembleModel
+
+    members = [MODEL_CLASSES["equivariant"](cutoff=4.0, elements=[1, 6, 8], num_channels=8,
+                                            l_max=1, outputs=["energy", "forces"])
+               for _ in range(3)]
+    for seed, m in enumerate(members):
+        torch.manual_seed(seed)
+        for p in m.parameters():
+            p.data.normal_(0, 0.3)
+    calc = MolsymCalculator(EnsembleModel.from_models(members).eval())
+    atoms = molecule("CH3OH")
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    assert calc.results["energy_std"] > 0 and np.isfinite(energy)
+    assert calc.results["forces_std"].shape == (len(atoms),)
+    assert (calc.results["forces_std"] > 0).all()
