@@ -25,8 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from molsym import keys
 from molsym.atomic import write_text_atomic
-from molsym.errors import ConfigError, MolsymError
-from molsym.training.callbacks import AtomicCheckpointIO, EpochSeededShuffle
+from molsym.errors import ConfigError, MolsymError, TrainingDiverged
+from molsym.training.callbacks import (
+    AtomicCheckpointIO,
+    EpochSeededShuffle,
+    FiniteGuard,
+    first_nonfinite,
+)
 from molsym.training.metrics import format_table
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,44 @@ def check_validation_split(cfg: DictConfig, dm) -> None:
         )
 
 
+def check_neighbours(dm, stats: dict, model_cfg: DictConfig) -> None:
+    """A cutoff that leaves every atom without a neighbour is a config error (the model would
+    divide its neighbour sums by an average of 0)."""
+    if stats["avg_num_neighbors"] <= 0 and model_cfg.get("avg_num_neighbors") is None:
+        raise ConfigError(
+            f"cutoff={dm.cutoff:g}: no atom of the training set has a neighbour within "
+            f"{dm.cutoff:g} Angstrom; bonds are about 1-1.5 Angstrom long, so use a larger "
+            "cutoff (the default is 5.0)")
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """``trainer=gpu`` where torch sees no CUDA GPU: say what to do instead."""
+    accelerator = str(trainer_cfg.get("accelerator") or "").lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but torch {torch.__version__} sees no CUDA GPU; "
+            "train on the CPU with trainer=cpu (the default), or run where a GPU and a CUDA "
+            "build of torch are")
+
+
+def warn_energy_reference(stats: dict) -> None:
+    """Log which elements the training compositions cannot tell apart (their reference
+    energies are a minimum-norm guess; energies of other compositions are meaningless)."""
+    from ase.data import chemical_symbols
+
+    ref = stats.get("energy_reference")
+    if not ref or ref["determined"]:
+        return
+    names = [chemical_symbols[z] for z in ref["undetermined_elements"]]
+    log.warning(
+        "the per-element reference energies of %s cannot be separated: the %d training "
+        "composition(s) span rank %d of %d elements, so only their combinations in the "
+        "training compositions are known; energies of other compositions will be wrong "
+        "(recorded in model.pt metadata['energy_reference']; give "
+        "data.isolated_atom_energies_path or more varied compositions to fix it)",
+        names, stats["num_graphs"], len(ref["compositions"]), len(ref["elements"]))
+
+
 def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
     """Constructor arguments that the data set decides: every one the config leaves null.
 
@@ -121,7 +164,7 @@ def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
 
 
 def _callbacks(cfg: DictConfig, out: Path) -> list[pl.Callback]:
-    callbacks = [EpochSeededShuffle(cfg.seed)]
+    callbacks = [FiniteGuard(), EpochSeededShuffle(cfg.seed)]
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None:
             continue
@@ -189,6 +232,9 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     stats = dm.statistics().to_dict()
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)
+    check_neighbours(dm, stats, cfg.model)
+    check_accelerator(cfg.trainer)
+    warn_energy_reference(stats)
     # reseed: reading/building graphs (or loading them from the cache) must not change the
     # initial weights
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -244,8 +290,12 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
         from molsym.deploy import save_model
 
         model = module.averaged_model().cpu()
+        bad = first_nonfinite(model)
+        if bad is not None:
+            raise TrainingDiverged(f"the trained weights are not finite ({bad}); no model.pt "
+                                   "written")
         meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
-                "energy_shift_refit": refit,
+                "energy_shift_refit": refit, "energy_reference": stats.get("energy_reference"),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         save_model(model, out / "model.pt", metadata=meta)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
