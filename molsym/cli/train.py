@@ -98,7 +98,8 @@ def _make_app():
         from molsym.training.run import summary, train
 
         try:
-            result = train(cfg, HydraConfig.get().runtime.output_dir)
+            hydra_cfg = HydraConfig.get()
+            result = train(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
         except MolsymError as exc:
             sys.exit(_error(str(exc), 2 if type(exc).__name__ == "ConfigError" else 1))
         except FileNotFoundError as exc:
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     from molsym.training.datasets import register_resolvers
 
     register_resolvers()
+    if any(a.startswith("ckpt_path=") for a in argv) and \
+            not any(a.startswith("hydra.output_subdir=") for a in argv):
+        # a resume keeps the run's own .hydra/ record (Hydra would rewrite it)
+        argv.append("hydra.output_subdir=.hydra-resume")
     # Lightning's DDP launcher restarts the other ranks as `python sys.argv[0] sys.argv[1:]`
     # (or `python -m <__main__ spec>`): point both at this file so that they run `train`.
     main_module = sys.modules.get("__main__")

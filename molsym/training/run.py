@@ -33,6 +33,7 @@ from molsym.training.callbacks import (
     first_nonfinite,
 )
 from molsym.training.metrics import format_table
+from molsym.training.resume import check_run_dir, check_state_dict, read_checkpoint, resume_config
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +176,21 @@ def _callbacks(cfg: DictConfig, out: Path) -> list[pl.Callback]:
     return callbacks
 
 
-def _loggers(cfg: DictConfig, out: Path) -> list:
-    return [build(node, f"logger {name}", save_dir=str(out))
-            for name, node in (cfg.get("logger") or {}).items() if node is not None]
+CSV_LOGGERS = ("CSVLogger", "HistoryCSVLogger")
+
+
+def _loggers(cfg: DictConfig, out: Path, resuming: bool) -> list:
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        extra = {}
+        if resuming and str(node.get("_target_", "")).rsplit(".", 1)[-1] in CSV_LOGGERS:
+            # continue logs/metrics.csv (Lightning's CSVLogger deletes it); also for runs
+            # whose saved config names Lightning's logger
+            extra = {"_target_": "molsym.training.resume.HistoryCSVLogger", "keep_history": True}
+        loggers.append(build(node, f"logger {name}", save_dir=str(out), **extra))
+    return loggers
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -193,8 +206,14 @@ def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> No
     write_text_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
 
 
-def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+def train(cfg: DictConfig, out: str | Path, overrides: list[str] | None = None
+          ) -> dict[str, Any]:
     """Run the training described by ``cfg`` (the composed ``train.yaml``) into ``out``.
+
+    With ``ckpt_path`` set, the run of that checkpoint is resumed with its own config
+    (:func:`molsym.training.resume.resume_config`; ``overrides``, the command line, say which
+    keys the user set; None: all of ``cfg`` is compared with the run's config). A folder
+    ``out`` that holds another experiment's outputs is refused.
 
     Returns ``{"model": path of model.pt, "metrics": test metrics, "best_checkpoint": ...}``.
 
@@ -209,22 +228,25 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_flush_denormal(True)
     try:
-        return _train(cfg, out)
+        return _train(cfg, out, overrides)
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
 
 
-def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dict[str, Any]:
     out = Path(out).resolve()
     OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
+    ckpt_path, ckpt = cfg.get("ckpt_path"), None
+    if ckpt_path is not None:
+        ckpt = read_checkpoint(ckpt_path)  # data only, checked before any data is read
+        cfg = resume_config(cfg, ckpt_path, overrides)
+        ckpt_path = cfg.ckpt_path
+    check_run_dir(cfg, out)
     set_precision_switches(bool(cfg.get("tf32", False)))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: checkpoint not found: {ckpt_path}")
 
     dm = build(cfg.data, "data")
     dm.setup("fit")
@@ -245,13 +267,17 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         optimizer=build(cfg.optimizer, "optimizer"),
         scheduler=build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
     )
+    if ckpt is not None:
+        check_state_dict(ckpt, module, ckpt_path)
+        del ckpt
     trainer = build(
-        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out), logger=_loggers(cfg, out),
+        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out),
+        logger=_loggers(cfg, out, ckpt_path is not None),
         plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
     )
     if trainer.is_global_zero:
         _write_outputs_before_fit(cfg, out, dm, stats)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     return _test_and_deploy(cfg, out, trainer, module, dm, stats)
 
@@ -263,7 +289,7 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
     metrics: dict = {}
     best = _best_checkpoint(trainer)
     if best is not None:  # our own checkpoint, written by this run
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     refit = None
     if cfg.get("refit_energy_shift", True):
@@ -282,7 +308,7 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
             # requeue checkpoint (hpc_ckpt_*.ckpt) over these weights if the run folder has one
             tested = str(out / "checkpoints" / "refit.ckpt")
             trainer.save_checkpoint(tested)
-        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
+        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False, weights_only=True)
         metrics = module.results.get("test", {})
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
               "energy_shift_refit": refit, "is_global_zero": trainer.is_global_zero}
