@@ -90,13 +90,16 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(a: DictConfig, b: DictConfig, only: Sequence[str] | None = None
                        ) -> list[tuple[str, Any, Any]]:
-    """``(key, value in a, value in b)`` of the leaves that differ, outside :data:`RESUMABLE`
-    (under the keys ``only`` when given)."""
+    """``(key, value in a, value in b)`` of the leaves that differ, outside :data:`RESUMABLE`:
+    those under the keys ``only`` when given, else those that both configs have (a key that
+    one lacks is taken for a config written by another molsym version)."""
     la = _leaves(OmegaConf.to_container(a, resolve=True))
     lb = _leaves(OmegaConf.to_container(b, resolve=True))
     out = []
     for key in sorted(set(la) | set(lb)):
         if _resumable(key) or la.get(key) == lb.get(key):
+            continue
+        if only is None and (key not in la or key not in lb):
             continue
         if only is not None and not any(key == k or key.startswith(k + ".") for k in only):
             continue
