@@ -108,6 +108,23 @@ def check_neighbours(dm, stats: dict, model_cfg: DictConfig) -> None:
             "cutoff (the default is 5.0)")
 
 
+#: Model sizes that must be at least 1 (0 gives a model without layers, channels or radial
+#: functions: a traceback deep in the network, or a model that learns nothing, silently).
+POSITIVE_MODEL_SIZES = ("num_channels", "num_layers", "num_radial", "radial_hidden",
+                        "readout_hidden")
+
+
+def check_model_sizes(model_cfg: DictConfig) -> None:
+    """``model.num_channels=0`` and the like are one-line ConfigErrors."""
+    for name in POSITIVE_MODEL_SIZES:
+        value = model_cfg.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 1:
+            raise ConfigError(f"model.{name} must be at least 1, got {value}")
+    l_max = model_cfg.get("l_max")
+    if isinstance(l_max, int | float) and l_max < 0:
+        raise ConfigError(f"model.l_max must be 0 or more, got {l_max}")
+
+
 def check_accelerator(trainer_cfg: DictConfig) -> None:
     """``trainer=gpu`` where torch sees no CUDA GPU: say what to do instead."""
     accelerator = str(trainer_cfg.get("accelerator") or "").lower()
@@ -255,6 +272,7 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)
     check_neighbours(dm, stats, cfg.model)
+    check_model_sizes(cfg.model)
     check_accelerator(cfg.trainer)
     warn_energy_reference(stats)
     # reseed: reading/building graphs (or loading them from the cache) must not change the

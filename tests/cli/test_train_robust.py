@@ -97,6 +97,17 @@ def test_cutoff_without_neighbours_is_one_line(capsys, emt_xyz, tmp_path, cutoff
     assert f"cutoff={cutoff}" in line and "division" not in line
 
 
+@pytest.mark.parametrize("size", ["model.num_channels=0", "model.num_layers=0",
+                                  "model.num_radial=0", "model.l_max=-1"])
+def test_model_sizes_below_one_are_one_line(capsys, emt_xyz, tmp_path, size):
+    from molsym.cli.train import main
+
+    assert main(tiny_args(emt_xyz, tmp_path / "run", size)) == 2
+    (line,) = _error_lines(capsys)
+    assert size.split("=")[0] in line
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_trainer_without_gpu_says_what_to_do(capsys, emt_xyz, tmp_path):
     from molsym.cli.train import main
