@@ -110,6 +110,22 @@ def _make_app():
     return app
 
 
+def _resume_defaults(argv: list[str]) -> None:
+    """A resume (``ckpt_path=DIR/checkpoints/last.ckpt``) writes into DIR unless
+    ``hydra.run.dir`` says otherwise, and keeps the run's own ``.hydra/`` record (Hydra would
+    rewrite it with this command line): its record goes to ``.hydra-resume/``."""
+    ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")), None)
+    if not ckpt or ckpt == "null":
+        return
+    if not any(a.startswith("hydra.output_subdir=") for a in argv):
+        argv.append("hydra.output_subdir=.hydra-resume")
+    path = Path(ckpt.strip("'\"")).expanduser().resolve()
+    run_dir = path.parent.parent
+    if path.parent.name == "checkpoints" and (run_dir / "config.yaml").is_file() and not any(
+            a.startswith("hydra.run.dir=") or a in ("-m", "--multirun") for a in argv):
+        argv.append(f'hydra.run.dir="{run_dir}"')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``molsym train``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -122,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from molsym.training.datasets import register_resolvers
 
     register_resolvers()
-    if any(a.startswith("ckpt_path=") for a in argv) and \
-            not any(a.startswith("hydra.output_subdir=") for a in argv):
-        # a resume keeps the run's own .hydra/ record (Hydra would rewrite it)
-        argv.append("hydra.output_subdir=.hydra-resume")
+    _resume_defaults(argv)
     # Lightning's DDP launcher restarts the other ranks as `python sys.argv[0] sys.argv[1:]`
     # (or `python -m <__main__ spec>`): point both at this file so that they run `train`.
     main_module = sys.modules.get("__main__")

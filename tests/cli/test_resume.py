@@ -24,7 +24,9 @@ def _epochs(run):
         return [int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/loss")]
 
 
-def test_resume_takes_the_runs_config_and_keeps_the_metrics_history(emt_xyz, tmp_path):
+@pytest.mark.parametrize("run_dir_given", [True, False])
+def test_resume_takes_the_runs_config_and_keeps_the_metrics_history(emt_xyz, tmp_path,
+                                                                     monkeypatch, run_dir_given):
     from molsym.cli.train import main
 
     run = tmp_path / "res"
@@ -33,7 +35,10 @@ def test_resume_takes_the_runs_config_and_keeps_the_metrics_history(emt_xyz, tmp
     before = yaml.safe_load((run / "config.yaml").read_text())
     assert _epochs(run) == [0]
     last = run / "checkpoints" / "last.ckpt"
-    assert main([f"ckpt_path={last}", f"hydra.run.dir={run}", "trainer.max_epochs=2"]) == 0
+    monkeypatch.chdir(tmp_path)  # where Hydra's default run folder would go
+    where = [f"hydra.run.dir={run}"] if run_dir_given else []  # default: the run's folder
+    assert main([f"ckpt_path={last}", *where, "trainer.max_epochs=2"]) == 0
+    assert not (tmp_path / "outputs").exists()
     after = yaml.safe_load((run / "config.yaml").read_text())
     assert after["data"] == before["data"] and after["model"] == before["model"]
     assert after["trainer"]["max_epochs"] == 2 and after["ckpt_path"] == str(last)
