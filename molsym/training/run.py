@@ -260,6 +260,8 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
         cfg = resume_config(cfg, ckpt_path, overrides)
         ckpt_path = cfg.ckpt_path
     check_run_dir(cfg, out)
+    check_model_sizes(cfg.model)  # before any data is read
+    check_accelerator(cfg.trainer)
     set_precision_switches(bool(cfg.get("tf32", False)))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -272,8 +274,6 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)
     check_neighbours(dm, stats, cfg.model)
-    check_model_sizes(cfg.model)
-    check_accelerator(cfg.trainer)
     warn_energy_reference(stats)
     # reseed: reading/building graphs (or loading them from the cache) must not change the
     # initial weights
