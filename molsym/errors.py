@@ -36,3 +36,7 @@ class InputError(MolsymError, ValueError):
 
 class ConfigError(MolsymError):
     """A configuration that cannot work (unknown key, missing file, uncovered elements)."""
+
+
+class TrainingDiverged(MolsymError):
+    """A run whose loss or weights stopped being finite; nothing is deployed."""

@@ -98,7 +98,8 @@ def _make_app():
         from molsym.training.run import summary, train
 
         try:
-            result = train(cfg, HydraConfig.get().runtime.output_dir)
+            hydra_cfg = HydraConfig.get()
+            result = train(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
         except MolsymError as exc:
             sys.exit(_error(str(exc), 2 if type(exc).__name__ == "ConfigError" else 1))
         except FileNotFoundError as exc:
@@ -107,6 +108,22 @@ def _make_app():
             print(summary(result))
 
     return app
+
+
+def _resume_defaults(argv: list[str]) -> None:
+    """A resume (``ckpt_path=DIR/checkpoints/last.ckpt``) writes into DIR unless
+    ``hydra.run.dir`` says otherwise, and keeps the run's own ``.hydra/`` record (Hydra would
+    rewrite it with this command line): its record goes to ``.hydra-resume/``."""
+    ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")), None)
+    if not ckpt or ckpt == "null":
+        return
+    if not any(a.startswith("hydra.output_subdir=") for a in argv):
+        argv.append("hydra.output_subdir=.hydra-resume")
+    path = Path(ckpt.strip("'\"")).expanduser().resolve()
+    run_dir = path.parent.parent
+    if path.parent.name == "checkpoints" and (run_dir / "config.yaml").is_file() and not any(
+            a.startswith("hydra.run.dir=") or a in ("-m", "--multirun") for a in argv):
+        argv.append(f'hydra.run.dir="{run_dir}"')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from molsym.training.datasets import register_resolvers
 
     register_resolvers()
+    _resume_defaults(argv)
     # Lightning's DDP launcher restarts the other ranks as `python sys.argv[0] sys.argv[1:]`
     # (or `python -m <__main__ spec>`): point both at this file so that they run `train`.
     main_module = sys.modules.get("__main__")

@@ -21,10 +21,9 @@ from molsym.data.statistics import (
     compute_statistics,
     read_isolated_atom_energies,
 )
-from molsym.errors import ConfigError
+from molsym.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
-
 
 
 class MolDataModule(pl.LightningDataModule):
@@ -50,7 +49,8 @@ class MolDataModule(pl.LightningDataModule):
         cache_dir: cache folder (default ``$MOLSYM_CACHE_DIR`` or ``~/.cache/molsym``).
         use_cache: False reprocesses every time and writes no cache.
         dtype: ``"float32"`` or ``"float64"`` for positions and labels.
-        on_error: ``"raise"`` on a bad record, or ``"skip"`` it (logged).
+        on_error: ``"raise"`` on a bad record (also a frame with a NaN or inf label), or
+            ``"skip"`` it (logged).
     """
 
     def __init__(
@@ -129,6 +129,9 @@ class MolDataModule(pl.LightningDataModule):
         keep = keys.STRUCTURE_KEYS | set(labels)
         full, test_full = (None if ds is None else ds.select_fields(keep)
                            for ds in (full, test_full))
+        full = self._finite_labels(full, labels, self.path)
+        if test_full is not None:
+            test_full = self._finite_labels(test_full, labels, self.test_path)
         n_test_file = None if test_full is None else len(test_full)
         if self.split_file is not None:
             splits = Splits.load(self.split_file)
@@ -145,6 +148,30 @@ class MolDataModule(pl.LightningDataModule):
             "test": test_base.subset(splits.test),
         }
         self.splits = splits
+
+    def _finite_labels(self, ds: GraphDataset, labels: list[str], path: str) -> GraphDataset:
+        """``ds`` after the check that every label of every frame is finite: a NaN or inf
+        raises :class:`InputError` naming the file and the frame (``on_error="raise"``) or
+        drops the frame with a warning (``"skip"``)."""
+        bad = ds.nonfinite_labels(labels)
+        if not bad:
+            return ds
+        per_frame: dict[int, list[str]] = {}
+        for pos, name in bad:
+            per_frame.setdefault(pos, []).append(name)
+        errors = [InputError(f"{' and '.join(names)} not finite", str(path),
+                             ds.record_of(pos), "frame") for pos, names in per_frame.items()]
+        if self.on_error != "skip":
+            more = f" (and {len(errors) - 1} more frames)" if len(errors) > 1 else ""
+            raise InputError(f"{errors[0].reason}{more}; fix the labels or set "
+                             "data.on_error=skip to drop such frames", errors[0].source,
+                             errors[0].record, "frame")
+        for err in errors:
+            log.warning("skipped: %s", err)
+        keep = [pos for pos in range(len(ds)) if pos not in per_frame]
+        if not keep:
+            raise InputError("no frame with finite labels", str(path))
+        return ds.subset(keep)
 
     def _select_labels(self, sources: list[GraphDataset]) -> list[str]:
         names = set.union(*(ds.field_names() for ds in sources)) - keys.STRUCTURE_KEYS

@@ -201,6 +201,31 @@ class GraphDataset(torch.utils.data.Dataset):
                 return pos
         return None
 
+    def nonfinite_labels(self, names: Iterable[str]) -> list[tuple[int, str]]:
+        """``(position, name)`` of every graph whose field ``name`` holds a NaN or an inf,
+        sorted by position (one vectorised pass over the store per field)."""
+        bad: list[tuple[int, str]] = []
+        for name in names:
+            entry = self.store["fields"].get(name)
+            values = None if entry is None else entry.get("values")
+            if values is None or not values.is_floating_point():
+                continue
+            dim = int(entry["dim"])
+            rows = (~torch.isfinite(values)).movedim(dim, 0).reshape(values.shape[dim], -1)
+            items = rows.any(dim=1).nonzero().flatten()
+            if items.numel() == 0:
+                continue
+            graphs = set((torch.searchsorted(entry["slices"], items, right=True) - 1).tolist())
+            bad.extend((pos, name) for pos, k in enumerate(self.indices) if k in graphs)
+        return sorted(bad)
+
+    def record_of(self, pos: int) -> str:
+        """Where graph ``pos`` came from, for messages: the record of its ``id``
+        (``"<source>:<record>"``), else its position."""
+        entry = self.store["fields"].get("id")
+        ident = entry["strings"][self.indices[pos]] if entry and "strings" in entry else None
+        return str(ident).rsplit(":", 1)[-1] if ident else str(pos)
+
     def field_names(self) -> set[str]:
         """Fields of the store (some graphs may lack some; see :meth:`first_missing`)."""
         return set(self.store["fields"])

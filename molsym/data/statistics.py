@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,8 @@ class DatasetStatistics:
             None without energies.
         target_mean, target_std: mean/std of each scalar per-graph target (its own unit).
         num_graphs, num_atoms: size of the training set.
+        energy_reference: whether the training compositions determine every per-element
+            reference energy (:func:`energy_reference`); None without energies.
     """
 
     elements: list[int]
@@ -46,6 +48,7 @@ class DatasetStatistics:
     target_std: dict[str, float] = field(default_factory=dict)
     num_graphs: int = 0
     num_atoms: int = 0
+    energy_reference: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain Python floats, ints, lists and dicts (JSON-able)."""
@@ -63,6 +66,7 @@ class DatasetStatistics:
             "target_std": {k: float(v) for k, v in self.target_std.items()},
             "num_graphs": int(self.num_graphs),
             "num_atoms": int(self.num_atoms),
+            "energy_reference": self.energy_reference,
         }
 
 
@@ -85,6 +89,69 @@ def fit_atomic_energies(composition: np.ndarray, energies: np.ndarray) -> np.nda
     """
     solution, *_ = np.linalg.lstsq(composition, energies, rcond=None)
     return solution
+
+
+def energy_reference(composition: np.ndarray, elements: Sequence[int],
+                     isolated: bool = False) -> dict:
+    """Whether the compositions ``composition`` (G, K) of a training set determine the K
+    per-element reference energies (rank K), or only some combinations of them (one molecule
+    in many geometries: only its total).
+
+    Returns a JSON-able dict, stored in the deploy file's ``metadata["energy_reference"]``::
+
+        {"determined": bool, "elements": [Z, ...], "undetermined_elements": [Z, ...],
+         "compositions": [[count per element], ...]}
+
+    ``compositions`` are linearly independent training compositions (at most K, integer
+    counts aligned with ``elements``) that span those of the training set. Isolated-atom
+    energies (``isolated``) determine every element.
+    """
+    elements = [int(z) for z in elements]
+    unique = np.unique(np.asarray(composition, dtype=np.int64), axis=0)
+    basis: list[np.ndarray] = []
+    for row in unique:  # greedy: keep the rows that raise the rank
+        if np.linalg.matrix_rank(np.array([*basis, row], dtype=float)) > len(basis):
+            basis.append(row)
+        if len(basis) == len(elements):
+            break
+    undetermined: list[int] = []
+    if len(basis) < len(elements) and not isolated:
+        _, _, vt = np.linalg.svd(np.array(basis, dtype=float).reshape(-1, len(elements)))
+        null = vt[len(basis):]  # (K - rank, K): directions the energies never see
+        undetermined = [z for z, col in zip(elements, null.T, strict=True)
+                        if np.abs(col).max() > 1e-8]
+    return {"determined": not undetermined, "elements": elements,
+            "undetermined_elements": undetermined,
+            "compositions": [[int(c) for c in row] for row in basis]}
+
+
+def composition_covered(composition, reference: dict | None) -> bool:
+    """Whether a model's energy zero is known for ``composition``: True when its elements
+    were all trained on and its composition lies in the span of the training compositions
+    (``reference``: a deploy file's ``metadata["energy_reference"]``; None, as in files
+    written before it was recorded: True).
+
+    ``composition``: ``{Z: count}`` or a sequence of atomic numbers (one per atom). A model
+    trained on one molecule knows the total energy zero of that molecule (and multiples of
+    it) only: for water after aspirin this is False, and the energy is meaningless (forces
+    and energy differences between geometries of the trained composition are fine).
+    """
+    if reference is None:
+        return True
+    if not isinstance(composition, Mapping):
+        zs, counts = np.unique(np.asarray(composition, dtype=np.int64), return_counts=True)
+        composition = dict(zip(zs.tolist(), counts.tolist(), strict=True))
+    elements = [int(z) for z in reference["elements"]]
+    if any(int(z) not in elements for z, n in composition.items() if n):
+        return False
+    if reference.get("determined", True):
+        return True
+    v = np.array([float(composition.get(z, 0)) for z in elements])
+    basis = np.array(reference["compositions"], dtype=float).reshape(-1, len(elements))
+    if not basis.size:
+        return not v.any()
+    x, *_ = np.linalg.lstsq(basis.T, v, rcond=None)
+    return bool(np.linalg.norm(basis.T @ x - v) <= 1e-6 * max(1.0, float(np.linalg.norm(v))))
 
 
 def read_isolated_atom_energies(path: str | Path) -> dict[int, float]:
@@ -131,7 +198,7 @@ def compute_statistics(
         f = torch.cat(forces).double()
         forces_rms = float(torch.sqrt((f * f).mean()))
 
-    atomic_energies = residual_std = None
+    atomic_energies = residual_std = reference = None
     has_energy = all(energy_key in g for g in graphs)
     if isolated_atom_energies is not None:
         missing = [z for z in elements if z not in isolated_atom_energies]
@@ -145,6 +212,7 @@ def compute_statistics(
             atomic_energies = fit_atomic_energies(comp, energies).tolist()
         residual = energies - comp @ np.asarray(atomic_energies)
         residual_std = float(residual.std())
+        reference = energy_reference(comp, elements, isolated_atom_energies is not None)
 
     mean, std = _scalar_target_moments(graphs)
     return DatasetStatistics(
@@ -157,6 +225,7 @@ def compute_statistics(
         target_std=std,
         num_graphs=len(graphs),
         num_atoms=num_atoms,
+        energy_reference=reference,
     )
 
 

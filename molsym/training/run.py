@@ -25,9 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from molsym import keys
 from molsym.atomic import write_text_atomic
-from molsym.errors import ConfigError, MolsymError
-from molsym.training.callbacks import AtomicCheckpointIO, EpochSeededShuffle
+from molsym.errors import ConfigError, MolsymError, TrainingDiverged
+from molsym.training.callbacks import (
+    AtomicCheckpointIO,
+    EpochSeededShuffle,
+    FiniteGuard,
+    first_nonfinite,
+)
 from molsym.training.metrics import format_table
+from molsym.training.resume import check_run_dir, check_state_dict, read_checkpoint, resume_config
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,61 @@ def check_validation_split(cfg: DictConfig, dm) -> None:
         )
 
 
+def check_neighbours(dm, stats: dict, model_cfg: DictConfig) -> None:
+    """A cutoff that leaves every atom without a neighbour is a config error (the model would
+    divide its neighbour sums by an average of 0)."""
+    if stats["avg_num_neighbors"] <= 0 and model_cfg.get("avg_num_neighbors") is None:
+        raise ConfigError(
+            f"cutoff={dm.cutoff:g}: no atom of the training set has a neighbour within "
+            f"{dm.cutoff:g} Angstrom; bonds are about 1-1.5 Angstrom long, so use a larger "
+            "cutoff (the default is 5.0)")
+
+
+#: Model sizes that must be at least 1 (0 gives a model without layers, channels or radial
+#: functions: a traceback deep in the network, or a model that learns nothing, silently).
+POSITIVE_MODEL_SIZES = ("num_channels", "num_layers", "num_radial", "radial_hidden",
+                        "readout_hidden")
+
+
+def check_model_sizes(model_cfg: DictConfig) -> None:
+    """``model.num_channels=0`` and the like are one-line ConfigErrors."""
+    for name in POSITIVE_MODEL_SIZES:
+        value = model_cfg.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 1:
+            raise ConfigError(f"model.{name} must be at least 1, got {value}")
+    l_max = model_cfg.get("l_max")
+    if isinstance(l_max, int | float) and l_max < 0:
+        raise ConfigError(f"model.l_max must be 0 or more, got {l_max}")
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """``trainer=gpu`` where torch sees no CUDA GPU: say what to do instead."""
+    accelerator = str(trainer_cfg.get("accelerator") or "").lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but torch {torch.__version__} sees no CUDA GPU; "
+            "train on the CPU with trainer=cpu (the default), or run where a GPU and a CUDA "
+            "build of torch are")
+
+
+def warn_energy_reference(stats: dict) -> None:
+    """Log which elements the training compositions cannot tell apart (their reference
+    energies are a minimum-norm guess; energies of other compositions are meaningless)."""
+    from ase.data import chemical_symbols
+
+    ref = stats.get("energy_reference")
+    if not ref or ref["determined"]:
+        return
+    names = [chemical_symbols[z] for z in ref["undetermined_elements"]]
+    log.warning(
+        "the per-element reference energies of %s cannot be separated: the %d training "
+        "composition(s) span rank %d of %d elements, so only their combinations in the "
+        "training compositions are known; energies of other compositions will be wrong "
+        "(recorded in model.pt metadata['energy_reference']; give "
+        "data.isolated_atom_energies_path or more varied compositions to fix it)",
+        names, stats["num_graphs"], len(ref["compositions"]), len(ref["elements"]))
+
+
 def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
     """Constructor arguments that the data set decides: every one the config leaves null.
 
@@ -121,7 +182,7 @@ def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
 
 
 def _callbacks(cfg: DictConfig, out: Path) -> list[pl.Callback]:
-    callbacks = [EpochSeededShuffle(cfg.seed)]
+    callbacks = [FiniteGuard(), EpochSeededShuffle(cfg.seed)]
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None:
             continue
@@ -132,9 +193,21 @@ def _callbacks(cfg: DictConfig, out: Path) -> list[pl.Callback]:
     return callbacks
 
 
-def _loggers(cfg: DictConfig, out: Path) -> list:
-    return [build(node, f"logger {name}", save_dir=str(out))
-            for name, node in (cfg.get("logger") or {}).items() if node is not None]
+CSV_LOGGERS = ("CSVLogger", "HistoryCSVLogger")
+
+
+def _loggers(cfg: DictConfig, out: Path, resuming: bool) -> list:
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        extra = {}
+        if resuming and str(node.get("_target_", "")).rsplit(".", 1)[-1] in CSV_LOGGERS:
+            # continue logs/metrics.csv (Lightning's CSVLogger deletes it); also for runs
+            # whose saved config names Lightning's logger
+            extra = {"_target_": "molsym.training.resume.HistoryCSVLogger", "keep_history": True}
+        loggers.append(build(node, f"logger {name}", save_dir=str(out), **extra))
+    return loggers
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -150,8 +223,14 @@ def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> No
     write_text_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
 
 
-def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+def train(cfg: DictConfig, out: str | Path, overrides: list[str] | None = None
+          ) -> dict[str, Any]:
     """Run the training described by ``cfg`` (the composed ``train.yaml``) into ``out``.
+
+    With ``ckpt_path`` set, the run of that checkpoint is resumed with its own config
+    (:func:`molsym.training.resume.resume_config`; ``overrides``, the command line, say which
+    keys the user set; None: all of ``cfg`` is compared with the run's config). A folder
+    ``out`` that holds another experiment's outputs is refused.
 
     Returns ``{"model": path of model.pt, "metrics": test metrics, "best_checkpoint": ...}``.
 
@@ -166,22 +245,27 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_flush_denormal(True)
     try:
-        return _train(cfg, out)
+        return _train(cfg, out, overrides)
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
 
 
-def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dict[str, Any]:
     out = Path(out).resolve()
     OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
+    ckpt_path, ckpt = cfg.get("ckpt_path"), None
+    if ckpt_path is not None:
+        ckpt = read_checkpoint(ckpt_path)  # data only, checked before any data is read
+        cfg = resume_config(cfg, ckpt_path, overrides)
+        ckpt_path = cfg.ckpt_path
+    check_run_dir(cfg, out)
+    check_model_sizes(cfg.model)  # before any data is read
+    check_accelerator(cfg.trainer)
     set_precision_switches(bool(cfg.get("tf32", False)))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: checkpoint not found: {ckpt_path}")
 
     dm = build(cfg.data, "data")
     dm.setup("fit")
@@ -189,6 +273,8 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     stats = dm.statistics().to_dict()
     user_elements = cfg.model.get("elements")
     check_elements(dm, list(user_elements) if user_elements else None, stats)
+    check_neighbours(dm, stats, cfg.model)
+    warn_energy_reference(stats)
     # reseed: reading/building graphs (or loading them from the cache) must not change the
     # initial weights
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -199,13 +285,17 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         optimizer=build(cfg.optimizer, "optimizer"),
         scheduler=build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
     )
+    if ckpt is not None:
+        check_state_dict(ckpt, module, ckpt_path)
+        del ckpt
     trainer = build(
-        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out), logger=_loggers(cfg, out),
+        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out),
+        logger=_loggers(cfg, out, ckpt_path is not None),
         plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
     )
     if trainer.is_global_zero:
         _write_outputs_before_fit(cfg, out, dm, stats)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     return _test_and_deploy(cfg, out, trainer, module, dm, stats)
 
@@ -217,7 +307,7 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
     metrics: dict = {}
     best = _best_checkpoint(trainer)
     if best is not None:  # our own checkpoint, written by this run
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     refit = None
     if cfg.get("refit_energy_shift", True):
@@ -236,7 +326,7 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
             # requeue checkpoint (hpc_ckpt_*.ckpt) over these weights if the run folder has one
             tested = str(out / "checkpoints" / "refit.ckpt")
             trainer.save_checkpoint(tested)
-        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
+        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False, weights_only=True)
         metrics = module.results.get("test", {})
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
               "energy_shift_refit": refit, "is_global_zero": trainer.is_global_zero}
@@ -244,8 +334,12 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
         from molsym.deploy import save_model
 
         model = module.averaged_model().cpu()
+        bad = first_nonfinite(model)
+        if bad is not None:
+            raise TrainingDiverged(f"the trained weights are not finite ({bad}); no model.pt "
+                                   "written")
         meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
-                "energy_shift_refit": refit,
+                "energy_shift_refit": refit, "energy_reference": stats.get("energy_reference"),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         save_model(model, out / "model.pt", metadata=meta)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -146,3 +146,28 @@ def test_refit_with_a_non_finite_label_changes_nothing():
     shift_before = model.atomic_energy_shift.detach().clone()
     assert refit_energy_shift(model, graphs) is None
     assert torch.equal(model.atomic_energy_shift.detach(), shift_before)
+
+
+def test_energy_reference_rank_and_coverage():
+    import numpy as np
+
+    from molsym.data.statistics import composition_covered, energy_reference
+
+    aspirin = np.array([[8, 9, 4]] * 5)  # H, C, O counts: one composition
+    ref = energy_reference(aspirin, [1, 6, 8])
+    assert not ref["determined"] and ref["undetermined_elements"] == [1, 6, 8]
+    assert ref["compositions"] == [[8, 9, 4]]
+    assert composition_covered([1] * 16 + [6] * 18 + [8] * 8, ref)  # two aspirins
+    assert not composition_covered({1: 2, 8: 1}, ref)  # water
+    # methane + ethane fix H and C; O never varies apart from them
+    mixed = np.array([[4, 1, 0], [6, 2, 0], [6, 2, 1]])
+    ref = energy_reference(mixed, [1, 6, 8])
+    assert ref["determined"] and len(ref["compositions"]) == 3
+    assert composition_covered({1: 2, 8: 1}, ref)
+    # water and water + C: C is fixed, H and O only as 2 H + O
+    partial = energy_reference(np.array([[2, 0, 1], [2, 1, 1], [2, 0, 1]]), [1, 6, 8])
+    assert not partial["determined"] and partial["undetermined_elements"] == [1, 8]
+    assert composition_covered({6: 1}, partial) and composition_covered({1: 4, 8: 2}, partial)
+    assert not composition_covered({8: 1}, partial)
+    assert energy_reference(aspirin, [1, 6, 8], isolated=True)["determined"]
+    assert composition_covered({1: 2, 8: 1}, None)  # files without the record
