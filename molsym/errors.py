@@ -20,8 +20,13 @@ class InputError(MolsymError, ValueError):
         source: str | None = None,
         record: int | str | None = None,
         record_kind: str = "record",
+        *,
+        smiles: str | None = None,
+        name: str | None = None,
     ):
         self.source = source
+        self.smiles = smiles  # the record's SMILES and name, when it has them
+        self.name = name
         self.record = record
         self.record_kind = record_kind
         self.reason = message

@@ -5,9 +5,11 @@ already failed while reading), checks that the model covers their elements, buil
 :func:`molsym.data.graph.atoms_to_graph`, packs them into batches of at most ``batch_atoms``
 atoms and calls the model. Every entry gets a row; a failure is confined to its own row.
 
-Columns: ``id, input, index, smiles, formula, n_atoms``, one ``<property>_<unit>`` column per
-predicted per-molecule property (``energy_eV``, ``homo_eV``, ``dipole_D`` = magnitude in Debye,
-...), and ``error`` (empty when the prediction worked). Forces are never columns; ask for them
+Columns: ``id, input, index, name, smiles, formula, n_atoms``, one ``<property>_<unit>`` column
+per predicted per-molecule property (``energy_eV``, ``homo_eV``, ``dipole_D`` = magnitude in
+Debye, ...), ``warning`` (caveats of a row that was predicted: fragments embedded apart,
+inputs outside what the model was trained on; see :mod:`molsym.extrapolation`) and ``error``
+(empty when the prediction worked). Forces are never columns; ask for them
 with ``forces=True`` and read :attr:`Entry.forces` (eV/Angstrom).
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,14 @@ from ase.data import chemical_symbols
 
 from molsym import keys, units
 from molsym.data.graph import atoms_to_graph
+from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_ATOMS
 from molsym.errors import ConfigError, InputError
+from molsym.extrapolation import extrapolation_warnings, trained_on_periodic
+from molsym.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
 from molsym.models.compiled import compile_model
+
+__all__ = ["Entry", "Predictor", "embed_smiles", "merge_in_order", "molecules_to_entries",
+           "predict", "property_column"]
 
 #: Default upper bound on the number of atoms in one batch.
 DEFAULT_BATCH_ATOMS = 4096
@@ -61,7 +68,7 @@ NONNEGATIVE = frozenset({"dipole_moment"})
 _ALIASES = {"dipole_moment": "dipole"}
 #: Model outputs that are per atom or tensors and never become table columns.
 NON_COLUMN_OUTPUTS = frozenset({keys.FORCES, keys.STRESS, keys.CHARGES})
-BASE_COLUMNS = ["id", "input", "index", "smiles", "formula", "n_atoms"]
+BASE_COLUMNS = ["id", "input", "index", "name", "smiles", "formula", "n_atoms"]
 
 
 def property_column(name: str, outputs: Sequence[str] = ()) -> str:
@@ -75,54 +82,6 @@ def property_column(name: str, outputs: Sequence[str] = ()) -> str:
     if alias is not None and alias not in outputs:
         name = alias
     return f"{name}_{unit}" if unit else name
-
-
-@dataclass
-class Entry:
-    """One input molecule/frame and, after prediction, its results.
-
-    ``atoms`` is None when reading it failed (then ``error`` says why). ``values`` maps column
-    names to numbers; ``forces`` is (N, 3) eV/Angstrom when forces were asked for.
-    """
-
-    input: str
-    index: int | None
-    atoms: ase.Atoms | None = None
-    smiles: str = ""
-    id: str = ""
-    error: str = ""
-    values: dict[str, float] = field(default_factory=dict)
-    forces: np.ndarray | None = None
-
-    @classmethod
-    def from_atoms(cls, atoms: ase.Atoms, source: str = "api", index: int | None = None) -> Entry:
-        """Wrap a structure; ``source``/``index`` default to ``atoms.info`` when it has them."""
-        src = str(atoms.info.get("source", source))
-        idx = atoms.info.get("record", index)
-        ident = str(atoms.info.get(keys.ID, f"{src}:{idx}"))
-        return cls(src, idx, atoms, str(atoms.info.get("smiles", "") or ""), ident)
-
-    @classmethod
-    def from_error(cls, err: Exception, source: str, index: int | None = None) -> Entry:
-        """A failed record: ``err`` (an :class:`InputError` names its source and record)."""
-        src = str(getattr(err, "source", None) or source)
-        rec = getattr(err, "record", None)
-        idx = rec if rec is not None else index
-        reason = getattr(err, "reason", None) or str(err)
-        smiles = str(getattr(err, "smiles", "") or "")
-        return cls(src, idx, None, smiles, f"{src}:{idx}" if idx is not None else src, reason)
-
-
-def merge_in_order(atoms_list: Sequence[ase.Atoms], errors: Sequence[Exception],
-                   source: str) -> list[Entry]:
-    """Entries of one input (read with ``on_error="skip"``) in record order, failures included."""
-    entries = [Entry.from_atoms(a, source) for a in atoms_list]
-    entries += [Entry.from_error(e, source) for e in errors]
-
-    def order(e: Entry) -> tuple[int, float]:
-        return (0, float(e.index)) if isinstance(e.index, (int, np.integer)) else (1, 0.0)
-
-    return sorted(entries, key=order)  # stable: structures of one record keep their order
 
 
 def load_model_any(model: Any) -> torch.nn.Module:
@@ -214,6 +173,7 @@ class Predictor:
         self.elements = [int(z) for z in module.elements]
         self.outputs = list(module.outputs)
         self.batch_atoms = int(batch_atoms)
+        self.periodic_training = trained_on_periodic(model)
 
     @property
     def properties(self) -> list[str]:
@@ -224,7 +184,7 @@ class Predictor:
     def columns(self) -> list[str]:
         """All table columns, in order."""
         props = [property_column(p, self.outputs) for p in self.properties]
-        return BASE_COLUMNS + props + ["error"]
+        return BASE_COLUMNS + props + ["warning", "error"]
 
     def run(self, entries: Sequence[Entry], forces: bool = False,
             progress: Callable[[int], None] | None = None) -> list[Entry]:
@@ -251,12 +211,22 @@ class Predictor:
         return list(entries)
 
     def _graph(self, entry: Entry):
+        """The graph of ``entry`` (None, with ``error`` set, when there is none). A molecule
+        is centred first (float64), so that float32 predictions do not depend on where it
+        sits: at x = 1e6 Angstrom float32 has a resolution of 0.06 Angstrom."""
         message = element_error(entry.atoms, self.elements)
         if not message:
+            atoms = bare_atoms(entry.atoms)
+            if not atoms.pbc.any():
+                atoms.positions = atoms.positions - atoms.positions.mean(axis=0)
             try:
-                return atoms_to_graph(bare_atoms(entry.atoms), self.cutoff, dtype=self.dtype)
+                graph = atoms_to_graph(atoms, self.cutoff, dtype=self.dtype)
             except InputError as err:
                 message = err.reason
+            else:
+                entry.warnings += extrapolation_warnings(
+                    atoms, graph[keys.EDGE_INDEX].numpy(), self.cutoff, self.periodic_training)
+                return graph
         entry.error = message
         return None
 
@@ -308,6 +278,7 @@ class Predictor:
                 "id": e.id,
                 "input": e.input,
                 "index": e.index if e.index is not None else pd.NA,
+                "name": e.name,
                 "smiles": e.smiles,
                 "formula": e.atoms.get_chemical_formula() if e.atoms is not None else "",
                 "n_atoms": len(e.atoms) if e.atoms is not None else pd.NA,
@@ -315,6 +286,7 @@ class Predictor:
             for prop in self.properties:
                 col = property_column(prop, self.outputs)
                 row[col] = e.values.get(col, np.nan) if not e.error else np.nan
+            row["warning"] = "; ".join(e.warnings)
             row["error"] = e.error
             rows.append(row)
         df = pd.DataFrame(rows, columns=self.columns)
@@ -323,37 +295,25 @@ class Predictor:
         return df
 
 
-def molecules_to_entries(molecules: Sequence[str | ase.Atoms], source: str = "api",
-                         n_jobs: int = 1) -> list[Entry]:
-    """Entries from a list of SMILES strings and/or structures (record = 0-based position)."""
-    entries: list[Entry | None] = [None] * len(molecules)
-    smiles_pos = [i for i, m in enumerate(molecules) if isinstance(m, str)]
-    for i, mol in enumerate(molecules):
-        if isinstance(mol, ase.Atoms):
-            entries[i] = Entry.from_atoms(mol, source, i)
-        elif not isinstance(mol, str):
-            entries[i] = Entry(source, i, error=f"not a SMILES string or ase.Atoms: "
-                                                f"{type(mol).__name__}")
-    if smiles_pos:
-        for i, entry in zip(smiles_pos, embed_smiles([molecules[i] for i in smiles_pos],
-                                                     source, n_jobs), strict=True):
-            entry.index, entry.id = i, f"{source}:{i}"
-            entries[i] = entry
-    return [e for e in entries if e is not None]
-
-
 def predict(model: Any, molecules: Sequence[str | ase.Atoms], *, device: str = "cpu",
             dtype: str | None = None, batch_atoms: int = DEFAULT_BATCH_ATOMS,
-            n_jobs: int = 1, compile: bool = False) -> pd.DataFrame:
+            n_jobs: int = 1, compile: bool = False, fragments: str = "separate",
+            max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+            embed_timeout: float | None = DEFAULT_EMBED_TIMEOUT) -> pd.DataFrame:
     """Predict the properties of SMILES strings and/or ``ase.Atoms`` (one row each, in order).
 
     SMILES are embedded in 3D by molsym's SMILES reader (RDKit). Returns the table described
     in this module's docstring; failed molecules have an ``error`` and NaN properties.
     ``compile=True`` runs the model through ``torch.compile`` (worth it for many molecules).
+    ``fragments`` (``"separate"``: embedded apart, ``"largest"``: only the largest kept),
+    ``max_heavy_atoms`` and ``embed_timeout`` (seconds per SMILES, None: no limit): see
+    :func:`molsym.data.readers.smiles.embed_records`.
     """
     predictor = Predictor(model, device=device, dtype=dtype, batch_atoms=batch_atoms,
                           compile=compile)
-    entries = predictor.run(molecules_to_entries(list(molecules), n_jobs=n_jobs))
+    embed = {"fragments": fragments, "max_heavy_atoms": max_heavy_atoms,
+             "embed_timeout": embed_timeout}
+    entries = predictor.run(molecules_to_entries(list(molecules), n_jobs=n_jobs, **embed))
     return predictor.table(entries)
 
 
@@ -371,21 +331,3 @@ def _model_dtype(model: torch.nn.Module) -> torch.dtype:
         if p.is_floating_point():
             return p.dtype
     return torch.get_default_dtype()
-
-
-def embed_smiles(smiles: Sequence[str], source: str = "cli", n_jobs: int = 1) -> list[Entry]:
-    """3D structures of SMILES strings (molsym's SMILES reader: RDKit ETKDG + MMFF) embedded
-    in ``n_jobs`` processes. One :class:`Entry` per string, in order (index = 0-based
-    position); a SMILES that cannot be parsed or embedded gets an entry with ``error`` set.
-    """
-    from molsym.data.readers import read_smiles
-
-    smiles = [str(s) for s in smiles]
-    errors: list = []
-    atoms = read_smiles(smiles, num_workers=max(1, int(n_jobs)), on_error="skip",
-                        errors=errors, source=source)
-    entries = merge_in_order(atoms, errors, source)
-    for entry in entries:
-        if not entry.smiles and isinstance(entry.index, int) and entry.index < len(smiles):
-            entry.smiles = smiles[entry.index]
-    return entries

@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"molsym: error: `molsym {command}` is not available yet in this installation",
               file=sys.stderr)
         return 2
-    module = importlib.import_module(module_name)
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # e.g. while the command imports torch
+        print(f"molsym {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,10 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from molsym.atomic import atomic_output
-from molsym.errors import ConfigError, InputError, MolsymError
+from molsym.data.readers.smiles import (
+    DEFAULT_EMBED_TIMEOUT,
+    DEFAULT_MAX_HEAVY_ATOMS,
+    FRAGMENTS,
+    max_smiles_length,
+)
+from molsym.errors import ConfigError, MolsymError
+from molsym.inputs import FILE_SUFFIXES, gather, path_kind, read_input
 
-#: File suffixes read as files (anything else that is not an existing file is a SMILES).
-FILE_SUFFIXES = (".smi", ".csv", ".xyz", ".extxyz", ".sdf", ".mol", ".db", ".npz")
+__all__ = ["FILE_SUFFIXES", "build_parser", "gather", "main", "read_input", "write_forces"]
+
+#: ``info`` keys of the input copied to the ``--forces`` file (metadata, never labels).
+KEPT_INFO = ("id", "source", "record", "smiles", "name", "total_charge")
 #: Show a progress bar (when stderr is a terminal) from this many molecules on.
 PROGRESS_MIN = 200
 
@@ -47,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N atoms per batch (default 4096)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(8, os.cpu_count() or 1),
                    help="processes for SMILES embedding (default: CPU count, at most 8)")
+    p.add_argument("--fragments", choices=FRAGMENTS, default="separate",
+                   help="SMILES of several fragments (salts, hydrates: 'CCO.O'): embed each "
+                        "and place them apart (separate, default) or keep only the largest; "
+                        "the warning column says which")
+    p.add_argument("--max-heavy-atoms", type=_positive_int, default=DEFAULT_MAX_HEAVY_ATOMS,
+                   metavar="N", help=f"refuse SMILES with more heavy atoms (default "
+                                     f"{DEFAULT_MAX_HEAVY_ATOMS}; longer than "
+                                     f"{max_smiles_length(DEFAULT_MAX_HEAVY_ATOMS)} "
+                                     f"characters: refused unparsed)")
+    p.add_argument("--embed-timeout", type=_nonnegative_float, default=DEFAULT_EMBED_TIMEOUT,
+                   metavar="S", help=f"seconds one SMILES may take to embed, else an error row "
+                                     f"(default {DEFAULT_EMBED_TIMEOUT:g}; 0: no limit)")
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile: the first batch compiles (tens "
                         "of seconds on a CPU), later ones run faster; worth it for long "
@@ -64,55 +85,52 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def gather(inputs: Sequence[str], n_jobs: int = 1) -> list:
-    """Entries of every input, in order: files are read (bad records become error entries),
-    other arguments are SMILES (input ``"cli"``, index = 0-based position among them)."""
-    from molsym.predict import Entry, embed_smiles
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
-    entries: list = []
-    smiles = [a for a in inputs if not _is_file_arg(a)]
-    embedded = iter(embed_smiles(smiles, "cli", n_jobs)) if smiles else iter(())
+
+def output_problem(path: Path, inputs: Sequence[str]) -> str:
+    """Why ``path`` cannot take an output file ('' when it can): a folder, under something
+    that is not a folder, not writable, or one of the ``inputs`` (it would be destroyed)."""
+    target = path.expanduser().absolute()
+    if target.is_dir():
+        return "is a directory"
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot write in {parent}"
+            break
     for arg in inputs:
-        if not _is_file_arg(arg):
-            entries.append(next(embedded))
-        elif not _exists(arg):
-            entries.append(Entry(arg, None, id=arg, error="file not found"))
-        else:
-            entries.extend(read_input(arg, n_jobs))
-    return entries
+        if path_kind(arg) != "file":
+            continue
+        same = Path(arg).resolve() == target.resolve()
+        if same or (target.exists() and os.path.samefile(arg, target)):
+            return "is also an input; refusing to overwrite it"
+    return ""
 
 
-def _is_file_arg(arg: str) -> bool:
-    try:
-        return Path(arg).is_file() or Path(arg).suffix.lower() in FILE_SUFFIXES
-    except (OSError, ValueError):  # e.g. a SMILES longer than a file name may be
-        return False
-
-
-def _exists(arg: str) -> bool:
-    try:
-        return Path(arg).is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def read_input(path: str, n_jobs: int = 1) -> list:
-    """Entries of one file, records in file order, failed records as error entries
-    (SMILES files are embedded in ``n_jobs`` processes)."""
-    from molsym.data.readers import read_file
-    from molsym.predict import Entry, merge_in_order
-
-    errors: list = []
-    options = {"num_workers": n_jobs} if Path(path).suffix.lower() in (".smi", ".csv") else {}
-    try:
-        atoms = read_file(path, on_error="skip", errors=errors, **options)
-    except (InputError, OSError, ValueError) as err:  # the whole file is unreadable
-        return [Entry.from_error(err, path)]
-    return merge_in_order(atoms, errors, path)
+def check_outputs(args: argparse.Namespace) -> str:
+    """The first problem with ``-o``/``--forces`` as a one-line message ('' if none)."""
+    named = [(flag, p) for flag, p in (("-o", args.output), ("--forces", args.forces))
+             if p is not None]
+    for flag, path in named:
+        problem = output_problem(path, args.inputs)
+        if problem:
+            return f"{flag} {path}: {problem}"
+    if len(named) == 2 and named[0][1].absolute().resolve() == named[1][1].absolute().resolve():
+        return f"-o and --forces name the same file {args.output}"
+    return ""
 
 
 def write_forces(entries: Sequence, path: Path) -> None:
-    """extxyz of every predicted structure with its energy and forces (atomically)."""
+    """extxyz of every predicted structure with its predicted energy and forces (atomically);
+    labels the input carried (its own energy, forces, ...) are not copied."""
+    import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -120,8 +138,11 @@ def write_forces(entries: Sequence, path: Path) -> None:
     for e in entries:
         if e.error or e.atoms is None or e.forces is None:
             continue
-        atoms = e.atoms.copy()
-        atoms.info = {k: v for k, v in e.atoms.info.items() if isinstance(v, (str, int, float))}
+        src = e.atoms
+        atoms = ase.Atoms(numbers=src.numbers, positions=src.positions, cell=src.cell,
+                          pbc=src.pbc)  # the input's own labels (energy, forces) stay behind
+        atoms.info = {k: v for k, v in src.info.items()
+                      if k in KEPT_INFO and isinstance(v, (str, int, float))}
         energy = e.values.get("energy_eV")
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=e.forces)
         frames.append(atoms)
@@ -139,25 +160,41 @@ def _progress(total: int, mode: str) -> tuple[Callable[[int], None] | None, Call
     return bar.update, bar.close
 
 
+def _fail(message: str) -> int:
+    print(f"molsym predict: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``molsym predict``; returns the exit status (0 ok, 1 some failed, 2 usage)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits with status 2 on a usage error
+    """Run ``molsym predict``; returns the exit status (0 ok, 1 some failed, 2 usage,
+    130 interrupted)."""
+    args = build_parser().parse_args(argv)  # exits with status 2 on a usage error
+    written: list[Path] = []
+    try:
+        return _run(args, written)
+    except KeyboardInterrupt:
+        done = f"only {', '.join(map(str, written))} written" if written else "nothing written"
+        print(f"molsym predict: interrupted; {done}", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, written: list[Path]) -> int:
     from molsym.predict import Predictor
 
+    problem = check_outputs(args)  # before any work: a bad path must not waste the run
+    if problem:
+        return _fail(problem)
     try:
         predictor = Predictor(args.model, device=args.device, dtype=args.dtype,
                               batch_atoms=args.batch_atoms, compile=args.compile)
     except (ConfigError, MolsymError, OSError) as err:
-        parser.print_usage(sys.stderr)
-        print(f"molsym predict: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     if args.forces is not None and "forces" not in predictor.outputs:
-        parser.print_usage(sys.stderr)
-        print(f"molsym predict: error: --forces: the model predicts no forces (outputs: "
-              f"{', '.join(predictor.outputs)})", file=sys.stderr)
-        return 2
-    entries = gather(args.inputs, n_jobs=args.jobs)
+        return _fail(f"--forces: the model predicts no forces (outputs: "
+                     f"{', '.join(predictor.outputs)})")
+    embed = {"fragments": args.fragments, "max_heavy_atoms": args.max_heavy_atoms,
+             "embed_timeout": args.embed_timeout or None}
+    entries = gather(args.inputs, n_jobs=args.jobs, **embed)
     update, close = _progress(len(entries), args.progress)
     try:
         predictor.run(entries, forces=args.forces is not None, progress=update)
@@ -169,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with atomic_output(args.output) as fh:
             table.to_csv(fh, index=False)
+        written.append(args.output)
     if args.forces is not None:
         write_forces(entries, args.forces)
+        written.append(args.forces)
     failed = int((table["error"] != "").sum())
     if failed:
         print(f"molsym predict: {failed} of {len(table)} molecule(s) failed; see the error "

@@ -29,6 +29,9 @@ from molsym.atomic import atomic_path
 from molsym.errors import ConfigError
 
 FORMAT_VERSION = 1
+#: Floating dtypes of weights that load (half precision breaks the neighbour-distance and
+#: force math the models rely on).
+SUPPORTED_DTYPES = frozenset({torch.float32, torch.float64})
 REQUIRED_KEYS = ("format_version", "model_class", "config", "state_dict")
 DEFAULT_UNITS = {
     "energy": "eV",
@@ -115,7 +118,39 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
             f"{path}: deploy format version {version!r} is not supported by molsym "
             f"{__version__} (supports 1..{FORMAT_VERSION})"
         )
+    _check_fields(path, payload)
     return payload
+
+
+def _element_list_problem(value: Any) -> str:
+    """Why ``value`` is not a list of atomic numbers ('' when it is)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return f"must be a non-empty list of atomic numbers, got {type(value).__name__} {value!r}"
+    bad = [z for z in value if isinstance(z, bool) or not isinstance(z, int) or not 1 <= z <= 118]
+    return f"holds {bad[:3]!r}, not atomic numbers 1..118" if bad else ""
+
+
+def _check_fields(path: Path, payload: dict[str, Any]) -> None:
+    """Types of ``elements``, ``cutoff`` and the weights' dtype, so that a broken or foreign
+    file is a :class:`ConfigError` here and not a traceback in a predictor."""
+    config = payload["config"]
+    for where, holder in (("elements", payload), ("config.elements", config)):
+        if isinstance(holder, dict) and "elements" in holder:
+            problem = _element_list_problem(holder["elements"])
+            if problem:
+                raise ConfigError(f"{path}: '{where}' {problem}")
+    cutoff = payload.get("cutoff", 1.0)
+    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
+        raise ConfigError(f"{path}: 'cutoff' must be a positive number, got {cutoff!r}")
+    state = payload["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: 'state_dict' must be a dict of tensors")
+    dtypes = {t.dtype for t in state.values()
+              if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    unsupported = sorted(str(d).removeprefix("torch.") for d in dtypes - SUPPORTED_DTYPES)
+    if unsupported:
+        raise ConfigError(f"{path}: weights in {', '.join(unsupported)}; molsym models run in "
+                          f"float32 or float64 (convert the state_dict tensors to float32)")
 
 
 def load_model(

@@ -17,8 +17,8 @@ from molsym.data.readers import read_file
 
 from .conftest import small_model
 
-COLUMNS = ["id", "input", "index", "smiles", "formula", "n_atoms", "energy_eV", "dipole_D",
-           "homo_eV", "error"]
+COLUMNS = ["id", "input", "index", "name", "smiles", "formula", "n_atoms", "energy_eV",
+           "dipole_D", "homo_eV", "warning", "error"]
 
 
 def write_sdf(path, smiles_list):

@@ -17,7 +17,7 @@ from molsym.pretrained import PRETRAINED, resolve_model_path
 
 from .conftest import small_model
 
-COLUMNS = BASE_COLUMNS + ["energy_eV", "dipole_D", "homo_eV", "error"]
+COLUMNS = BASE_COLUMNS + ["energy_eV", "dipole_D", "homo_eV", "warning", "error"]
 
 
 def test_rows_columns_and_errors_in_input_order():
@@ -129,7 +129,8 @@ def test_dipole_magnitude_is_never_negative():
 
     model = InvariantModel(cutoff=4.0, elements=[1, 6, 8], outputs=["energy", "dipole_moment"],
                            num_channels=8, num_layers=1, property_mean={"dipole_moment": -5.0},
-                           property_std={"dipole_moment": 0.01}).double()
+                           property_std={"dipole_moment": 0.01},
+                           dipole_moment_from_vector=False).double()  # the scalar head
     df = predict(model, [molecule("CH3CH2OH"), molecule("H2O")])
-    assert list(df.columns)[-2] == "dipole_D"
+    assert list(df.columns)[-3] == "dipole_D"
     assert (df["dipole_D"] == 0.0).all()  # the raw head gives about -5 e*Angstrom

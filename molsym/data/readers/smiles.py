@@ -17,40 +17,120 @@ import ase
 import numpy as np
 
 from molsym.data.readers._common import check_on_error, convert_labels, handle, is_number, tag
+from molsym.data.readers._workers import run_with_timeout
 from molsym.errors import InputError
 
 DEFAULT_SEED = 42
 _MAX_ITERS = 2000
+#: SMILES with more heavy atoms than this are refused (an error row), not embedded.
+DEFAULT_MAX_HEAVY_ATOMS = 500
+#: Seconds one SMILES may take to embed and optimise before it becomes an error row.
+DEFAULT_EMBED_TIMEOUT = 60.0
+#: What to do with a SMILES of several fragments (``CCO.O``, ``[NH4+].[F-]``).
+FRAGMENTS = ("separate", "largest")
+#: Smallest distance (Angstrom) between two separately embedded fragments.
+FRAGMENT_GAP = 5.0
+
+
+def max_smiles_length(max_heavy_atoms: int) -> int:
+    """Longest SMILES string parsed at all: 20 characters per allowed heavy atom (at least
+    10,000), so a pathological string is refused before RDKit builds it."""
+    return max(10_000, 20 * int(max_heavy_atoms))
 
 
 def embed_smiles(
-    smiles: str, num_conformers: int = 1, seed: int = DEFAULT_SEED, optimize: bool = True
-) -> tuple[np.ndarray, list[np.ndarray], int] | str:
+    smiles: str, num_conformers: int = 1, seed: int = DEFAULT_SEED, optimize: bool = True,
+    fragments: str = "separate", max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+    timeout: float | None = None,
+) -> tuple[np.ndarray, list[np.ndarray], int, str] | str:
     """Embed one SMILES. Returns ``(atomic numbers (N,), [positions (N, 3) Angstrom per
-    conformer], total formal charge)`` or, on failure, a string that says why."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import AllChem
+    conformer], total formal charge, note)`` or, on failure, a string that says why.
 
+    Several fragments are embedded one by one and placed side by side along x, at least
+    :data:`FRAGMENT_GAP` Angstrom apart (``fragments="separate"``), or only the one with the
+    most heavy atoms is kept (``"largest"``); ``note`` says which ('' for one fragment).
+    ``timeout`` (seconds) is passed to RDKit's ETKDG (a soft limit: callers that need a hard
+    one run this in a process they can kill, see :func:`embed_records`).
+    """
+    from rdkit import Chem, RDLogger
+
+    if fragments not in FRAGMENTS:
+        raise ValueError(f"fragments must be one of {FRAGMENTS}, got {fragments!r}")
     RDLogger.DisableLog("rdApp.*")
+    if len(smiles) > max_smiles_length(max_heavy_atoms):
+        return (f"SMILES of {len(smiles)} characters is too long (at most "
+                f"{max_smiles_length(max_heavy_atoms)} with max_heavy_atoms={max_heavy_atoms})")
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return f"invalid SMILES {smiles!r}"
+    if mol.GetNumHeavyAtoms() > max_heavy_atoms:
+        return (f"{mol.GetNumHeavyAtoms()} heavy atoms, more than max_heavy_atoms="
+                f"{max_heavy_atoms}")
+    parts = Chem.GetMolFrags(mol, asMols=True)
+    note = ""
+    if len(parts) > 1 and fragments == "largest":
+        mol = max(parts, key=lambda m: m.GetNumHeavyAtoms())  # first of the largest
+        note = (f"largest of {len(parts)} fragments kept ({Chem.MolToSmiles(mol)}); "
+                f"the others were dropped")
+        parts = (mol,)
+    elif len(parts) > 1:
+        note = (f"{len(parts)} fragments embedded separately, >= {FRAGMENT_GAP:g} Angstrom "
+                f"apart")
+    try:
+        res = _embed_parts(smiles, mol, len(parts), num_conformers, seed, optimize, timeout)
+    except MemoryError:
+        return f"out of memory embedding {smiles!r}"
+    return res if isinstance(res, str) else (*res, note)
+
+
+def _embed_parts(smiles: str, mol, num_parts: int, num_conformers: int, seed: int, optimize: bool,
+                 timeout: float | None) -> tuple[np.ndarray, list[np.ndarray], int] | str:
+    """Embed ``mol`` (one fragment) or each of its ``num_parts`` fragments, atoms in ``mol``'s
+    order: heavy atoms as in the SMILES, then the hydrogens."""
+    from rdkit import Chem
+
     heavy = [a.GetAtomicNum() for a in mol.GetAtoms()]
     mol = Chem.AddHs(mol)  # appends the new hydrogens after the SMILES's own atoms
+    z = np.ones(mol.GetNumAtoms(), dtype=np.int64)
+    z[: len(heavy)] = heavy
+    charge = Chem.GetFormalCharge(mol)
+    if num_parts == 1:
+        confs = _embed_one(mol, num_conformers, seed, optimize, timeout)
+        return (z, confs, charge) if confs else f"RDKit could not embed {smiles!r} in 3D"
+    mapping: list = []
+    frags = Chem.GetMolFrags(mol, asMols=True, fragsMolAtomMapping=mapping)
+    confs = [np.zeros((mol.GetNumAtoms(), 3)) for _ in range(num_conformers)]
+    offset = 0.0
+    for frag, atoms in zip(frags, mapping, strict=True):
+        frag_confs = _embed_one(frag, num_conformers, seed, optimize, timeout)
+        if not frag_confs:
+            return f"RDKit could not embed fragment {Chem.MolToSmiles(frag)!r} in 3D"
+        frag_confs += [frag_confs[0]] * (num_conformers - len(frag_confs))
+        width = max(float(np.ptp(c[:, 0])) for c in frag_confs)
+        for conf, pos in zip(confs, frag_confs, strict=True):
+            conf[list(atoms)] = pos - [pos[:, 0].min() - offset, *pos[:, 1:].mean(axis=0)]
+        offset += width + FRAGMENT_GAP
+    return z, confs, charge
+
+
+def _embed_one(mol, num_conformers: int, seed: int, optimize: bool,
+               timeout: float | None) -> list[np.ndarray]:
+    """Conformers (N, 3) of one connected molecule with hydrogens ([] if RDKit fails)."""
+    from rdkit.Chem import AllChem
+
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
+    if timeout:
+        params.timeout = max(1, int(timeout))
     cids = _embed(mol, params, num_conformers)
     if not cids:
         params.useRandomCoords = True
         cids = _embed(mol, params, num_conformers)
     if not cids:
-        return f"RDKit could not embed {smiles!r} in 3D"
+        return []
     if optimize:
         _optimize(mol, len(cids))
-    z = np.ones(mol.GetNumAtoms(), dtype=np.int64)
-    z[: len(heavy)] = heavy
-    confs = [np.array(mol.GetConformer(c).GetPositions()) for c in cids]
-    return z, confs, Chem.GetFormalCharge(mol)
+    return [np.array(mol.GetConformer(c).GetPositions()) for c in cids]
 
 
 def _embed(mol, params, num_conformers: int) -> list[int]:
@@ -75,11 +155,24 @@ def _optimize(mol, num_conformers: int) -> None:
         AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=_MAX_ITERS)
 
 
-def _embed_task(args: tuple) -> tuple[np.ndarray, list[np.ndarray], int] | str:
-    return embed_smiles(*args)
+def _embed_task(args: tuple) -> tuple | str:
+    smiles, num_conformers, seed, options = args
+    try:
+        return embed_smiles(smiles, num_conformers, seed, **options)
+    except (RuntimeError, ValueError) as err:  # an RDKit pre-condition or sanitising failure
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"RDKit failed on {smiles!r}: {first}"
 
 
-def _run_embedding(tasks: list[tuple], num_workers: int) -> list:
+def _run_embedding(tasks: list[tuple], num_workers: int, timeout: float | None) -> list:
+    """Embed every task; with a ``timeout`` in worker processes (a hard limit per SMILES, and
+    Ctrl-C answered at once), else in this process or a pool of ``num_workers``."""
+    if timeout:
+        return run_with_timeout(
+            _embed_task, tasks, num_workers, timeout,
+            on_timeout=lambda t: f"embedding took longer than {timeout:g} s (embed_timeout)",
+            on_crash=lambda t: "the embedding process died (out of memory?)",
+        )
     if num_workers <= 1 or len(tasks) < 2:
         return [_embed_task(t) for t in tasks]
     num_workers = min(num_workers, len(tasks))
@@ -99,19 +192,34 @@ def embed_records(
     on_error: str = "raise",
     errors: list | None = None,
     record_kind: str = "record",
+    fragments: str = "separate",
+    max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+    embed_timeout: float | None = DEFAULT_EMBED_TIMEOUT,
 ) -> list[ase.Atoms]:
-    """Embed ``(record, smiles, name, labels)`` tuples into tagged ``ase.Atoms``."""
+    """Embed ``(record, smiles, name, labels)`` tuples into tagged ``ase.Atoms``.
+
+    ``fragments`` and ``max_heavy_atoms``: see :func:`embed_smiles`. ``embed_timeout``
+    (seconds, None or 0: no limit) bounds each SMILES: embedding then runs in worker
+    processes, a SMILES past the limit gets an error, and Ctrl-C stops at once. A structure
+    built from several fragments (or from the largest one) says so in ``info["warning"]``.
+    """
     check_on_error(on_error, errors)
     if num_conformers < 1:
         raise ValueError("num_conformers must be >= 1")
+    if fragments not in FRAGMENTS:
+        raise ValueError(f"fragments must be one of {FRAGMENTS}, got {fragments!r}")
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
-    results = _run_embedding([(r[1], num_conformers, seed) for r in records], workers)
+    options = {"fragments": fragments, "max_heavy_atoms": int(max_heavy_atoms),
+               "timeout": embed_timeout}
+    tasks = [(r[1], num_conformers, seed, options) for r in records]
+    results = _run_embedding(tasks, workers, embed_timeout)
     out: list[ase.Atoms] = []
     for (record, smi, name, labels), res in zip(records, results, strict=True):
         if isinstance(res, str):
-            handle(InputError(res, source, record, record_kind), on_error, errors)
+            err = InputError(res, source, record, record_kind, smiles=smi, name=name)
+            handle(err, on_error, errors)
             continue
-        z, confs, charge = res
+        z, confs, charge, note = res
         for k, pos in enumerate(confs):
             atoms = ase.Atoms(numbers=z, positions=pos)
             atoms.info.update(labels)
@@ -119,6 +227,8 @@ def embed_records(
             atoms.info["total_charge"] = float(charge)
             if name is not None:
                 atoms.info["name"] = name
+            if note:
+                atoms.info["warning"] = note
             out.append(tag(atoms, source, record, f":{k}" if num_conformers > 1 else ""))
     return out
 
@@ -133,11 +243,14 @@ def read_smiles(
     on_error: str = "raise",
     errors: list | None = None,
     source: str = "cli",
+    **options,
 ) -> list[ase.Atoms]:
     """3D structures from SMILES strings (record = 0-based position in the list).
 
     With ``num_conformers > 1`` each SMILES gives that many conformers, with ids
     ``"<source>:<record>:<conformer>"``. ``num_workers`` defaults to the number of cores.
+    ``options`` (``fragments``, ``max_heavy_atoms``, ``embed_timeout``) go to
+    :func:`embed_records`.
     """
     smiles_list = [smiles] if isinstance(smiles, str) else list(smiles)
     if names is not None and len(names) != len(smiles_list):
@@ -148,7 +261,7 @@ def read_smiles(
     ]
     return embed_records(
         records, source, num_conformers=num_conformers, seed=seed, num_workers=num_workers,
-        on_error=on_error, errors=errors,
+        on_error=on_error, errors=errors, **options,
     )
 
 

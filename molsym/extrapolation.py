@@ -1,0 +1,72 @@
+"""Warnings for inputs outside what a model was trained on: predicted, but flagged.
+
+A row gets a ``warning`` (not an ``error``: the numbers are computed) when the structure is
+one the model has likely never seen:
+
+- a periodic cell narrower than twice the cutoff (atoms see their own images), or any periodic
+  structure for a model whose file does not record periodic training data
+  (``metadata["statistics"]["periodic"]``);
+- atoms without a neighbour within the cutoff (a lone atom, a far fragment);
+- a net charge (``info["total_charge"]``, the RDKit formal charges of a SMILES): molsym's
+  models take no charge input; the charge only fixes the sum of the predicted atomic charges
+  (dipole), so ``[CH3+]`` and ``[CH3]`` get the same energy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ase
+import numpy as np
+
+from molsym import keys
+
+
+def trained_on_periodic(model: Any) -> bool:
+    """Whether the deploy file of ``model`` (a path or pretrained name) records periodic
+    training data; False for a model object or a file that does not say."""
+    if not isinstance(model, (str, Path)):
+        return False
+    from molsym.deploy.model_file import read_model_file
+    from molsym.pretrained import resolve_model_path
+
+    metadata = read_model_file(resolve_model_path(model)).get("metadata") or {}
+    stats = metadata.get("statistics") if isinstance(metadata, dict) else None
+    return bool(stats.get("periodic", False)) if isinstance(stats, dict) else False
+
+
+def cell_widths(cell: np.ndarray) -> np.ndarray:
+    """Distance between opposite faces of the cell along each of its three vectors (3,)."""
+    widths = np.zeros(3)
+    for i in range(3):
+        normal = np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])
+        norm = np.linalg.norm(normal)
+        widths[i] = abs(cell[i] @ normal) / norm if norm > 1e-12 else np.linalg.norm(cell[i])
+    return widths
+
+
+def extrapolation_warnings(atoms: ase.Atoms, edge_index: np.ndarray, cutoff: float,
+                           periodic_training: bool = False) -> list[str]:
+    """Warnings for one structure and its graph's ``edge_index`` (2, E); [] when none."""
+    out = []
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        widths = cell_widths(np.asarray(atoms.cell[:], dtype=np.float64))[pbc]
+        if widths.min() < 2 * cutoff:
+            out.append(f"periodic cell {widths.min():.3g} Angstrom wide, less than twice the "
+                       f"cutoff ({2 * cutoff:g} Angstrom): atoms see their own images")
+        elif not periodic_training:
+            out.append("periodic structure, but the model is not known to be trained on "
+                       "periodic cells")
+    lonely = len(atoms) - len(np.unique(edge_index[0])) if len(atoms) else 0
+    if len(atoms) == 1:
+        out.append(f"a lone atom: no neighbour within the cutoff ({cutoff:g} Angstrom)")
+    elif lonely:
+        out.append(f"{lonely} atom(s) without a neighbour within the cutoff "
+                   f"({cutoff:g} Angstrom)")
+    charge = float(atoms.info.get(keys.TOTAL_CHARGE, 0.0))
+    if charge:
+        out.append(f"net charge {charge:+g} e: the model takes no charge input (energies and "
+                   f"orbitals as if neutral)")
+    return out
