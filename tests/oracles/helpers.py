@@ -11,7 +11,7 @@ from typing import ClassVar
 from ase.calculators.calculator import CalculationFailed, Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from molsym.oracles import Oracle
+from molsym.oracles import EMTOracle, Oracle
 
 
 class _ProbeCalculator(Calculator):
@@ -52,6 +52,16 @@ class ProbeOracle(Oracle):
 
     def calculator(self, charge: int = 0, multiplicity: int = 1) -> Calculator:
         return _ProbeCalculator(self)
+
+    def supports(self, z: int) -> bool:
+        return EMTOracle().supports(z)
+
+    def config(self) -> dict:
+        """The call counter and the delay are instruments, not part of the level of theory:
+        runs that differ only in them may share an output folder."""
+        config = super().config()
+        del config["counter"], config["sleep_s"]
+        return config
 
 
 def calls(counter) -> int:
