@@ -8,9 +8,13 @@ gets back ``(key, "ok", (energy, forces), seconds)`` or ``(key, "error", reason,
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import pickle
 import signal
+import sys
 import time
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import wait
@@ -46,6 +50,21 @@ def _worker_main(conn, oracle: Oracle) -> None:
             return
 
 
+@contextlib.contextmanager
+def _main_hidden(oracle: Oracle) -> Iterator[None]:
+    """Start workers without re-running the parent's ``__main__`` (spawn imports it: a
+    script that imports torch costs seconds per worker). Kept when the oracle needs it."""
+    main = sys.modules.get("__main__")
+    if main is None or b"__main__" in pickle.dumps(oracle):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _Slot:
     """One worker process and the task it is working on."""
 
@@ -53,7 +72,8 @@ class _Slot:
         self.ctx_name = ctx.get_start_method()
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, oracle), daemon=True)
-        self.proc.start()
+        with _main_hidden(oracle):
+            self.proc.start()
         child.close()
         self.task: Task | None = None
         self.started = 0.0
