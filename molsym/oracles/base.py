@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,6 +41,10 @@ class Oracle:
         """A fresh ASE calculator for a structure of ``charge`` (e) and ``multiplicity``."""
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` (one line) if the oracle cannot run here at all (its
+        package is not installed); called once before any worker starts."""
+
     def supports(self, z: int) -> bool:
         """Whether the oracle can treat element ``z`` (atomic number)."""
         return 1 <= z <= 118
@@ -58,12 +62,12 @@ class Oracle:
 
 def _plain(value: Any) -> Any:
     """A JSON-friendly view of a config value (callables by their import path)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, Mapping):  # dict, omegaconf DictConfig
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence):  # list, tuple, omegaconf ListConfig
+        return [_plain(v) for v in value]
     if isinstance(value, functools.partial):
         return {"_target_": _path(value.func), "_partial_": True, **_plain(value.keywords)}
     if isinstance(value, BaseCalculator):
@@ -84,7 +88,7 @@ class CalculatorOracle(Oracle):
     """A user's own ASE calculator as an oracle.
 
     ``factory`` makes the calculator (in Hydra: the calculator's ``_target_`` with
-    ``_partial_: true``) or a calculator instance (copied for each structure). With
+    ``_partial_: true``) or is a calculator instance (copied for each structure). With
     ``takes_charge=True`` it is called as ``factory(charge=..., multiplicity=...)``;
     otherwise charged or open-shell structures are refused. ``elements`` (symbols) limits the
     elements it is given; ``None`` lets every element through.
@@ -94,6 +98,10 @@ class CalculatorOracle(Oracle):
     name: str = "custom"  # type: ignore[misc]
     takes_charge: bool = False  # type: ignore[misc]
     elements: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.elements is not None:  # a Hydra ListConfig: plain, hashable symbols
+            object.__setattr__(self, "elements", tuple(str(e) for e in self.elements))
 
     def calculator(self, charge: int = 0, multiplicity: int = 1) -> BaseCalculator:
         factory = self.factory

@@ -18,6 +18,7 @@ from ase import units
 from ase.calculators.calculator import BaseCalculator, CalculationFailed, Calculator, all_changes
 from ase.data import chemical_symbols
 
+from molsym.errors import ConfigError
 from molsym.oracles.base import Oracle
 
 
@@ -105,11 +106,15 @@ class PySCFOracle(Oracle):
 
     name: ClassVar[str] = "pyscf"
 
-    def calculator(self, charge: int = 0, multiplicity: int = 1) -> BaseCalculator:
+    def check(self) -> None:
         try:
             import pyscf  # noqa: F401
         except ImportError:
-            raise ImportError("the pyscf oracle needs PySCF: pip install 'molsym[dft]'") from None
+            raise ConfigError("the pyscf oracle needs PySCF: pip install 'molsym[dft]'") from None
+        if not basis_covers(self.basis, 1) and not basis_covers(self.basis, 6):
+            raise ConfigError(f"PySCF knows no basis set {self.basis!r} (not even for H or C)")
+
+    def calculator(self, charge: int = 0, multiplicity: int = 1) -> BaseCalculator:
         return PySCFCalculator(
             xc=self.xc, basis=self.basis, charge=int(charge), multiplicity=int(multiplicity),
             max_cycle=self.max_cycle, conv_tol=self.conv_tol, grid_level=self.grid_level,

@@ -119,6 +119,7 @@ def label(
         raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
     start = time.perf_counter()
     oracle = as_oracle(oracle)
+    oracle.check()
     config = oracle.config()
     config_json = json.dumps(config, sort_keys=True, separators=(",", ":"))
     config = json.loads(config_json)  # what the frames will hold, compared on rerun

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from ase.calculators.calculator import BaseCalculator
 
+from molsym.errors import ConfigError
 from molsym.oracles.base import Oracle
 
 _MAX_Z = {"GFN2-xTB": 86, "GFN1-xTB": 86, "IPEA1-xTB": 86}
@@ -31,11 +32,15 @@ class XTBOracle(Oracle):
         if self.method not in _MAX_Z:
             raise ValueError(f"unknown xTB method {self.method!r}; known: {sorted(_MAX_Z)}")
 
-    def calculator(self, charge: int = 0, multiplicity: int = 1) -> BaseCalculator:
+    def check(self) -> None:
         try:
-            from tblite.ase import TBLite
+            import tblite.ase  # noqa: F401
         except ImportError:
-            raise ImportError("the xtb oracle needs tblite: pip install 'molsym[xtb]'") from None
+            raise ConfigError("the xtb oracle needs tblite: pip install 'molsym[xtb]'") from None
+
+    def calculator(self, charge: int = 0, multiplicity: int = 1) -> BaseCalculator:
+        from tblite.ase import TBLite
+
         return TBLite(
             method=self.method,
             charge=int(charge),

@@ -161,3 +161,31 @@ def test_calculator_oracle_wraps_any_ase_calculator():
     energy, _ = run_oracle(oracle, molecule("CH4"), 0, 1)
     assert energy == pytest.approx(run_oracle(EMTOracle(), molecule("CH4"), 0, 1)[0])
     assert oracle.config()["factory"]["_target_"].endswith("EMT")
+
+
+def test_user_calculator_from_hydra_config_labels_in_workers(tmp_path):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from molsym.oracles import label
+
+    cfg = OmegaConf.create({
+        "_target_": "molsym.oracles.CalculatorOracle", "name": "my-emt", "elements": ["H", "C"],
+        "factory": {"_target_": "ase.calculators.emt.EMT", "_partial_": True},
+    })
+    oracle = instantiate(cfg)
+    assert oracle.elements == ("H", "C") and oracle.config()["elements"] == ["H", "C"]
+    report = label([molecule("CH4"), molecule("C2H6")], oracle, tmp_path, workers=2)
+    assert report.labelled == 2
+    with pytest.raises(ConfigError, match="oracle my-emt does not support O"):
+        label([molecule("H2O")], oracle, tmp_path)
+
+
+def test_missing_package_and_unknown_basis_are_one_line(monkeypatch, tmp_path):
+    from molsym.oracles import label
+
+    with pytest.raises(ConfigError, match="no basis set 'no-such-basis'"):
+        label([molecule("H2O")], PySCFOracle(basis="no-such-basis"), tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "tblite.ase", None)
+    with pytest.raises(ConfigError, match=r"needs tblite: pip install 'molsym\[xtb\]'"):
+        label([molecule("H2O")], XTBOracle(), tmp_path)
