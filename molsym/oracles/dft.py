@@ -69,6 +69,7 @@ class PySCFCalculator(Calculator):
             mf = dft.RKS(mol) if restricted else dft.UKS(mol)
             mf.xc = p.xc
             mf.grids.level = int(p.grid_level)
+        mf.chkfile = None  # no checkpoint file per structure in $TMPDIR
         mf.max_cycle = int(p.max_cycle)
         mf.conv_tol = float(p.conv_tol)
         energy = mf.kernel()

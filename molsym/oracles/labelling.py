@@ -95,6 +95,29 @@ def _failure(key: str, atoms: Atoms, reason: str, oracle: Oracle, config: dict,
             "oracle": oracle.name, "oracle_config": config, "seconds": round(seconds, 3)}
 
 
+class _Run:
+    """One :func:`label` call writing to its store: counts and first reasons."""
+
+    def __init__(self, store: LabelStore, oracle: Oracle, config: dict, config_json: str):
+        self.store, self.oracle = store, oracle
+        self.config, self.config_json = config, config_json
+        self.labelled = self.failed = 0
+        self.reasons: list[str] = []
+
+    def ok(self, task: Task, result) -> None:
+        key, atoms, charge, mult = task
+        self.store.add_frame(_frame(atoms, key, charge, mult, result, self.oracle,
+                                    self.config_json))
+        self.labelled += 1
+
+    def fail(self, key: str, atoms: Atoms, reason: str, seconds: float = 0.0) -> None:
+        self.store.add_failure(_failure(key, atoms, reason, self.oracle, self.config, seconds))
+        log.warning("oracle %s failed on %s: %s", self.oracle.name,
+                    atoms.info.get("id", key), reason)
+        self.failed += 1
+        self.reasons.append(reason)
+
+
 def label(
     structures: Sequence[Atoms],
     oracle: Oracle,
@@ -120,57 +143,54 @@ def label(
     start = time.perf_counter()
     oracle = as_oracle(oracle)
     oracle.check()
-    config = oracle.config()
-    config_json = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    config = json.loads(config_json)  # what the frames will hold, compared on rerun
+    config_json = json.dumps(oracle.config(), sort_keys=True, separators=(",", ":"))
+    config = json.loads(config_json)  # what the frames hold, compared on rerun
     with LabelStore(out_dir) as store:
         done, failed = store.recover(config)
-        if retry_failed:
-            failed = {}
-        tasks, refused, skipped = _plan(structures, oracle, done, failed)
-        bad = [(t, z) for t, z in refused if z]
+        tasks, refused, skipped = _plan(structures, oracle, done, {} if retry_failed else failed)
+        bad = [(atoms, zs) for (_, atoms, _), zs in refused if zs]
         if bad and on_unsupported == "raise":
             missing = sorted({z for _, zs in bad for z in zs})
-            first = str(bad[0][0][1].info.get("id", "a structure"))
+            first = str(bad[0][0].info["id"])
             raise ConfigError(element_error(oracle, missing, len(bad), len(structures), first))
-        reasons: list[str] = []
-        labelled = failures = 0
-        by_key = {t[0]: t for t in tasks}
+        run = _Run(store, oracle, config, config_json)
         for (key, atoms, reason), zs in refused:
-            if zs:
-                reason = element_error(oracle, zs, 1, 1, str(atoms.info.get("id", key)))
-            store.add_failure(_failure(key, atoms, reason, oracle, config))
-            failures += 1
-            reasons.append(reason)
+            run.fail(key, atoms, element_error(oracle, zs, 1, 1, atoms.info["id"]) if zs
+                     else reason)
+        by_key = {t[0]: t for t in tasks}
         results = run_tasks(oracle, tasks, workers, timeout_s, start_method)
         try:
             for key, status, payload, seconds in results:
-                _, atoms, charge, mult = by_key[key]
                 if status == "ok":
-                    store.add_frame(_frame(atoms, key, charge, mult, payload, oracle,
-                                           config_json))
-                    labelled += 1
+                    run.ok(by_key[key], payload)
                     continue
-                store.add_failure(_failure(key, atoms, payload, oracle, config, seconds))
-                log.warning("oracle %s failed on %s: %s", oracle.name,
-                            atoms.info.get("id", key), payload)
-                failures += 1
-                reasons.append(payload)
-                if not done and not labelled and failures >= ABORT_AFTER:
+                run.fail(key, by_key[key][1], payload, seconds)
+                if not done and not run.labelled and run.failed >= ABORT_AFTER:
                     break
         finally:
             results.close()
-        if not done and not labelled and failures:
-            raise OracleError(_all_failed(oracle, failures, len(tasks) + len(refused), reasons))
-        earlier = sum(k in failed for k in skipped)
-        if not done and not labelled and earlier:
-            raise OracleError(
-                f"oracle {oracle.name}: nothing labelled, all {earlier} structures failed in "
-                f"earlier runs (reasons in {store.failures_path}; retry_failed=True retries)"
-            )
-    return LabelReport(labelled, failures, len(skipped), len(done) + labelled,
+        _check_something_labelled(run, done, len(tasks) + len(refused),
+                                  sum(k in failed for k in skipped))
+    return LabelReport(run.labelled, run.failed, len(skipped), len(done) + run.labelled,
                        time.perf_counter() - start, str(store.labels_path),
                        str(store.failures_path))
+
+
+def _check_something_labelled(run: _Run, done: set[str], total: int, earlier: int) -> None:
+    """OracleError (one line) when the folder holds no label at all after this run."""
+    if done or run.labelled:
+        return
+    name = run.oracle.name
+    if run.failed:
+        first = "; ".join(list(dict.fromkeys(r.replace("\n", " ") for r in run.reasons))[:3])
+        which = f"all {total}" if run.failed >= total else f"the first {run.failed} of {total}"
+        raise OracleError(f"oracle {name} failed on {which} structures, nothing labelled; "
+                          f"first reasons: {first}")
+    if earlier:
+        raise OracleError(
+            f"oracle {name}: nothing labelled, all {earlier} structures failed in earlier runs "
+            f"(reasons in {run.store.failures_path}; retry_failed=True retries)"
+        )
 
 
 def _plan(structures, oracle: Oracle, done: set[str], failed: dict[str, dict]):
@@ -202,10 +222,3 @@ def _plan(structures, oracle: Oracle, done: set[str], failed: dict[str, dict]):
         else:
             tasks.append((key, atoms, charge, mult))
     return tasks, refused, skipped
-
-
-def _all_failed(oracle: Oracle, failures: int, total: int, reasons: list[str]) -> str:
-    first = "; ".join(list(dict.fromkeys(r.replace("\n", " ") for r in reasons))[:3])
-    which = f"all {total}" if failures >= total else f"the first {failures} of {total}"
-    return (f"oracle {oracle.name} failed on {which} structures, nothing labelled; "
-            f"first reasons: {first}")

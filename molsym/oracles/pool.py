@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import sys
@@ -50,29 +51,40 @@ def _worker_main(conn, oracle: Oracle) -> None:
             return
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @contextlib.contextmanager
-def _main_hidden(oracle: Oracle) -> Iterator[None]:
-    """Start workers without re-running the parent's ``__main__`` (spawn imports it: a
-    script that imports torch costs seconds per worker). Kept when the oracle needs it."""
+def _worker_start(oracle: Oracle, threads: int) -> Iterator[None]:
+    """While a worker starts: thread variables the user left unset are ``threads``, and the
+    parent's ``__main__`` is hidden (spawn would re-run it: a script that imports torch costs
+    seconds per worker), unless the oracle refers to it."""
+    saved_env = {v: os.environ.get(v) for v in THREAD_VARIABLES}
+    for var, value in saved_env.items():
+        if value is None:
+            os.environ[var] = str(threads)
     main = sys.modules.get("__main__")
-    if main is None or b"__main__" in pickle.dumps(oracle):
-        yield
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
+    hide = main is not None and b"__main__" not in pickle.dumps(oracle)
+    if hide:
+        sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         yield
     finally:
-        sys.modules["__main__"] = main
+        if hide:
+            sys.modules["__main__"] = main
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
 
 
 class _Slot:
     """One worker process and the task it is working on."""
 
-    def __init__(self, ctx, oracle: Oracle):
+    def __init__(self, ctx, oracle: Oracle, threads: int = 1):
         self.ctx_name = ctx.get_start_method()
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, oracle), daemon=True)
-        with _main_hidden(oracle):
+        with _worker_start(oracle, threads):
             self.proc.start()
         child.close()
         self.task: Task | None = None
@@ -118,17 +130,20 @@ def run_tasks(
 ) -> Iterator[Result]:
     """Yield one result per task, in completion order, from ``workers`` processes.
 
-    ``timeout_s`` is per structure (wall clock, None for no limit). Closing the generator
-    early (or an exception in the caller) kills the workers.
+    ``timeout_s`` is per structure (wall clock, None for no limit). Thread variables
+    (``OMP_NUM_THREADS``, ...) that are not set give each worker an equal share of the cores.
+    Closing the generator early (or an exception in the caller) kills the workers.
     """
     pending = deque(tasks)
     if not pending:
         return
     ctx = mp.get_context(start_method)
     slots: list[_Slot] = []
+    count = max(1, min(int(workers), len(pending)))
+    threads = max(1, (os.cpu_count() or 1) // count)
     try:
-        for _ in range(max(1, min(int(workers), len(pending)))):
-            slots.append(_Slot(ctx, oracle))
+        for _ in range(count):
+            slots.append(_Slot(ctx, oracle, threads))
         for slot in slots:
             slot.wait_ready()
         while True:
@@ -150,7 +165,7 @@ def run_tasks(
                 yield result
                 if slot.task is not None:  # the worker is gone: replace it
                     slot.stop(kill=True)
-                    slots[k] = _Slot(ctx, oracle)
+                    slots[k] = _Slot(ctx, oracle, threads)
                     slots[k].wait_ready()
     finally:
         for slot in slots:

@@ -26,7 +26,7 @@ class _ProbeCalculator(Calculator):
         p, n = self.probe, len(self.atoms)
         if p.counter:
             with open(p.counter, "a") as fh:
-                fh.write(f"{n}\n")
+                fh.write(f"{n} {os.environ.get('OMP_NUM_THREADS')}\n")
         time.sleep(p.sleep_s)
         if p.fail_all:
             raise CalculationFailed("SCF not converged in 0 cycles")

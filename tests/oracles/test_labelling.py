@@ -200,3 +200,21 @@ def test_other_oracle_config_and_second_writer_are_refused(tmp_path):
         label(_methanes(1), XTBOracle(accuracy=0.1), tmp_path)
     with LabelStore(tmp_path), pytest.raises(OracleError, match="another labelling run"):
         label(_methanes(1), XTBOracle(), tmp_path)
+
+
+def test_retry_failed_and_worker_threads(tmp_path, monkeypatch):
+    counter, out = tmp_path / "calls", tmp_path / "out"
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    slow = ProbeOracle(counter=str(counter), sleep_s=30)  # same config as ProbeOracle()
+    with pytest.raises(OracleError, match="timeout after 0.5 s"):
+        label(_methanes(2), slow, out, workers=2, timeout_s=0.5)
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert counter.read_text().split() == ["5", str(threads)] * 2  # unset: a share of cores
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    fast = ProbeOracle(counter=str(counter))
+    with pytest.raises(OracleError, match="failed in earlier runs"):
+        label(_methanes(2), fast, out, workers=2)
+    report = label(_methanes(2), fast, out, workers=2, retry_failed=True)
+    assert (report.labelled, calls(counter)) == (2, 4)
+    assert counter.read_text().split()[-2:] == ["5", "1"]
