@@ -106,12 +106,15 @@ class LabelStore:
                 raise OracleError(f"{self.labels_path} is damaged at {problem}; move it aside")
             if problem is not None:
                 self._cut(self.labels_path, end, len(data) - end, "frame")
+            same: set[bytes] = set()  # raw configs already found equal (parse each once)
             for key, raw in frames:
-                if _unescape(raw) != oracle_config:
-                    raise OracleError(
-                        f"{self.labels_path} holds labels of another oracle config "
-                        f"({_unescape(raw)}); label into another folder"
-                    )
+                if raw not in same:
+                    if _unescape(raw) != oracle_config:
+                        raise OracleError(
+                            f"{self.labels_path} holds labels of another oracle config "
+                            f"({_unescape(raw)}); label into another folder"
+                        )
+                    same.add(raw)
                 labelled.add(key)
         failed: dict[str, dict] = {}
         if self.failures_path.exists():
@@ -128,7 +131,7 @@ class LabelStore:
                     self._cut(self.failures_path, pos, len(line), "failure record")
                     break
                 pos += len(line)
-                if record.get("oracle_config") == oracle_config:
+                if record.get("oracle_config") == oracle_config and "key" in record:
                     failed[record["key"]] = record
         return labelled, failed
 

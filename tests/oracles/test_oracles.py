@@ -189,3 +189,11 @@ def test_missing_package_and_unknown_basis_are_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "tblite.ase", None)
     with pytest.raises(ConfigError, match=r"needs tblite: pip install 'molsym\[xtb\]'"):
         label([molecule("H2O")], XTBOracle(), tmp_path)
+
+
+def test_xtb_scf_not_converged_is_the_reason(tmp_path):
+    from molsym.oracles import OracleError, label
+
+    with pytest.raises(OracleError, match="SCF not converged in 1 cycles") as err:
+        label([_water()], XTBOracle(max_iterations=1), tmp_path)
+    assert "\n" not in str(err.value)
