@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 
@@ -42,6 +43,7 @@ from molsym.oracles.store import LabelStore
 
 log = logging.getLogger(__name__)
 
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # info keys an extxyz comment can hold
 #: Stop early when the first this many results of a run all fail and nothing is labelled.
 ABORT_AFTER = 8
 
@@ -77,10 +79,11 @@ def _frame(atoms: Atoms, key: str, charge: int, mult: int, result, oracle: Oracl
     energy, forces = result
     out = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell,
                 pbc=atoms.pbc)
-    out.info.update({k: v for k, v in atoms.info.items()
-                     if isinstance(v, str) and k not in ("id", "source", "record")})
+    out.info.update({k: " ".join(v.split()) for k, v in atoms.info.items()  # one line each
+                     if isinstance(v, str) and k not in ("id", "source", "record")
+                     and _SAFE_KEY.fullmatch(k)})
     if "id" in atoms.info:
-        out.info["structure_id"] = str(atoms.info["id"])
+        out.info["structure_id"] = " ".join(str(atoms.info["id"]).split())
     out.info.update({
         "energy": float(energy), "total_charge": float(charge), "multiplicity": int(mult),
         "oracle": oracle.name, "oracle_config": config_json, "label_key": key,

@@ -106,7 +106,10 @@ class _Slot:
 
     def give(self, task: Task) -> None:
         self.task, self.started = task, time.perf_counter()
-        self.conn.send(task)
+        try:
+            self.conn.send(task)
+        except OSError:  # the worker died while idle: _collect reports it
+            pass
 
     def stop(self, kill: bool = False) -> None:
         if not kill:

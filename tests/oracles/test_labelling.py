@@ -49,6 +49,7 @@ def _frames_on_disk(labels: Path) -> int:
 
 def test_labels_read_back_as_training_data(tmp_path):
     structures = _methanes(3)
+    structures[0].info["name"] = 'two\nlines "quoted"'  # stays one comment line
     report = label(structures, EMTOracle(), tmp_path, workers=2)
     assert (report.labelled, report.failed, report.total_labelled) == (3, 0, 3)
     frames = read_file(tmp_path / "labels.extxyz")
@@ -61,6 +62,7 @@ def test_labels_read_back_as_training_data(tmp_path):
         assert frame.info["total_charge"] == 0 and frame.info["multiplicity"] == 1
         assert frame.info["oracle"] == "emt" and frame.info["smiles"] == "C"
         assert json.loads(frame.info["oracle_config"]) == EMTOracle().config()
+    assert by_id["m0"].info["name"] == 'two lines "quoted"'
 
 
 def test_failure_recorded_and_skipped_rest_labelled(tmp_path):
