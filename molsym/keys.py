@@ -17,6 +17,7 @@ PBC = "pbc"  # (1, 3) bool
 BATCH = "batch"  # (N,) int64, graph index of each atom (added by PyG collation)
 NUM_ATOMS = "num_atoms"  # (1,) int64
 TOTAL_CHARGE = "total_charge"  # (1,) float, elementary charge
+MULTIPLICITY = "multiplicity"  # (1,) float, spin multiplicity 2S+1 (oracle-labelled frames)
 ID = "id"  # str, identifier of the record (file:record)
 
 # Edge vector convention: r_ij = pos[j] - pos[i] + cell_shifts_ij @ cell, for i = edge_index[0],
@@ -35,7 +36,7 @@ CHARGES = "charges"  # (N,) e, partial charges (model output)
 #: ``num_nodes`` on collation).
 STRUCTURE_KEYS = frozenset({
     ATOMIC_NUMBERS, POSITIONS, EDGE_INDEX, PAIR_INDEX, CELL_SHIFTS, CELL, PBC, BATCH,
-    NUM_ATOMS, TOTAL_CHARGE, ID, "ptr", "num_nodes",
+    NUM_ATOMS, TOTAL_CHARGE, MULTIPLICITY, ID, "ptr", "num_nodes",
 })
 
 # Per-structure fields every graph may carry; everything else in Atoms.info that is a
