@@ -43,6 +43,8 @@ class Entry:
     forces: np.ndarray | None = None
     name: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: the geometry was embedded from a SMILES here (RDKit ETKDG + MMFF), not given
+    embedded: bool = False
 
     @classmethod
     def from_atoms(cls, atoms: ase.Atoms, source: str = "api", index: int | None = None) -> Entry:
@@ -96,6 +98,7 @@ def embed_smiles(smiles: Sequence[str], source: str = "cli", n_jobs: int = 1,
                         errors=errors, source=source, **embed)
     entries = merge_in_order(atoms, errors, source)
     for entry in entries:
+        entry.embedded = True
         if not entry.smiles and isinstance(entry.index, int) and entry.index < len(smiles):
             entry.smiles = smiles[entry.index]
     return entries
@@ -171,4 +174,7 @@ def read_input(path: str, n_jobs: int = 1, **embed: Any) -> list[Entry]:
         atoms = read_file(path, on_error="skip", errors=errors, **options)
     except (InputError, OSError, ValueError) as err:  # the whole file is unreadable
         return [Entry.from_error(err, path)]
-    return merge_in_order(atoms, errors, path)
+    entries = merge_in_order(atoms, errors, path)
+    for entry in entries:
+        entry.embedded = smiles_file
+    return entries

@@ -33,6 +33,7 @@ from molsym.errors import ConfigError, InputError
 from molsym.extrapolation import extrapolation_warnings, trained_on_periodic
 from molsym.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
 from molsym.models.compiled import compile_model
+from molsym.pretrained import smiles_model_path
 
 __all__ = ["Entry", "Predictor", "embed_smiles", "merge_in_order", "molecules_to_entries",
            "predict", "property_column"]
@@ -146,6 +147,10 @@ def atom_batches(sizes: Sequence[int], batch_atoms: int) -> Iterator[list[int]]:
 class Predictor:
     """Runs a model on many structures in batches of at most ``batch_atoms`` atoms.
 
+    A pretrained name with a SMILES-native model (``"qm9"``) predicts the entries whose
+    geometry was embedded from a SMILES (:attr:`Entry.embedded`) with that model (trained on
+    the same RDKit geometries) and structures given with coordinates with the main one.
+
     Args:
         model: a molsym model, a deploy file path or a pretrained name (e.g. ``"qm9"``).
         device: ``"cpu"``, ``"cuda"`` or a torch device.
@@ -174,6 +179,13 @@ class Predictor:
         self.outputs = list(module.outputs)
         self.batch_atoms = int(batch_atoms)
         self.periodic_training = trained_on_periodic(model)
+        self.for_smiles: Predictor | None = None
+        smiles_path = smiles_model_path(model) if isinstance(model, str) else None
+        if smiles_path is not None:
+            self.for_smiles = Predictor(smiles_path, device, dtype, batch_atoms, compile)
+            if self.for_smiles.outputs != self.outputs:
+                raise ConfigError(f"pretrained {model!r}: its SMILES model predicts "
+                                  f"{self.for_smiles.outputs}, the main one {self.outputs}")
 
     @property
     def properties(self) -> list[str]:
@@ -192,6 +204,16 @@ class Predictor:
 
         ``progress(n)`` is called with the number of entries finished after each batch.
         """
+        if self.for_smiles is not None:
+            self.for_smiles.run([e for e in entries if e.embedded], forces, progress)
+            entries_here = [e for e in entries if not e.embedded]
+            self._run_here(entries_here, forces, progress)
+            return list(entries)
+        self._run_here(entries, forces, progress)
+        return list(entries)
+
+    def _run_here(self, entries: Sequence[Entry], forces: bool,
+                  progress: Callable[[int], None] | None) -> None:
         forces = forces and keys.FORCES in self.outputs
         graphs, todo = [], []
         for entry in entries:
@@ -208,7 +230,6 @@ class Predictor:
             self._run_group([todo[i] for i in group], [graphs[i] for i in group], forces)
             if progress is not None:
                 progress(len(group))
-        return list(entries)
 
     def _graph(self, entry: Entry):
         """The graph of ``entry`` (None, with ``error`` set, when there is none). A molecule
