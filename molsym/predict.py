@@ -33,6 +33,7 @@ from molsym.errors import ConfigError, InputError
 from molsym.extrapolation import extrapolation_warnings, trained_on_periodic
 from molsym.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
 from molsym.models.compiled import compile_model
+from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path
 
 __all__ = ["Entry", "Predictor", "embed_smiles", "merge_in_order", "molecules_to_entries",
@@ -70,6 +71,17 @@ _ALIASES = {"dipole_moment": "dipole"}
 #: Model outputs that are per atom or tensors and never become table columns.
 NON_COLUMN_OUTPUTS = frozenset({keys.FORCES, keys.STRESS, keys.CHARGES})
 BASE_COLUMNS = ["id", "input", "index", "name", "smiles", "formula", "n_atoms"]
+
+
+#: Column of a committee's largest per-atom force spread (RMS deviation of the members'
+#: force vectors from their mean), eV/Angstrom.
+MAX_FORCE_SPREAD = "forces_std_max_eV_per_Angstrom"
+
+
+def spread_column(name: str, outputs: Sequence[str] = ()) -> str:
+    """Column of a committee's spread of property ``name``: ``<name>_std_<unit>``."""
+    column, unit = property_column(name, outputs), PROPERTY_UNITS.get(name, (None, 1.0))[0]
+    return f"{column[: -len(unit) - 1]}_std_{unit}" if unit else f"{column}_std"
 
 
 def property_column(name: str, outputs: Sequence[str] = ()) -> str:
@@ -177,6 +189,8 @@ class Predictor:
         self.cutoff = float(module.cutoff)
         self.elements = [int(z) for z in module.elements]
         self.outputs = list(module.outputs)
+        #: a committee (EnsembleModel): its spread gets columns too
+        self.committee = hasattr(module, "members")
         self.batch_atoms = int(batch_atoms)
         self.periodic_training = trained_on_periodic(model)
         self.for_smiles: Predictor | None = None
@@ -196,7 +210,16 @@ class Predictor:
     def columns(self) -> list[str]:
         """All table columns, in order."""
         props = [property_column(p, self.outputs) for p in self.properties]
-        return BASE_COLUMNS + props + ["warning", "error"]
+        return BASE_COLUMNS + props + self.spread_columns + ["warning", "error"]
+
+    @property
+    def spread_columns(self) -> list[str]:
+        """A committee's spread: ``<property>_std_<unit>`` per property and the largest
+        per-atom force spread; none for a single model."""
+        if not self.committee:
+            return []
+        cols = [spread_column(p, self.outputs) for p in self.properties]
+        return cols + ([MAX_FORCE_SPREAD] if keys.FORCES in self.outputs else [])
 
     def run(self, entries: Sequence[Entry], forces: bool = False,
             progress: Callable[[int], None] | None = None) -> list[Entry]:
@@ -214,7 +237,8 @@ class Predictor:
 
     def _run_here(self, entries: Sequence[Entry], forces: bool,
                   progress: Callable[[int], None] | None) -> None:
-        forces = forces and keys.FORCES in self.outputs
+        # a committee's force spread is worth the gradient even when no forces file is asked for
+        forces = (forces or self.committee) and keys.FORCES in self.outputs
         graphs, todo = [], []
         for entry in entries:
             if entry.atoms is None or entry.error:
@@ -280,6 +304,14 @@ class Predictor:
             factor = PROPERTY_UNITS.get(prop, (None, 1.0))[1]
             column = property_column(prop, self.outputs)
             values[column] = (tensor.double().cpu().numpy() / factor).tolist()
+            if self.committee:
+                spread = out[std_key(prop)].detach().double().cpu().numpy() / factor
+                values[spread_column(prop, self.outputs)] = spread.tolist()
+        if self.committee and forces:
+            per_atom = out[std_key(keys.FORCES)].detach().double().cpu().numpy()
+            bounds = np.cumsum([0] + [len(e.atoms) for e in group])
+            values[MAX_FORCE_SPREAD] = [float(per_atom[a:b].max()) if b > a else 0.0
+                                        for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         f_all = out[keys.FORCES].detach().double().cpu().numpy() if forces else None
         start = 0
         for k, entry in enumerate(group):
@@ -304,8 +336,8 @@ class Predictor:
                 "formula": e.atoms.get_chemical_formula() if e.atoms is not None else "",
                 "n_atoms": len(e.atoms) if e.atoms is not None else pd.NA,
             }
-            for prop in self.properties:
-                col = property_column(prop, self.outputs)
+            for col in [property_column(p, self.outputs) for p in self.properties] + \
+                    self.spread_columns:
                 row[col] = e.values.get(col, np.nan) if not e.error else np.nan
             row["warning"] = "; ".join(e.warnings)
             row["error"] = e.error

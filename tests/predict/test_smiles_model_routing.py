@@ -38,3 +38,22 @@ def test_without_a_smiles_model_file_the_main_model_does_everything(tmp_path, mo
         "file": str(main), "smiles_file": str(tmp_path / "missing.pt"), "description": "t"})
     np.testing.assert_allclose(predict("single", ["CO"])["energy_eV"],
                                predict(main, ["CO"])["energy_eV"])
+
+
+def test_a_committee_adds_spread_columns(tmp_path):
+    from ase.build import molecule as build
+
+    from molsym.models import EnsembleModel
+
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(EquivariantModel(cutoff=5.0, elements=[1, 6, 8],
+                                        outputs=["energy", "forces", "homo"], num_channels=8,
+                                        l_max=1).double().eval())
+    path = save_model(EnsembleModel.from_models(members), tmp_path / "c.pt")
+    table = predict(path, ["CCO", build("H2O")])
+    for col in ("energy_std_eV", "homo_std_eV", "forces_std_max_eV_per_Angstrom"):
+        assert (table[col] > 0).all(), col
+    single = predict(save_model(members[0], tmp_path / "one.pt"), ["CCO"])
+    assert "energy_std_eV" not in single.columns
