@@ -72,9 +72,36 @@ def _run(args: argparse.Namespace) -> int:
     with torch.inference_mode(False):
         metrics, pairs = evaluate(model, graphs, batch_size=args.batch_size)
     print(format_table(metrics, f"{args.data}: {len(graphs)} structures, model {args.model}"))
+    report = _calibration(model, graphs, args.batch_size)
+    if report is not None:
+        metrics = {**metrics, "calibration": report[0]}
     if args.output:
         out = Path(args.output)
         write_text_atomic(out, json.dumps(metrics, indent=2))
-        plots = parity_plots(pairs, metrics, out.parent, out.stem)
-        print(f"metrics: {out}; parity plots: {', '.join(str(p) for p in plots)}")
+        plots = parity_plots(pairs, {k: v for k, v in metrics.items() if k != "calibration"},
+                             out.parent, out.stem)
+        if report is not None:
+            from molsym.training.calibration import calibration_plot
+
+            plots.append(calibration_plot(report[1], report[0],
+                                          out.parent / f"{out.stem}_calibration.png"))
+        print(f"metrics: {out}; plots: {', '.join(str(p) for p in plots)}")
     return 0
+
+
+def _calibration(model, graphs, batch_size: int):
+    """A committee's calibration report and per-structure values (None for one model)."""
+    if not hasattr(model, "members"):
+        return None
+    import torch
+
+    from molsym.training.calibration import calibration, per_structure
+
+    with torch.inference_mode(False):
+        values = per_structure(model, graphs, batch_size)
+    report = calibration(values)
+    for what, r in report.items():
+        print(f"calibration ({what}, per structure): Spearman(error, spread) "
+              f"{r['spearman']:.2f}; of the 10% largest errors {r['flagged_top_10pct']:.0%} "
+              f"have a spread among the 10% largest ({r['structures']} structures)")
+    return report, values
