@@ -22,11 +22,13 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 
 from molsym import keys
 from molsym.atomic import write_text_atomic
 from molsym.errors import ConfigError, MolsymError
 from molsym.training.callbacks import AtomicCheckpointIO, EpochSeededShuffle
+from molsym.training.logs import quiet_lightning
 from molsym.training.metrics import format_table
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,7 @@ def train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     out = Path(out).resolve()
+    quiet_lightning()
     OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
     set_precision_switches(bool(cfg.get("tf32", False)))
     if cfg.get("num_threads"):
@@ -199,9 +202,12 @@ def _train(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         optimizer=build(cfg.optimizer, "optimizer"),
         scheduler=build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
     )
+    callbacks = _callbacks(cfg, out)
     trainer = build(
-        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out), logger=_loggers(cfg, out),
+        cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg, out),
         plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
+        # callbacks.progress_bar=null: no bar (Lightning would add its own)
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
     if trainer.is_global_zero:
         _write_outputs_before_fit(cfg, out, dm, stats)
