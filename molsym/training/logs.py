@@ -61,8 +61,12 @@ def progress_bar(refresh_rate: int = 10, stream=None) -> ProgressBar:
     return EpochLines()
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+def _item(name: str, value: float) -> str:
+    """``val/forces_mae_meV_per_Angstrom`` -> ``val/forces MAE 23.1 meV/Angstrom``."""
+    target, mae, unit = name.partition("_mae_")
+    if not mae:
+        return f"{name} {value:.4g}"
+    return f"{target} MAE {value:.4g} {unit.replace('_per_', '/')}"
 
 
 class EpochLines(ProgressBar):
@@ -94,8 +98,7 @@ class EpochLines(ProgressBar):
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         parts = [f"epoch {trainer.current_epoch + 1}/{total}",
                  f"{time.perf_counter() - self._start:.1f} s"]
-        parts += [f"{k.replace('_mae', ' MAE')} {_fmt(v)}"
-                  for k, v in sorted(metrics.items(), key=_order)]
+        parts += [_item(k, v) for k, v in sorted(metrics.items(), key=_order)]
         print("  ".join(parts), file=self._stream or sys.stdout, flush=True)
 
 
