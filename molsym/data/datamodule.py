@@ -139,8 +139,11 @@ class MolDataModule(pl.LightningDataModule):
                 splits.test, splits.test_source = list(range(len(test_full))), "test_path"
             splits.validate(len(full), n_test_file, where=str(self.split_file))
         else:
-            splits = random_split(len(full), self.num_train, self.num_val, self.num_test,
-                                  self.seed, test_file_size=n_test_file)
+            try:
+                splits = random_split(len(full), self.num_train, self.num_val, self.num_test,
+                                      self.seed, test_file_size=n_test_file)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.path} ({len(full)} structures): {exc}") from None
         test_base = test_full if splits.test_source == "test_path" else full
         self.datasets = {
             "train": full.subset(splits.train),
@@ -148,6 +151,12 @@ class MolDataModule(pl.LightningDataModule):
             "test": test_base.subset(splits.test),
         }
         self.splits = splits
+        test_from = self.test_path if splits.test_source == "test_path" else self.path
+        log.info("data: %d train + %d val from %s, %d test from %s", len(splits.train),
+                 len(splits.val), self.path, len(splits.test), test_from)
+        if not splits.test:
+            log.warning("no test set (num_test=0 and no test_path): the run reports no test "
+                        "errors; set data.num_test (e.g. 0.05) or data.test_path")
 
     def _finite_labels(self, ds: GraphDataset, labels: list[str], path: str) -> GraphDataset:
         """``ds`` after the check that every label of every frame is finite: a NaN or inf

@@ -140,9 +140,12 @@ def random_split(
     elif n_test is None:
         n_test = 0 if separate_test else n - n_train - n_val
     if n_train < 0 or n_test < 0 or n_train + n_val + n_test > n:
+        asked = [f"{k}={v}" for k, v in (("num_train", num_train), ("num_val", num_val),
+                                          ("num_test", num_test)) if v is not None]
         raise ConfigError(
-            f"split asks for {max(n_train, 0)} train + {n_val} val + {max(n_test, 0)} test "
-            f"structures but the data has only {n}"
+            f"split sizes {' '.join(asked)} ask for more structures than the data has: "
+            f"{_asked(n_train, n_val, n_test, n)}; lower them, or give fractions "
+            "(e.g. num_train=0.9 num_val=0.05 num_test=0.05)"
         )
     if n_train == 0:
         raise ConfigError(f"split leaves no training structure ({n} structures, {n_val} val)")
@@ -153,3 +156,12 @@ def random_split(
     if separate_test:
         test = list(range(test_file_size))
     return Splits(train, val, test, "test_path" if separate_test else "path", seed)
+
+
+def _asked(n_train: int, n_val: int, n_test: int, n: int) -> str:
+    """``"950 train + 50 val = 1000"``; when train is the (negative) rest, val + test alone."""
+    if n_train < 0:  # train takes what remains: val + test leave nothing
+        parts = [f"{n_val} val"] + ([f"{n_test} test"] if n_test > 0 else [])
+        return f"{' + '.join(parts)} = {n_val + n_test} leave no training structure of {n}"
+    parts = [f"{n_train} train", f"{n_val} val"] + ([f"{n_test} test"] if n_test > 0 else [])
+    return f"{' + '.join(parts)} = {n_train + n_val + max(n_test, 0)} > {n}"

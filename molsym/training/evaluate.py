@@ -21,7 +21,8 @@ def evaluate(
     model: nn.Module, graphs: Sequence[Data], batch_size: int = 32
 ) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics ``{target: {"mae", "rmse", "unit"}}`` and parity data ``{target: (ref, pred)}``
-    (flattened, reporting units) of ``model`` on labelled ``graphs``.
+    (flattened, reporting units) of ``model`` on labelled ``graphs``. Parity data of the
+    energy per atom only when the graphs hold more than one composition.
 
     Raises:
         InputError: the graphs carry no label that the model predicts.
@@ -58,7 +59,15 @@ def evaluate(
         )
     merged = {k: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v]))
               for k, v in pairs.items()}
+    if len({tuple(sorted(g[keys.ATOMIC_NUMBERS].tolist())) for g in graphs}) <= 1:
+        merged.pop(ENERGY_PER_ATOM, None)  # one composition: the energy over a constant
     return acc.compute(), merged
+
+
+#: Targets plotted relative to their mean reference value (totals of hundreds of eV).
+RELATIVE = (keys.ENERGY, ENERGY_PER_ATOM)
+#: Above this many points the parity panel is a log-density hexbin instead of a scatter.
+HEXBIN_ABOVE = 2000
 
 
 def parity_plots(
@@ -67,7 +76,9 @@ def parity_plots(
     out_dir: str | Path,
     stem: str,
 ) -> list[Path]:
-    """One PNG per target, ``<out_dir>/<stem>_parity_<target>.png`` (matplotlib Agg)."""
+    """One PNG per target, ``<out_dir>/<stem>_parity_<target>.png`` (matplotlib Agg): the
+    parity panel (a scatter, or a log-density hexbin above :data:`HEXBIN_ABOVE` points;
+    energies relative to the mean reference) and a histogram of the errors."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,18 +88,52 @@ def parity_plots(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (ref, pred) in pairs.items():
-        unit = metrics[name]["unit"]
-        fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-        ax.scatter(ref, pred, s=4, alpha=0.5, linewidths=0)
-        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xlabel(f"reference {name} ({unit})")
-        ax.set_ylabel(f"predicted {name} ({unit})")
-        m = metrics[name]
-        ax.set_title(f"{name}: MAE {m['mae']:.3g}, RMSE {m['rmse']:.3g} {unit}", fontsize=9)
+        fig, (ax, hist) = plt.subplots(1, 2, figsize=(8.5, 4.0), dpi=100,
+                                       gridspec_kw={"width_ratios": [1.15, 1]})
+        _parity_panel(fig, ax, name, ref, pred, metrics[name])
+        _error_panel(hist, name, pred - ref, metrics[name]["unit"])
         fig.tight_layout()
         path = out_dir / f"{stem}_parity_{name}.png"
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def _parity_panel(fig, ax, name: str, ref: np.ndarray, pred: np.ndarray, m: dict) -> None:
+    unit = m["unit"]
+    label = f"{name} ({unit})"
+    if name in RELATIVE and len(ref):
+        mean = float(ref.mean())
+        ref, pred = ref - mean, pred - mean
+        label = f"{name} - {mean:.10g} {unit} (the mean reference)"
+    lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+    if len(ref) > HEXBIN_ABOVE:
+        art = ax.hexbin(ref, pred, gridsize=60, bins="log", mincnt=1, cmap="viridis",
+                        extent=(lo, hi, lo, hi))
+        fig.colorbar(art, ax=ax, label="points per bin")
+    else:
+        ax.scatter(ref, pred, s=6, alpha=0.6, linewidths=0)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"reference {label}", fontsize=8)
+    ax.set_ylabel(f"predicted {label}", fontsize=8)
+    ax.set_title(f"{name}: MAE {m['mae']:.3g}, RMSE {m['rmse']:.3g} {unit}", fontsize=9)
+    ax.set_aspect("equal", adjustable="datalim")
+    _ticks(ax)
+
+
+def _error_panel(ax, name: str, error: np.ndarray, unit: str) -> None:
+    ax.hist(error, bins=min(60, max(10, len(error) // 20)), color="tab:blue", alpha=0.8)
+    ax.axvline(0.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel(f"predicted - reference {name} ({unit})", fontsize=8)
+    ax.set_ylabel("count", fontsize=8)
+    ax.set_title(f"errors: mean {float(error.mean()):.3g} {unit}", fontsize=9)
+    _ticks(ax)

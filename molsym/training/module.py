@@ -165,6 +165,10 @@ class MolsymModule(pl.LightningModule):
             return t
         return self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()
 
+    def on_train_start(self) -> None:
+        if self._compiled is not None and self.trainer.is_global_zero:
+            print("compiling (about a minute on a CPU)...", flush=True)
+
     def on_validation_epoch_start(self) -> None:
         self._start_eval("val")
 

@@ -22,6 +22,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 
 from molsym import keys
 from molsym.atomic import write_text_atomic
@@ -32,6 +33,7 @@ from molsym.training.callbacks import (
     FiniteGuard,
     first_nonfinite,
 )
+from molsym.training.logs import quiet_lightning
 from molsym.training.metrics import format_table
 from molsym.training.resume import check_run_dir, check_state_dict, read_checkpoint, resume_config
 
@@ -261,6 +263,7 @@ def train(cfg: DictConfig, out: str | Path, overrides: list[str] | None = None
 
 def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dict[str, Any]:
     out = Path(out).resolve()
+    quiet_lightning()
     OmegaConf.resolve(cfg)  # fail early (and once) on missing ``???`` values
     ckpt_path, ckpt = cfg.get("ckpt_path"), None
     if ckpt_path is not None:
@@ -296,10 +299,13 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     if ckpt is not None:
         check_state_dict(ckpt, module, ckpt_path)
         del ckpt
+    callbacks = _callbacks(cfg, out)
     trainer = build(
-        cfg.trainer, "trainer", callbacks=_callbacks(cfg, out),
+        cfg.trainer, "trainer", callbacks=callbacks,
         logger=_loggers(cfg, out, ckpt_path is not None),
         plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
+        # callbacks.progress_bar=null: no bar (Lightning would add its own)
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
     if trainer.is_global_zero:
         _write_outputs_before_fit(cfg, out, dm, stats)

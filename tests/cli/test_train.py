@@ -1,5 +1,6 @@
 """`molsym train` through the real CLI: outputs, multirun, resume after kill -9, bad configs."""
 
+import csv
 import json
 import os
 import signal
@@ -51,6 +52,15 @@ def test_multirun_sweep(emt_xyz, tmp_path):
     layers = [torch.load(tmp_path / "sweep" / j / "model.pt", weights_only=True)["config"]
               ["num_layers"] for j in ("0", "1")]
     assert layers == [1, 2]
+    # summary.csv: one row per job with its swept value, overrides and test errors
+    with open(tmp_path / "sweep" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert [r["model.num_layers"] for r in rows] == ["1", "2"]
+    assert all(r["status"] == "ok" and "model.num_layers=" in r["overrides"] for r in rows)
+    for r, job in zip(rows, ("0", "1"), strict=True):
+        metrics = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
+        assert float(r["test_forces_mae_meV_per_Angstrom"]) == metrics["forces"]["mae"]
 
 
 def test_tensorboard_logger_writes_events(emt_xyz, tmp_path):

@@ -121,7 +121,7 @@ def test_config_errors(data, tmp_path):
     path, _, cache = data
     with pytest.raises(ConfigError, match="not found"):
         MolDataModule(str(tmp_path / "missing.xyz"), cache_dir=str(cache)).setup()
-    with pytest.raises(ConfigError, match="only 40"):
+    with pytest.raises(ConfigError, match="44 > 40"):
         MolDataModule(str(path), num_train=39, num_val=5, cache_dir=str(cache)).setup()
     bad = tmp_path / "bad_split.json"
     bad.write_text(json.dumps({"train": [0, 1, 99], "val": [2]}))

@@ -67,8 +67,11 @@ def test_impossible_sizes_are_config_errors(sizes):
 
 
 def test_too_many_message_names_counts():
-    with pytest.raises(ConfigError, match="only 100"):
+    with pytest.raises(ConfigError,
+                       match=r"num_train=95 num_val=10 .*95 train \+ 10 val = 105 > 100"):
         random_split(100, 95, 10, None)
+    with pytest.raises(ConfigError, match="60 val \\+ 50 test = 110 leave no training structure"):
+        random_split(100, None, 60, 50)
 
 
 def test_split_file_round_trip(tmp_path):
