@@ -42,27 +42,8 @@ __all__ = ["Entry", "Predictor", "embed_smiles", "merge_in_order", "molecules_to
 #: Default upper bound on the number of atoms in one batch.
 DEFAULT_BATCH_ATOMS = 4096
 
-#: Column unit and factor (value in column = internal value / factor) of known properties.
-PROPERTY_UNITS: dict[str, tuple[str, float]] = {
-    "energy": ("eV", units.EV),
-    "homo": ("eV", units.EV),
-    "lumo": ("eV", units.EV),
-    "gap": ("eV", units.EV),
-    "zpve": ("eV", units.EV),
-    "dipole": ("D", units.DEBYE),  # magnitude of the dipole vector
-    "dipole_moment": ("D", units.DEBYE),  # QM9's scalar dipole magnitude
-    "u0": ("eV", units.EV),
-    "u": ("eV", units.EV),
-    "h": ("eV", units.EV),
-    "g": ("eV", units.EV),
-    "alpha": ("Angstrom3", 1.0),
-    "polarizability": ("Angstrom3", 1.0),
-    "r2": ("Angstrom2", 1.0),
-    "cv": ("cal_mol_K", 1.0),
-    "A": ("GHz", 1.0),
-    "B": ("GHz", 1.0),
-    "C": ("GHz", 1.0),
-}
+#: Column unit and factor (value in column = internal value / factor): :mod:`molsym.units`.
+PROPERTY_UNITS = units.COLUMN_UNITS
 #: Magnitudes that a scalar regression head may push below zero; clipped at 0.
 NONNEGATIVE = frozenset({"dipole_moment"})
 #: Properties that share one column name: QM9's scalar dipole magnitude is ``dipole_D`` too

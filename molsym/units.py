@@ -3,6 +3,8 @@ conversion happens at the edges, with the constants of ase.units, and only here.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ase import units as _u
 
 EV = 1.0
@@ -37,13 +39,50 @@ TO_INTERNAL: dict[str, float] = {
     "dimensionless": 1.0,
 }
 
-#: Internal unit of each named quantity (used for column names and reports).
-INTERNAL_UNIT: dict[str, str] = {
-    "energy": "eV",
-    "forces": "eV/Angstrom",
-    "stress": "eV/Angstrom^3",
-    "dipole": "e*Angstrom",
-    "charges": "e",
+
+
+class Quantity(NamedTuple):
+    """Units of one named quantity: inside molsym, in the predict table's column name, and in
+    error reports; shown value = internal value / factor."""
+
+    internal: str
+    column: str | None  # None: not a table column (per-atom or tensor)
+    column_factor: float
+    report: str
+    report_factor: float
+
+
+_E = ("eV", EV, "meV", MEV)  # orbital and thermochemical energies
+#: Every named quantity once (QM9's names as molsym's QM9 reader gives them).
+QUANTITIES: dict[str, Quantity] = {
+    "energy": Quantity("eV", *_E),
+    "energy_per_atom": Quantity("eV/atom", None, 1.0, "meV/atom", MEV),
+    "forces": Quantity("eV/Angstrom", None, 1.0, "meV/Angstrom", MEV),
+    "stress": Quantity("eV/Angstrom^3", None, 1.0, "meV/Angstrom^3", MEV),
+    "dipole": Quantity("e*Angstrom", "D", DEBYE, "D", DEBYE),  # column: the magnitude
+    "dipole_moment": Quantity("e*Angstrom", "D", DEBYE, "D", DEBYE),  # QM9's magnitude
+    "charges": Quantity("e", None, 1.0, "e", 1.0),
+    **{name: Quantity("eV", *_E) for name in ("homo", "lumo", "gap", "zpve", "u0", "u",
+                                                "h", "g")},
+    "alpha": Quantity("Angstrom^3", "Angstrom3", 1.0, "Angstrom^3", 1.0),
+    "polarizability": Quantity("Angstrom^3", "Angstrom3", 1.0, "Angstrom^3", 1.0),
+    "r2": Quantity("Angstrom^2", "Angstrom2", 1.0, "Angstrom^2", 1.0),
+    "cv": Quantity("cal/mol/K", "cal_mol_K", 1.0, "cal/mol/K", 1.0),
+    **{name: Quantity("GHz", "GHz", 1.0, "GHz", 1.0) for name in ("A", "B", "C")},
+}
+
+#: Internal unit of each named quantity.
+INTERNAL_UNIT: dict[str, str] = {name: q.internal for name, q in QUANTITIES.items()}
+#: Predict-table column unit and factor of each quantity that is a column.
+COLUMN_UNITS: dict[str, tuple[str, float]] = {
+    name: (q.column, q.column_factor) for name, q in QUANTITIES.items() if q.column}
+#: Error-report unit and factor of each quantity.
+REPORT_UNITS: dict[str, tuple[str, float]] = {
+    name: (q.report, q.report_factor) for name, q in QUANTITIES.items()}
+#: Units a deploy file records for its outputs and inputs.
+DEPLOY_UNITS: dict[str, str] = {
+    **{k: INTERNAL_UNIT[k] for k in ("energy", "forces", "stress", "dipole", "charges")},
+    "positions": "Angstrom",
 }
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from molsym import __version__
+from molsym import units as units_table
 from molsym.atomic import atomic_path
 from molsym.errors import ConfigError
 
@@ -33,14 +34,7 @@ FORMAT_VERSION = 1
 #: force math the models rely on).
 SUPPORTED_DTYPES = frozenset({torch.float32, torch.float64})
 REQUIRED_KEYS = ("format_version", "model_class", "config", "state_dict")
-DEFAULT_UNITS = {
-    "energy": "eV",
-    "forces": "eV/Angstrom",
-    "stress": "eV/Angstrom^3",
-    "dipole": "e*Angstrom",
-    "charges": "e",
-    "positions": "Angstrom",
-}
+DEFAULT_UNITS = units_table.DEPLOY_UNITS
 
 
 def class_name(model: nn.Module) -> str:

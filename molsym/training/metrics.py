@@ -16,25 +16,9 @@ from molsym.training.losses import target_keys
 
 ENERGY_PER_ATOM = "energy_per_atom"
 
-#: name -> (reporting unit, factor: reported value = internal value / factor).
-REPORT_UNITS: dict[str, tuple[str, float]] = {
-    keys.ENERGY: ("meV", units.MEV),
-    ENERGY_PER_ATOM: ("meV/atom", units.MEV),
-    keys.FORCES: ("meV/Angstrom", units.MEV),
-    keys.STRESS: ("meV/Angstrom^3", units.MEV),
-    keys.DIPOLE: ("D", units.DEBYE),
-    keys.CHARGES: ("e", 1.0),
-    "homo": ("meV", units.MEV),
-    "lumo": ("meV", units.MEV),
-    "gap": ("meV", units.MEV),
-    "zpve": ("meV", units.MEV),
-    "u0": ("meV", units.MEV),
-    "u": ("meV", units.MEV),
-    "h": ("meV", units.MEV),
-    "g": ("meV", units.MEV),
-    "polarizability": ("Angstrom^3", 1.0),
-    "r2": ("Angstrom^2", 1.0),
-}
+#: name -> (reporting unit, factor: reported value = internal value / factor), from
+#: :mod:`molsym.units`.
+REPORT_UNITS = units.REPORT_UNITS
 
 
 def report_unit(name: str) -> tuple[str, float]:

@@ -86,13 +86,7 @@ def train(folder: Path, budget_s: float, seed: int, threads: int) -> dict:
     t_fit = time.perf_counter()
     trainer.fit(model, loaders["train"], loaders["val"])
     fit_s = time.perf_counter() - t_fit
-    from chemprop import models
-
-    best = models.MPNN.load_from_checkpoint(checkpoint.best_model_path, weights_only=False)
-    preds = torch.cat(trainer.predict(best, loaders["test"])).numpy()
-    out = pd.DataFrame(preds, columns=targets)
-    out.insert(0, "smiles", test_df["smiles"])
-    out.to_csv(folder / "chemprop_test_predictions.csv", index=False)
+    preds = _predict_test(checkpoint.best_model_path, loaders["test"], targets, test_df, folder)
     summary = {"epochs_planned": epochs, "epochs_run": int(trainer.current_epoch),
                "probe_epoch_s": epoch_s, "featurise_s": t_featurised - t_start,
                "fit_s": fit_s, "total_s": time.perf_counter() - t_start,
@@ -103,6 +97,33 @@ def train(folder: Path, budget_s: float, seed: int, threads: int) -> dict:
     return summary
 
 
+def _predict_test(checkpoint: str, loader, targets, test_df, folder: Path) -> np.ndarray:
+    """Predictions of the checkpoint (written by this script: Chemprop's own loader) on the
+    test molecules, written to ``chemprop_test_predictions.csv``."""
+    import lightning.pytorch as pl
+    import torch
+    from chemprop import models
+
+    best = models.MPNN.load_from_checkpoint(checkpoint)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    preds = torch.cat(trainer.predict(best, loader)).numpy()
+    out = pd.DataFrame(preds, columns=targets)
+    out.insert(0, "smiles", test_df["smiles"])
+    out.to_csv(folder / "chemprop_test_predictions.csv", index=False)
+    return preds
+
+
+def predict_only(folder: Path, checkpoint: Path) -> dict:
+    """Test predictions of an existing checkpoint (a run whose final step failed)."""
+    from chemprop import data
+
+    sets, targets, test_df = _datasets(folder)
+    loader = data.build_dataloader(sets["test"], batch_size=64, num_workers=0, shuffle=False)
+    preds = _predict_test(str(checkpoint), loader, targets, test_df, folder)
+    return {"checkpoint": checkpoint.name, "n_test": len(preds),
+            "finite_predictions": bool(np.isfinite(preds).all())}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="chemprop_peer.py")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -111,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--budget-s", type=float, required=True)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
+    q = sub.add_parser("predict")
+    q.add_argument("folder", type=Path)
+    q.add_argument("checkpoint", type=Path)
     args = p.parse_args(argv)
+    if args.cmd == "predict":
+        print(json.dumps(predict_only(args.folder, args.checkpoint)))
+        return 0
     print(json.dumps(train(args.folder, args.budget_s, args.seed, args.threads)))
     return 0
 
