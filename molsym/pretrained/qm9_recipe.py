@@ -128,6 +128,21 @@ def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
     return report
 
 
+def ship(model: Path, dest: Path, root: Path) -> Path:
+    """Copy a trained deploy file to ``dest`` with the paths in its metadata written relative
+    to ``root`` (the checkout), so no machine's folders ship with the package."""
+    import torch
+
+    from molsym.atomic import atomic_path
+
+    payload = torch.load(model, map_location="cpu", weights_only=True)
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    payload["metadata"] = json.loads(json.dumps(payload["metadata"]).replace(prefix, ""))
+    with atomic_path(dest) as tmp:
+        torch.save(payload, tmp)
+    return dest
+
+
 def _slim(atoms):
     """Structure, name, SMILES and the targets only (keeps the files small)."""
     import ase
@@ -225,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("out", type=Path)
     m.add_argument("--set", default="trainval", help="trainval or test")
     m.add_argument("--jobs", type=int, default=1)
+    s = sub.add_parser("ship", help="copy a trained model into the package, paths relative")
+    s.add_argument("model", type=Path)
+    s.add_argument("dest", type=Path)
     e = sub.add_parser("evaluate", help="MAE per property on the test set")
     e.add_argument("model")
     e.add_argument("out", type=Path)
@@ -234,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "data":
         meta = make_data(args.out, args.train, args.val, args.test, args.seed)
         print(json.dumps({k: v for k, v in meta.items() if k != "indices"}))
+        return 0
+    if args.cmd == "ship":
+        print(ship(args.model, args.dest, Path.cwd()))
         return 0
     if args.cmd == "embed":
         report = embed(args.out, args.set, args.jobs)

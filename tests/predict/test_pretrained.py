@@ -42,3 +42,23 @@ def test_close_to_dft_labels_on_held_out_qm9_molecules():
         assert abs(row.homo_eV - frame.info["homo"]) < 1.0
         assert abs(row.gap_eV - frame.info["gap"]) < 1.5
         assert abs(row.dipole_D - frame.info["dipole_moment"] / DEBYE) < 1.5
+
+
+def test_bundled_model_gives_symmetric_molecules_no_dipole():
+    """The shipped QM9 model's dipole magnitude is the norm of its dipole vector: CH4, CO2,
+    N2 and benzene get zero by symmetry (the scalar head gave 1.9, 11.8, 12.5 D)."""
+    df = predict("qm9-dft", ["C", "O=C=O", "N#N", "c1ccccc1"])
+    assert (df["error"] == "").all()
+    assert (df["dipole_D"] < 0.05).all(), df["dipole_D"].tolist()
+    assert predict("qm9-dft", ["CO"])["dipole_D"].iloc[0] > 0.5  # methanol is polar
+
+
+def test_shipped_split_is_the_full_qm9_split():
+    import json
+    from importlib.resources import files
+
+    split = json.loads((files("molsym.pretrained") / "qm9_split.json").read_text())
+    train, val, test = (set(split[k]) for k in ("train", "val", "test"))
+    assert len(train) >= 110_000 and len(val) == 10_000 and len(test) >= 10_000
+    assert not (train & val or train & test or val & test)
+    assert min(train | val | test) >= 1  # QM9 molecule numbers (qm9pack 'Index'), 1-based
