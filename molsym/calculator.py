@@ -9,6 +9,7 @@ The model carries its own cutoff and element list, so the calculator needs nothi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ase
@@ -19,6 +20,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import ConfigError, InputError
+from molsym.extrapolation import composition_warning, energy_reference
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
 from molsym.predict import (
@@ -28,6 +30,8 @@ from molsym.predict import (
     inference_copy,
     load_model_any,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MolsymCalculator(Calculator):
@@ -47,6 +51,11 @@ class MolsymCalculator(Calculator):
     model predicts one, and any other per-molecule scalar the model predicts (e.g. ``homo``).
     A committee (``molsym ensemble``, ``EnsembleModel``) adds its spread: ``energy_std`` (eV),
     ``forces_std`` (N,) eV/Angstrom per atom, ``dipole_std`` and ``<property>_std``.
+
+    A deploy file whose training compositions did not determine every per-element reference
+    energy (``metadata["energy_reference"]``, e.g. one molecule's frames) logs a warning, once
+    per composition, for a composition outside their span: its energy is not comparable with
+    those of other compositions (forces are unaffected).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "dipole"]
@@ -67,6 +76,21 @@ class MolsymCalculator(Calculator):
         self.cutoff = float(module.cutoff)
         self.elements = [int(z) for z in module.elements]
         self.outputs = list(module.outputs)
+        self.energy_reference = (energy_reference(model) if keys.ENERGY in self.outputs
+                                 else None)
+        self._checked_compositions: set[tuple[int, ...]] = set()
+
+    def _check_composition(self, atoms: ase.Atoms) -> None:
+        """Log :data:`molsym.extrapolation.COMPOSITION_WARNING` once per composition."""
+        if self.energy_reference is None:
+            return
+        numbers = tuple(sorted(int(z) for z in atoms.numbers))
+        if numbers in self._checked_compositions:
+            return
+        self._checked_compositions.add(numbers)
+        message = composition_warning(np.asarray(numbers), self.energy_reference)
+        if message:
+            log.warning("%s: %s", atoms.get_chemical_formula(), message)
 
     def calculate(self, atoms: ase.Atoms | None = None, properties: list[str] | None = None,
                   system_changes: list[str] = all_changes) -> None:
@@ -81,6 +105,7 @@ class MolsymCalculator(Calculator):
         message = element_error(atoms, self.elements)
         if message:
             raise InputError(message, atoms.info.get("source"), atoms.info.get("record"))
+        self._check_composition(atoms)
         stress = "stress" in properties
         if stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")

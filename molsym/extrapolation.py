@@ -9,7 +9,11 @@ one the model has likely never seen:
 - atoms without a neighbour within the cutoff (a lone atom, a far fragment);
 - a net charge (``info["total_charge"]``, the RDKit formal charges of a SMILES): molsym's
   models take no charge input; the charge only fixes the sum of the predicted atomic charges
-  (dipole), so ``[CH3+]`` and ``[CH3]`` get the same energy.
+  (dipole), so ``[CH3+]`` and ``[CH3]`` get the same energy;
+- for a model that predicts energy, a composition outside the span of the training
+  compositions when those did not determine every per-element reference energy
+  (``metadata["energy_reference"]``, e.g. a model trained on one molecule's frames): its
+  energy zero is a guess (:func:`molsym.data.statistics.composition_covered`).
 """
 
 from __future__ import annotations
@@ -22,18 +26,49 @@ import numpy as np
 
 from molsym import keys
 
+#: Warning of a composition whose energy zero the training compositions do not fix.
+COMPOSITION_WARNING = ("composition outside the span of the training compositions: the energy "
+                       "reference is not determined for it (energies of different compositions "
+                       "are not comparable)")
 
-def trained_on_periodic(model: Any) -> bool:
-    """Whether the deploy file of ``model`` (a path or pretrained name) records periodic
-    training data; False for a model object or a file that does not say."""
+
+def model_metadata(model: Any) -> dict:
+    """The ``metadata`` of the deploy file of ``model`` (a path or pretrained name); {} for a
+    model object or a file without it."""
     if not isinstance(model, (str, Path)):
-        return False
+        return {}
     from molsym.deploy.model_file import read_model_file
     from molsym.pretrained import resolve_model_path
 
     metadata = read_model_file(resolve_model_path(model)).get("metadata") or {}
-    stats = metadata.get("statistics") if isinstance(metadata, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def trained_on_periodic(model: Any, metadata: dict | None = None) -> bool:
+    """Whether the deploy file of ``model`` (a path or pretrained name) records periodic
+    training data; False for a model object or a file that does not say. ``metadata``:
+    the file's metadata when already read (:func:`model_metadata`)."""
+    metadata = model_metadata(model) if metadata is None else metadata
+    stats = metadata.get("statistics")
     return bool(stats.get("periodic", False)) if isinstance(stats, dict) else False
+
+
+def energy_reference(model: Any, metadata: dict | None = None) -> dict | None:
+    """The ``metadata["energy_reference"]`` of the deploy file of ``model`` (a path or
+    pretrained name); None for a model object or a file written before it was recorded."""
+    metadata = model_metadata(model) if metadata is None else metadata
+    ref = metadata.get("energy_reference")
+    return ref if isinstance(ref, dict) and "elements" in ref else None
+
+
+def composition_warning(numbers: np.ndarray, reference: dict | None) -> str:
+    """:data:`COMPOSITION_WARNING` when the composition of ``numbers`` (atomic numbers) lies
+    outside the span of the training compositions of ``reference``; '' otherwise."""
+    from molsym.data.statistics import composition_covered
+
+    if reference is None or reference.get("determined", True):
+        return ""
+    return "" if composition_covered(numbers, reference) else COMPOSITION_WARNING
 
 
 def cell_widths(cell: np.ndarray) -> np.ndarray:

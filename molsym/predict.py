@@ -30,7 +30,13 @@ from molsym import keys, units
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_ATOMS
 from molsym.errors import ConfigError, InputError
-from molsym.extrapolation import extrapolation_warnings, trained_on_periodic
+from molsym.extrapolation import (
+    composition_warning,
+    energy_reference,
+    extrapolation_warnings,
+    model_metadata,
+    trained_on_periodic,
+)
 from molsym.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
@@ -173,7 +179,12 @@ class Predictor:
         #: a committee (EnsembleModel): its spread gets columns too
         self.committee = hasattr(module, "members")
         self.batch_atoms = int(batch_atoms)
-        self.periodic_training = trained_on_periodic(model)
+        metadata = model_metadata(model)
+        self.periodic_training = trained_on_periodic(model, metadata)
+        #: the deploy file's ``energy_reference`` (None: a model object, an older file or a
+        #: model without energy): rows of compositions it does not determine get a warning
+        self.energy_reference = (energy_reference(model, metadata)
+                                 if keys.ENERGY in self.outputs else None)
         self.for_smiles: Predictor | None = None
         smiles_path = smiles_model_path(model) if isinstance(model, str) else None
         if smiles_path is not None:
@@ -252,6 +263,9 @@ class Predictor:
             else:
                 entry.warnings += extrapolation_warnings(
                     atoms, graph[keys.EDGE_INDEX].numpy(), self.cutoff, self.periodic_training)
+                reference = composition_warning(atoms.numbers, self.energy_reference)
+                if reference:
+                    entry.warnings.append(reference)
                 return graph
         entry.error = message
         return None
