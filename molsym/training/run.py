@@ -340,8 +340,12 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
             # requeue checkpoint (hpc_ckpt_*.ckpt) over these weights if the run folder has one
             tested = str(out / "checkpoints" / "refit.ckpt")
             trainer.save_checkpoint(tested)
-        trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False, weights_only=True)
-        metrics = module.results.get("test", {})
+        if trainer.world_size > 1:
+            metrics = _test_exactly_once(trainer, module, dm)
+        else:
+            trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False,
+                         weights_only=True)
+            metrics = module.results.get("test", {})
     result = {"model": str(out / "model.pt"), "metrics": metrics, "best_checkpoint": best,
               "energy_shift_refit": refit, "is_global_zero": trainer.is_global_zero}
     if trainer.is_global_zero:
@@ -358,6 +362,38 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
         save_model(model, out / "model.pt", metadata=meta)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return result
+
+
+def _test_exactly_once(trainer: pl.Trainer, module, dm) -> dict:
+    """Test metrics under DDP: global rank 0 evaluates the EMA weights of ``module`` (those
+    of ``refit.ckpt``) on the whole test split, every structure exactly once (Lightning's
+    distributed sampler would pad the split to a multiple of the world size and count the
+    padding twice); the other ranks wait in the broadcast of the metrics, so that every rank
+    returns the same numbers. The metrics are logged on rank 0 as ``trainer.test`` does."""
+    from molsym.training.metrics import ErrorAccumulator, flat_metrics
+
+    metrics: dict = {}
+    if trainer.is_global_zero:
+        acc = ErrorAccumulator()
+        training = module.training
+        module.eval()
+        with module.ema.average_parameters(module.model), \
+                trainer.precision_plugin.forward_context():
+            for batch in dm.test_dataloader():
+                batch = batch.to(module.device)
+                with torch.enable_grad():  # forces are gradients
+                    pred = module(batch)
+                acc.update({k: v.detach() for k, v in pred.items()}, batch)
+        module.train(training)
+        metrics = acc.compute()
+        module.results["test"] = metrics
+        flat = flat_metrics(metrics, "test")
+        for logger in trainer.loggers if flat else []:
+            logger.log_metrics(flat, step=trainer.global_step)
+            logger.save()
+    metrics = trainer.strategy.broadcast(metrics, src=0)
+    module.results["test"] = metrics
+    return metrics
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -36,3 +36,41 @@ def test_two_process_ddp_step_equals_single_process(tmp_path):
     assert moved > 1e-4
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-10, rtol=1e-8), key
+
+
+@pytest.mark.slow
+def test_ddp_test_metrics_count_every_test_structure_once(tmp_path):
+    """7 test structures on 2 ranks: Lightning's sampler would pad them to 8; the metrics of
+    the run equal those of the deployed model evaluated on the 7 structures."""
+    import json
+
+    from molsym.data.graph import atoms_to_graph
+    from molsym.data.readers import read_file
+    from molsym.deploy import load_model
+    from molsym.training.evaluate import evaluate
+
+    data = write_emt_frames(tmp_path / "frames.extxyz", n=39)  # 24 train, 8 val, 7 test
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "ddp_train.py"), str(data), str(run_dir)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exactly once" not in proc.stderr  # Lightning's sampler warning
+    test = json.loads((run_dir / "splits.json").read_text())["test"]
+    assert len(test) == 7
+    model = load_model(run_dir / "model.pt")
+    frames = read_file(str(data))
+    graphs = [atoms_to_graph(frames[i], model.cutoff) for i in test]
+    expected, _ = evaluate(model, graphs)
+    got = json.loads((run_dir / "metrics.json").read_text())
+    assert set(got) == set(expected)
+    for target, m in expected.items():
+        for stat in ("mae", "rmse"):
+            assert got[target][stat] == pytest.approx(m[stat], rel=1e-5, abs=1e-9), (target, stat)
+    from molsym.deploy.model_file import read_model_file
+
+    assert read_model_file(run_dir / "model.pt")["metadata"]["test_metrics"] == got
