@@ -86,6 +86,26 @@ def _check_arrays(pos: np.ndarray, z: np.ndarray, source, record) -> None:
                          source, record)
 
 
+#: vesin's cell list caps its number of bins near 1e5 by shrinking every direction alike; a
+#: direction shrunk to no bin kills the process (SIGFPE). Cells that would are refused.
+_MAX_BINS = 5e4
+
+
+def _cell_too_elongated(cell: np.ndarray, cutoff: float) -> bool:
+    """True for a cell (all three vectors; zero ones count as one bin) whose cell list, capped
+    at :data:`_MAX_BINS` bins, would give some direction less than one bin."""
+    volume = abs(np.linalg.det(cell))
+    if volume < 1e-9:  # a zero vector (non-periodic direction): the vectors' lengths
+        heights = np.linalg.norm(cell, axis=1)
+    else:
+        cross = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+                 for k in range(3)]
+        heights = volume / np.array(cross)
+    bins = np.maximum(1.0, np.floor(heights / cutoff))
+    total = float(np.prod(bins))
+    return total > _MAX_BINS and float(bins.min()) * (_MAX_BINS / total) ** (1 / 3) < 1.0
+
+
 def atoms_to_graph(
     atoms: ase.Atoms,
     cutoff: float,
@@ -111,8 +131,15 @@ def atoms_to_graph(
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         cell = np.asarray(atoms.cell[:], dtype=np.float64)
+        if not np.isfinite(cell).all():
+            raise InputError("periodic structure with a non-finite cell", source, record)
         if abs(np.linalg.det(cell[pbc][:, pbc])) < 1e-9:
             raise InputError("periodic structure with a degenerate cell", source, record)
+        if _cell_too_elongated(cell, cutoff):
+            raise InputError(
+                f"periodic cell with lengths {np.round(np.linalg.norm(cell, axis=1), 3).tolist()}"
+                f" Angstrom is too elongated for the neighbour search (cutoff {cutoff:g})",
+                source, record)
     else:
         cell = np.zeros((3, 3))
     edge_index, shifts, dist = neighbour_list(pos, cutoff, cell, pbc)
