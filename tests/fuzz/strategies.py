@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ase
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from molsym.errors import InputError, MolsymError
@@ -43,3 +44,9 @@ def assert_finite_atoms(atoms: ase.Atoms) -> None:
     assert len(atoms) > 0
     assert np.isfinite(atoms.positions).all()
     assert (atoms.numbers > 0).all() and (atoms.numbers <= 118).all()
+
+
+def examples(n: int) -> settings:
+    """``n`` examples in the default profile, scaled with the loaded profile's max_examples
+    (``slow``: 40x), so that a per-test count does not pin the slow profile down."""
+    return settings(max_examples=max(1, round(n * settings.default.max_examples / 25)))

@@ -12,13 +12,13 @@ import ase
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import InputError
 from molsym.predict import predict
-from tests.fuzz.strategies import MOLECULES, check_molsym_error, molecule
+from tests.fuzz.strategies import MOLECULES, check_molsym_error, examples, molecule
 from tests.fuzz.strategies import smiles as smiles_st
 from tests.predict.conftest import small_model
 
@@ -87,7 +87,7 @@ def _graph_or_error(atoms):
         return None
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(structures(), st.data())
 def test_atoms_to_graph_random(atoms, data):
     graph = _graph_or_error(atoms)
@@ -110,7 +110,7 @@ def test_atoms_to_graph_random(atoms, data):
 ENERGY = "energy_eV"
 
 
-@settings(max_examples=15)
+@examples(15)
 @given(st.sampled_from(MOLECULES), st.data())
 def test_predict_permutation_translation_invariant(model, name, data):
     atoms = molecule(name)
@@ -151,7 +151,7 @@ inputs = st.one_of(
 )
 
 
-@settings(max_examples=25)
+@examples(25)
 @given(st.lists(inputs, min_size=1, max_size=5))
 def test_predict_rows(model, molecules):
     kw = {"embed_timeout": None}

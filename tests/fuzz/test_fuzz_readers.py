@@ -12,12 +12,18 @@ import ase
 import ase.io
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from molsym.data.readers import read_file, read_smiles
 from molsym.errors import InputError, MolsymError
-from tests.fuzz.strategies import MOLECULES, assert_finite_atoms, check_molsym_error, molecule
+from tests.fuzz.strategies import (
+    MOLECULES,
+    assert_finite_atoms,
+    check_molsym_error,
+    examples,
+    molecule,
+)
 from tests.fuzz.strategies import smiles as smiles_st
 
 EMBED = {"embed_timeout": None, "num_workers": 1}  # in-process: fast, same code path
@@ -29,7 +35,7 @@ def _read_smiles_skip(batch: list[str]):
     return atoms, errors
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(st.lists(smiles_st, min_size=1, max_size=4))
 def test_read_smiles_every_record_accounted_for(batch):
     try:
@@ -52,7 +58,7 @@ def test_read_smiles_every_record_accounted_for(batch):
         np.testing.assert_allclose(alone[0].positions, a.positions, atol=1e-8)
 
 
-@settings(max_examples=20)
+@examples(20)
 @given(smiles_st)
 def test_read_smiles_raise_mode_raises_input_error(s):
     try:
@@ -199,7 +205,7 @@ def test_mutated_sdf(tmp_path_factory, names, data):
 
 
 @pytest.mark.parametrize("fmt", ["xyz", "sdf", "smi", "csv"])
-@settings(max_examples=15)
+@examples(15)
 @given(blob=st.binary(max_size=200))
 def test_random_bytes_files(tmp_path_factory, fmt, blob):
     path = tmp_path_factory.mktemp("bytes") / f"f.{fmt}"

@@ -24,6 +24,49 @@ def test_elongated_or_non_finite_cell_is_an_input_error(cell, pbc):
     assert info.value.record == 3
 
 
+def test_atoms_far_out_along_a_non_periodic_direction():
+    atoms = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 5e16]], cell=np.eye(3) * 6.0,
+                      pbc=[True, True, False])
+    with pytest.raises(InputError, match="elongated"):
+        atoms_to_graph(atoms, 4.0, source="f.extxyz", record=0)
+
+
+def test_cell_entries_near_the_float_limit():
+    atoms = ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]], pbc=True)
+    atoms.cell.array[:] = [[1e-220, 6e-8, 1e141], [6e16, -2e275, 3e16], [-2e232, -2e16, 3e-33]]
+    with pytest.raises(InputError, match="cell"):
+        atoms_to_graph(atoms, 4.0, source="f.extxyz", record=0)
+
+
 def test_large_isotropic_cell_still_works():
     atoms = ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]], cell=np.eye(3) * 1e4, pbc=True)
     assert atoms_to_graph(atoms, 4.0).edge_index.shape[1] == 2
+
+
+@pytest.mark.parametrize("key, value", [("avg_num_neighbors", 0), ("atomic_energies", [])])
+def test_model_file_with_a_config_the_constructor_rejects(tmp_path, key, value):
+    """Was a bare ZeroDivisionError / a ConfigError not naming the file."""
+    import torch
+
+    from molsym.deploy import load_model, save_model
+    from molsym.errors import ConfigError
+    from tests.predict.conftest import small_model
+
+    path = tmp_path / "model.pt"
+    save_model(small_model(), path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"][key] = value
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match="cannot rebuild") as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("smiles", ["*", "C*", "[*]CC"])
+def test_dummy_atom_smiles_is_an_input_error(smiles):
+    """Was a structure with atomic number 0 (the reader's output had no element)."""
+    from molsym.data.readers import read_smiles
+
+    with pytest.raises(InputError, match="dummy atom") as info:
+        read_smiles(["CCO", smiles], embed_timeout=None)
+    assert info.value.record == 1
