@@ -86,6 +86,9 @@ def _check_arrays(pos: np.ndarray, z: np.ndarray, source, record) -> None:
                          source, record)
 
 
+#: Largest cell entry, spread and coordinate of the atoms of a periodic structure (Angstrom).
+MAX_PERIODIC_LENGTH = 1e5
+
 #: vesin's cell list caps its number of bins near 1e5 by shrinking every direction alike; a
 #: direction shrunk to no bin kills the process (SIGFPE). Cells that would are refused.
 _MAX_BINS = 5e4
@@ -109,6 +112,9 @@ def _cell_too_elongated(cell: np.ndarray, cutoff: float, pbc: np.ndarray,
         total = float(np.prod(bins))
     if not (np.isfinite(volume) and np.isfinite(bins).all() and np.isfinite(total)):
         return True
+    reach = float(np.abs(positions).max()) if len(positions) else 0.0
+    if max(float(np.abs(cell).max()), extent, reach) > MAX_PERIODIC_LENGTH:
+        return True  # vesin also fails on some such cells the bin estimate above passes
     return total > _MAX_BINS and float(bins.min()) * (_MAX_BINS / total) ** (1 / 3) < 1.0
 
 
@@ -145,8 +151,8 @@ def atoms_to_graph(
             lengths = np.round(np.linalg.norm(cell, axis=1), 3).tolist()
             raise InputError(
                 f"periodic structure too elongated for the neighbour search (cell lengths "
-                f"{lengths} Angstrom, atoms spread over {float(np.ptp(pos, axis=0).max()):.4g} "
-                f"Angstrom, cutoff {cutoff:g})", source, record)
+                f"{lengths} Angstrom, atoms out to {float(np.abs(pos).max()):.4g} Angstrom, "
+                f"cutoff {cutoff:g})", source, record)
     else:
         cell = np.zeros((3, 3))
     edge_index, shifts, dist = neighbour_list(pos, cutoff, cell, pbc)

@@ -38,6 +38,21 @@ def test_cell_entries_near_the_float_limit():
         atoms_to_graph(atoms, 4.0, source="f.extxyz", record=0)
 
 
+def test_huge_skewed_cell_with_one_periodic_direction():
+    atoms = ase.Atoms("H3", positions=[[0.12, 0, 0], [-2.39, 0, -5.08], [0.5, -0.35, 0]],
+                      pbc=[False, False, True])
+    atoms.cell.array[:] = [[0, 5e4, -6.7378e16], [-1.4398e16, 0, 0], [-5.8482e16, 0, 4.7202e15]]
+    with pytest.raises(InputError, match="elongated"):
+        atoms_to_graph(atoms, 4.0, source="f.extxyz", record=0)
+
+
+def test_coordinates_near_the_float_limit_in_a_periodic_structure():
+    atoms = ase.Atoms("H3", positions=[[6e16, 0, 1.7e308]] * 3, pbc=[False, True, False],
+                      cell=[[6.5, 0, 0], [-5.2, 9.7, 0], [1.3, 2.7, 2.8]])
+    with pytest.raises(InputError, match="elongated"):
+        atoms_to_graph(atoms, 4.0, source="f.extxyz", record=0)
+
+
 def test_large_isotropic_cell_still_works():
     atoms = ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]], cell=np.eye(3) * 1e4, pbc=True)
     assert atoms_to_graph(atoms, 4.0).edge_index.shape[1] == 2
