@@ -86,6 +86,38 @@ def _check_arrays(pos: np.ndarray, z: np.ndarray, source, record) -> None:
                          source, record)
 
 
+#: Largest cell entry, spread and coordinate of the atoms of a periodic structure (Angstrom).
+MAX_PERIODIC_LENGTH = 1e5
+
+#: vesin's cell list caps its number of bins near 1e5 by shrinking every direction alike; a
+#: direction shrunk to no bin kills the process (SIGFPE). Cells that would are refused.
+_MAX_BINS = 5e4
+
+
+def _cell_too_elongated(cell: np.ndarray, cutoff: float, pbc: np.ndarray,
+                        positions: np.ndarray) -> bool:
+    """True for a cell whose cell list, capped at :data:`_MAX_BINS` bins, would give some
+    direction less than one bin (a non-periodic direction spans at least the atoms' extent)."""
+    with np.errstate(all="ignore"):  # entries near the float limits overflow: refused
+        volume = abs(np.linalg.det(cell))
+        if volume < 1e-9:  # a zero vector (non-periodic direction): the vectors' lengths
+            heights = np.linalg.norm(cell, axis=1)
+        else:
+            cross = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+                     for k in range(3)]
+            heights = volume / np.array(cross)
+        extent = float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+        heights = np.where(pbc, heights, np.maximum(heights, extent))
+        bins = np.maximum(1.0, np.floor(heights / cutoff))
+        total = float(np.prod(bins))
+    if not (np.isfinite(volume) and np.isfinite(bins).all() and np.isfinite(total)):
+        return True
+    reach = float(np.abs(positions).max()) if len(positions) else 0.0
+    if max(float(np.abs(cell).max()), extent, reach) > MAX_PERIODIC_LENGTH:
+        return True  # vesin also fails on some such cells the bin estimate above passes
+    return total > _MAX_BINS and float(bins.min()) * (_MAX_BINS / total) ** (1 / 3) < 1.0
+
+
 def atoms_to_graph(
     atoms: ase.Atoms,
     cutoff: float,
@@ -111,8 +143,16 @@ def atoms_to_graph(
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         cell = np.asarray(atoms.cell[:], dtype=np.float64)
+        if not np.isfinite(cell).all():
+            raise InputError("periodic structure with a non-finite cell", source, record)
         if abs(np.linalg.det(cell[pbc][:, pbc])) < 1e-9:
             raise InputError("periodic structure with a degenerate cell", source, record)
+        if _cell_too_elongated(cell, cutoff, pbc, pos):
+            lengths = np.round(np.linalg.norm(cell, axis=1), 3).tolist()
+            raise InputError(
+                f"periodic structure too elongated for the neighbour search (cell lengths "
+                f"{lengths} Angstrom, atoms out to {float(np.abs(pos).max()):.4g} Angstrom, "
+                f"cutoff {cutoff:g})", source, record)
     else:
         cell = np.zeros((3, 3))
     edge_index, shifts, dist = neighbour_list(pos, cutoff, cell, pbc)

@@ -182,8 +182,9 @@ def load_model(
     try:
         model = cls(**config).to(saved_dtype)  # weights load without rounding
         model.load_state_dict(state)
-    except (TypeError, RuntimeError, KeyError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - a foreign config can fail any way in a
+        # constructor (ZeroDivisionError, ValueError, molsym's own ConfigError)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{path}: cannot rebuild {name!r} from the file: {first}") from None
     model = model.to(map_location)
     if dtype is not None:

@@ -63,6 +63,8 @@ def embed_smiles(
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return f"invalid SMILES {smiles!r}"
+    if any(a.GetAtomicNum() == 0 for a in mol.GetAtoms()):
+        return f"SMILES {smiles!r} has a dummy atom '*' (atomic number 0), not an element"
     if mol.GetNumHeavyAtoms() > max_heavy_atoms:
         return (f"{mol.GetNumHeavyAtoms()} heavy atoms, more than max_heavy_atoms="
                 f"{max_heavy_atoms}")
