@@ -119,8 +119,8 @@ def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
     write_text_atomic(out / f"qm9_{name}_smiles.json", json.dumps(report))
     split = out / f"{name}_split.json"  # the DFT file's split, as positions in the new file
     if split.is_file():
-        where = {"train": set(json.loads(split.read_text())["train"]),
-                 "val": set(json.loads(split.read_text())["val"])}
+        given = json.loads(split.read_text())
+        where = {"train": set(given["train"]), "val": set(given["val"])}
         positions = {k: [i for i, p in enumerate(report["dft_position"]) if p in v]
                      for k, v in where.items()}
         write_text_atomic(out / f"{name}_smiles_split.json", json.dumps({**positions,

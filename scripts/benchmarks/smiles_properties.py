@@ -85,7 +85,7 @@ def chemprop(out: Path, budget_s: float, threads: int, seed: int) -> dict:
     return json.loads((out / "chemprop_summary.json").read_text())
 
 
-def _molsym_predictions(model: str, frames, entries_error) -> pd.DataFrame:
+def _molsym_predictions(model: str, frames) -> pd.DataFrame:
     """Predictions of ``model`` on ``frames`` (None = not embedded) in the report columns."""
     from molsym.predict import Entry, Predictor, property_column
 
@@ -109,7 +109,7 @@ def _conformer_average(model: str, labels: pd.DataFrame, k: int, subset: int) ->
     smiles = labels["smiles"].tolist()[:subset]
     frames = read_smiles(smiles, num_conformers=k, on_error="skip", errors=[],
                          num_workers=1, source="conf")
-    pred = _molsym_predictions(model, frames, None)
+    pred = _molsym_predictions(model, frames)
     pred["record"] = [int(a.info["record"]) for a in frames]
     first = pred.groupby("record").first()
     mean = pred.groupby("record").mean()
@@ -140,7 +140,7 @@ def evaluate(data: Path, out: Path, models: dict[str, str], conformers: int = 1,
     for name, path in models.items():
         for geometry, frames in (("DFT geometry", dft), ("SMILES", smiles_frames)):
             t0 = time.perf_counter()
-            preds[f"molsym {name}, {geometry}"] = _molsym_predictions(path, frames, None)
+            preds[f"molsym {name}, {geometry}"] = _molsym_predictions(path, frames)
             seconds[f"molsym {name}, {geometry}"] = time.perf_counter() - t0
     chem = out / "chemprop_test_predictions.csv"
     if chem.is_file():
