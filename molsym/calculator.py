@@ -19,14 +19,14 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
+from molsym.dtypes import resolve_dtype
+from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
 from molsym.extrapolation import composition_warning, energy_reference
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
 from molsym.predict import (
-    _resolve_dtype,
     bare_atoms,
-    element_error,
     inference_copy,
     load_model_any,
 )
@@ -68,7 +68,7 @@ class MolsymCalculator(Calculator):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
-        self.dtype = _resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype)
         module = load_model_any(model)
         self.model = inference_copy(module, self.device, self.dtype)
         self.compiled = bool(compile)
@@ -102,7 +102,7 @@ class MolsymCalculator(Calculator):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        message = element_error(atoms, self.elements)
+        message = not_covered(atoms.numbers, self.elements)
         if message:
             raise InputError(message, atoms.info.get("source"), atoms.info.get("record"))
         self._check_composition(atoms)

@@ -16,7 +16,7 @@ with ``forces=True`` and read :attr:`Entry.forces` (eV/Angstrom).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,12 @@ import ase
 import numpy as np
 import pandas as pd
 import torch
-from ase.data import chemical_symbols
 
 from molsym import keys, units
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_ATOMS
+from molsym.dtypes import model_dtype, resolve_dtype
+from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
 from molsym.extrapolation import (
     composition_warning,
@@ -97,17 +98,6 @@ def load_model_any(model: Any) -> torch.nn.Module:
                     f"not {type(model).__name__}")
 
 
-def element_error(atoms: ase.Atoms, elements: Iterable[int]) -> str:
-    """Message naming the elements of ``atoms`` the model was not trained on ('' if none)."""
-    allowed = set(int(z) for z in elements)
-    missing = sorted(set(int(z) for z in atoms.numbers) - allowed)
-    if not missing:
-        return ""
-    names = ", ".join(chemical_symbols[z] for z in missing)
-    known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-    return f"element(s) {names} not covered by the model (trained on {known})"
-
-
 def bare_atoms(atoms: ase.Atoms) -> ase.Atoms:
     """Structure only (numbers, positions, cell, pbc) plus ``info["total_charge"]`` (e, 0 when
     not given): labels of the input never reach the model, and every graph has the same fields
@@ -169,7 +159,7 @@ class Predictor:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
         module = load_model_any(model)
-        self.dtype = _resolve_dtype(dtype) if dtype is not None else _model_dtype(module)
+        self.dtype = resolve_dtype(dtype) if dtype is not None else model_dtype(module)
         self.model = inference_copy(module, self.device, self.dtype)
         self.compiled = bool(compile)
         self._forward = compile_model(self.model) if compile else self.model
@@ -251,7 +241,7 @@ class Predictor:
         """The graph of ``entry`` (None, with ``error`` set, when there is none). A molecule
         is centred first (float64), so that float32 predictions do not depend on where it
         sits: at x = 1e6 Angstrom float32 has a resolution of 0.06 Angstrom."""
-        message = element_error(entry.atoms, self.elements)
+        message = not_covered(entry.atoms.numbers, self.elements)
         if not message:
             atoms = bare_atoms(entry.atoms)
             if not atoms.pbc.any():
@@ -363,19 +353,3 @@ def predict(model: Any, molecules: Sequence[str | ase.Atoms], *, device: str = "
              "embed_timeout": embed_timeout}
     entries = predictor.run(molecules_to_entries(list(molecules), n_jobs=n_jobs, **embed))
     return predictor.table(entries)
-
-
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    table = {"float32": torch.float32, "float64": torch.float64}
-    if isinstance(dtype, torch.dtype) and dtype in table.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in table:
-        return table[dtype]
-    raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
-
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.get_default_dtype()

@@ -17,15 +17,11 @@ from torch_geometric.data import Batch
 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
+from molsym.dtypes import model_dtype
 from molsym.models import predict_batch
 
 _VECTOR_OUTPUTS = (keys.FORCES, keys.DIPOLE)
 _SKIP = (keys.CHARGES,)
-
-
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """Floating dtype of the model's parameters."""
-    return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
 def default_tolerance(model: torch.nn.Module) -> float:

@@ -51,22 +51,21 @@ def _run(args: argparse.Namespace) -> int:
     from molsym.data.graph import atoms_to_graph
     from molsym.data.readers import read_file
     from molsym.deploy import load_model
+    from molsym.dtypes import model_dtype
+    from molsym.elements import not_covered
+    from molsym.errors import InputError
     from molsym.pretrained import resolve_model_path
     from molsym.training.evaluate import evaluate, parity_plots
     from molsym.training.metrics import format_table
 
     model = load_model(resolve_model_path(args.model), dtype=args.dtype)
-    dtype = next(model.parameters()).dtype
+    dtype = model_dtype(model)
     structures = read_file(args.data, format=args.format)
-    known = set(model.elements)
     graphs = []
     for atoms in structures:
-        missing = sorted(set(atoms.numbers.tolist()) - known)
-        if missing:
-            from molsym.errors import InputError
-
-            raise InputError(f"element(s) Z={missing} not covered by the model "
-                             f"(it knows {sorted(known)})", atoms.info.get("source", args.data),
+        message = not_covered(atoms.numbers, model.elements)
+        if message:
+            raise InputError(message, atoms.info.get("source", args.data),
                              atoms.info.get("record"))
         graphs.append(atoms_to_graph(atoms, model.cutoff, dtype=dtype))
     with torch.inference_mode(False):

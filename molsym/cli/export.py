@@ -42,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``molsym export``; returns the exit status (0 ok, 2 usage or input error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    import torch
 
     from molsym.deploy import load_model
     from molsym.deploy.export import export_model
+    from molsym.dtypes import resolve_dtype
     from molsym.pretrained import resolve_model_path
 
     try:
         model = load_model(resolve_model_path(args.model))
-        dtype = getattr(torch, args.dtype) if args.dtype else None
+        dtype = resolve_dtype(args.dtype) if args.dtype else None
         meta = export_model(model, args.output, format=args.format, device=args.device,
                             dtype=dtype, check=not args.no_check)
     except (MolsymError, OSError) as err:

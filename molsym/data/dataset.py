@@ -30,23 +30,11 @@ from torch_geometric.data import Data
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
 from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
+from molsym.dtypes import resolve_dtype
 from molsym.errors import ConfigError, InputError
 
 #: Bump when the content or layout of cached graphs changes (invalidates every cache file).
 GRAPH_FORMAT_VERSION = 2  # 2: pair_index
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``/``"float64"`` (or a torch dtype) -> torch dtype; anything else is a
-    :class:`ConfigError`."""
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.replace("torch.", "") in _DTYPES:
-        return _DTYPES[dtype.replace("torch.", "")]
-    raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
 
 def default_cache_dir() -> Path:
     """``$MOLSYM_CACHE_DIR`` if set, else ``~/.cache/molsym``."""

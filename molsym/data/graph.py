@@ -70,20 +70,26 @@ def _dense_neighbour_list(
     return edge_index, np.zeros((len(i), 3), dtype=np.int64), np.sqrt(dist2[i, j])
 
 
-def check_structure(atoms: ase.Atoms, source: str | None = None, record=None) -> None:
-    """Raise :class:`InputError` for structures no model should see (NaN/inf, no atoms)."""
-    _check_arrays(atoms.positions, atoms.numbers, source, record)
+def check_structure(atoms: ase.Atoms, source: str | None = None, record=None,
+                    kind: str = "record") -> None:
+    """Raise :class:`InputError` for structures no model should see (no atoms, NaN/inf
+    coordinates, atomic numbers outside 1-118). The one structure check of molsym: the readers
+    (:func:`molsym.data.readers._common.validate`, which adds the closest-pair check) and
+    :func:`atoms_to_graph` both run it."""
+    check_arrays(atoms.arrays["positions"], atoms.arrays["numbers"], source, record, kind)
 
 
-def _check_arrays(pos: np.ndarray, z: np.ndarray, source, record) -> None:
+def check_arrays(pos: np.ndarray, z: np.ndarray, source=None, record=None,
+                 kind: str = "record") -> None:
+    """:func:`check_structure` on the position (N, 3) and atomic-number (N,) arrays."""
     if len(z) == 0:
-        raise InputError("structure has no atoms", source, record)
+        raise InputError("structure has no atoms", source, record, kind)
     if not np.isfinite(pos).all():
         bad = int(np.argwhere(~np.isfinite(pos))[0, 0])
-        raise InputError(f"non-finite coordinate on atom {bad}", source, record)
+        raise InputError(f"non-finite coordinate on atom {bad}", source, record, kind)
     if z.min() <= 0 or z.max() > 118:
-        raise InputError(f"invalid atomic number(s) {sorted(set(z[(z <= 0) | (z > 118)]))}",
-                         source, record)
+        bad_z = sorted({int(x) for x in z[(z <= 0) | (z > 118)]})
+        raise InputError(f"invalid atomic number(s) {bad_z}", source, record, kind)
 
 
 #: Largest cell entry, spread and coordinate of the atoms of a periodic structure (Angstrom).
@@ -139,7 +145,7 @@ def atoms_to_graph(
     record = record if record is not None else atoms.info.get("record")
     pos = np.array(atoms.positions, dtype=np.float64)  # copies: the graph owns its arrays
     z = np.array(atoms.numbers, dtype=np.int64)
-    _check_arrays(pos, z, source, record)
+    check_arrays(pos, z, source, record)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         cell = np.asarray(atoms.cell[:], dtype=np.float64)

@@ -43,6 +43,7 @@ from torch import nn
 
 from molsym import __version__
 from molsym.atomic import atomic_path, write_text_atomic
+from molsym.dtypes import dtype_name, model_dtype
 from molsym.errors import ConfigError
 
 #: Version of the artifact layout and calling convention below; bump when either changes.
@@ -198,7 +199,7 @@ def export_program(
 ) -> torch.export.ExportedProgram:
     """``torch.export`` program of :class:`ExportablePotential` around ``model`` with dynamic
     numbers of atoms, edges and graphs, on ``device`` in ``dtype`` (default: the model's)."""
-    dtype = dtype or next(model.parameters()).dtype
+    dtype = dtype or model_dtype(model)
     model = copy.deepcopy(model).to(device=device, dtype=dtype)
     example = example_inputs(list(model.elements), float(model.cutoff), (3, 5), dtype, device)
     traced = trace_potential(model, example)
@@ -221,7 +222,7 @@ def export_metadata(
         "elements": [int(z) for z in model.elements],
         "outputs": sorted(outputs),
         "units": dict(DEFAULT_UNITS),
-        "dtype": str(dtype).replace("torch.", ""),
+        "dtype": dtype_name(dtype),
         "device": str(device),
         "inputs": [{"name": n, "shape": INPUT_DOC[n]} for n in INPUT_NAMES],
         "model_class": getattr(model, "model_name", type(model).__name__),
@@ -271,7 +272,7 @@ def export_model(
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("export to cuda needs a visible CUDA device")
-    dtype = dtype or next(model.parameters()).dtype
+    dtype = dtype or model_dtype(model)
     path = Path(path)
     program = export_program(model, device, dtype)
     run = program.module()

@@ -27,12 +27,10 @@ from torch import nn
 from molsym import __version__
 from molsym import units as units_table
 from molsym.atomic import atomic_path
+from molsym.dtypes import SUPPORTED_DTYPES, resolve_dtype, state_dtype
 from molsym.errors import ConfigError
 
 FORMAT_VERSION = 1
-#: Floating dtypes of weights that load (half precision breaks the neighbour-distance and
-#: force math the models rely on).
-SUPPORTED_DTYPES = frozenset({torch.float32, torch.float64})
 REQUIRED_KEYS = ("format_version", "model_class", "config", "state_dict")
 DEFAULT_UNITS = units_table.DEPLOY_UNITS
 
@@ -175,10 +173,7 @@ def load_model(
         k.startswith("property_heads.dipole_moment.") for k in state
     ):  # saved before dipole_moment came from the dipole vector: its scalar head
         config = {**config, "dipole_moment_from_vector": False}
-    saved_dtype = next(
-        (t.dtype for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()),
-        torch.get_default_dtype(),
-    )
+    saved_dtype = state_dtype(state)
     try:
         model = cls(**config).to(saved_dtype)  # weights load without rounding
         model.load_state_dict(state)
@@ -188,5 +183,5 @@ def load_model(
         raise ConfigError(f"{path}: cannot rebuild {name!r} from the file: {first}") from None
     model = model.to(map_location)
     if dtype is not None:
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        model = model.to(resolve_dtype(dtype))
     return model.eval()

@@ -24,6 +24,7 @@ from ase.data import chemical_symbols
 from torch import nn
 
 from molsym import keys
+from molsym.dtypes import model_dtype
 from molsym.errors import ConfigError
 from molsym.nn.pairs import default_pairing
 
@@ -90,7 +91,7 @@ class EnsembleModel(nn.Module):
 
         check_compatible(models)
         ensemble = cls([{"model_class": class_name(m), "config": m.config()} for m in models])
-        ensemble = ensemble.to(next(models[0].parameters()).dtype)
+        ensemble = ensemble.to(model_dtype(models[0]))
         for target, source in zip(ensemble.members, models, strict=True):
             target.load_state_dict(source.state_dict())
         return ensemble

@@ -26,6 +26,8 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from molsym import keys
 from molsym.atomic import write_text_atomic
+from molsym.dtypes import resolve_dtype
+from molsym.elements import element_names, missing_elements
 from molsym.errors import ConfigError, MolsymError, TrainingDiverged
 from molsym.training.callbacks import (
     AtomicCheckpointIO,
@@ -66,15 +68,13 @@ def _graph_elements(graphs) -> set[int]:
 
 def check_elements(dm, model_elements: list[int] | None, stats: dict) -> None:
     """Every element of every split must be known to the model (and the training data)."""
-    from ase.data import chemical_symbols
-
     known = set(model_elements) if model_elements else set(stats["elements"])
     for split in ("train", "val", "test"):
         ds = dm.datasets.get(split)
-        missing = sorted(_graph_elements(ds.graphs) - known) if ds is not None else []
+        missing = missing_elements(_graph_elements(ds.graphs), known) if ds is not None else []
         if missing:
             source = dm.test_path if split == "test" and dm.test_path else dm.path
-            names = [chemical_symbols[z] for z in missing]
+            names = element_names(missing)
             whose = "model.elements" if model_elements else "the training split"
             raise ConfigError(
                 f"{source}: {split} structures contain element(s) {names} (Z={missing}) that "
@@ -290,7 +290,7 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     # initial weights
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
-    model = model.to(getattr(torch, str(cfg.get("dtype", "float32"))))
+    model = model.to(resolve_dtype(cfg.get("dtype", "float32")))
     module = build(
         cfg.module, "module", model=model,
         optimizer=build(cfg.optimizer, "optimizer"),

@@ -10,12 +10,15 @@ from typing import Any
 import ase
 import numpy as np
 
-from molsym.data.graph import MIN_DISTANCE, neighbour_list
+from molsym.data.graph import MIN_DISTANCE, check_structure, neighbour_list
 from molsym.errors import InputError
 from molsym.units import to_internal
 
 ON_ERROR = ("raise", "skip")
 _SEARCH_CUTOFF = max(1.0, MIN_DISTANCE)
+#: Up to this many atoms, the closest pair of a periodic structure is found among the minimum
+#: image and the 26 images around it (no cell list); above, by the neighbour list.
+PERIODIC_IMAGE_SEARCH_MAX_ATOMS = 256
 
 
 def check_on_error(on_error: str, errors: list | None) -> None:
@@ -70,31 +73,21 @@ def tag(atoms: ase.Atoms, source: str, record: int, suffix: str = "") -> ase.Ato
 
 
 def min_pair_distance(positions: np.ndarray) -> tuple[float, int, int]:
-    """Smallest distance (Angstrom) between two atoms of a non-periodic structure and the pair
-    (``-1, -1`` unless it is below :data:`MIN_DISTANCE`)."""
-    n = len(positions)
-    if n < 2:
+    """Smallest distance (Angstrom) below 1 Angstrom between two atoms of a non-periodic
+    structure and the pair (``inf, -1, -1`` when no two atoms are that close); the neighbour
+    list of the graphs finds it (a dense distance matrix for small molecules)."""
+    ei, _, dist = neighbour_list(positions, _SEARCH_CUTOFF)
+    if not dist.size:
         return np.inf, -1, -1
-    if n > 256:
-        ei, _, dist = neighbour_list(positions, _SEARCH_CUTOFF)
-        if not dist.size:
-            return np.inf, -1, -1
-        k = int(np.argmin(dist))
-        return float(dist[k]), int(ei[0, k]), int(ei[1, k])
-    diff = positions[:, None, :] - positions[None, :, :]
-    d2 = (diff * diff).sum(-1)
-    d2[np.diag_indices(n)] = np.inf
-    k = int(np.argmin(d2))
-    i, j = divmod(k, n)
-    d = float(np.sqrt(d2[i, j]))
-    return (d, min(i, j), max(i, j)) if d < MIN_DISTANCE else (d, -1, -1)
+    k = int(np.argmin(dist))
+    return float(dist[k]), int(min(ei[:, k])), int(max(ei[:, k]))
 
 
 def _min_periodic_distance(atoms: ase.Atoms, source, record, kind) -> tuple[float, int, int]:
     """Closest pair including periodic images: minimum image plus the 26 images around it
-    (small structures), vesin above 256 atoms."""
+    (up to :data:`PERIODIC_IMAGE_SEARCH_MAX_ATOMS`), else the neighbour list."""
     pos, cell, pbc = atoms.positions, np.asarray(atoms.cell[:]), atoms.pbc
-    if len(pos) > 256 or abs(np.linalg.det(cell)) < 1e-9:
+    if len(pos) > PERIODIC_IMAGE_SEARCH_MAX_ATOMS or abs(np.linalg.det(cell)) < 1e-9:
         try:
             ei, _, dist = neighbour_list(pos, _SEARCH_CUTOFF, cell, pbc)
         except Exception as err:  # degenerate cells and the like
@@ -117,19 +110,11 @@ def _min_periodic_distance(atoms: ase.Atoms, source, record, kind) -> tuple[floa
 def validate(atoms: ase.Atoms, source: str, record: int, kind: str = "record") -> None:
     """Raise :class:`InputError` for no atoms, NaN/inf coordinates, bad atomic numbers or two
     atoms closer than :data:`molsym.data.graph.MIN_DISTANCE` (periodic images included)."""
-    pos, z = atoms.arrays["positions"], atoms.arrays["numbers"]
-    if len(z) == 0:
-        raise InputError("structure has no atoms", source, record, kind)
-    if not np.isfinite(pos).all():
-        bad = int(np.argwhere(~np.isfinite(pos))[0, 0])
-        raise InputError(f"non-finite coordinate on atom {bad}", source, record, kind)
-    if z.min() <= 0 or z.max() > 118:
-        bad = sorted({int(x) for x in z[(z <= 0) | (z > 118)]})
-        raise InputError(f"invalid atomic number(s) {bad}", source, record, kind)
+    check_structure(atoms, source, record, kind)
     if atoms.pbc.any():
         d, i, j = _min_periodic_distance(atoms, source, record, kind)
     else:
-        d, i, j = min_pair_distance(pos)
+        d, i, j = min_pair_distance(atoms.arrays["positions"])
     if d < MIN_DISTANCE:
         raise InputError(
             f"atoms {i} and {j} are {d:.3g} Angstrom apart (< {MIN_DISTANCE})", source, record, kind
