@@ -27,20 +27,20 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from molsym.data.cache import default_cache_dir
 from molsym.data.graph import atoms_to_graph
-from molsym.data.readers import read_file
+from molsym.data.readers import (
+    is_named_source,
+    named_source_files,
+    read_file,
+    resolve_named_source,
+)
 from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
 from molsym.dtypes import resolve_dtype
 from molsym.errors import ConfigError, InputError
 
 #: Bump when the content or layout of cached graphs changes (invalidates every cache file).
 GRAPH_FORMAT_VERSION = 2  # 2: pair_index
-
-def default_cache_dir() -> Path:
-    """``$MOLSYM_CACHE_DIR`` if set, else ``~/.cache/molsym``."""
-    env = os.environ.get("MOLSYM_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "molsym"
-
 
 def read_structures(
     path: str | Path,
@@ -66,17 +66,15 @@ def file_digest(path: str | Path) -> str:
 
 
 def source_digest(path: str | Path, format: str | None = None) -> str:
-    """Digest of a data source: a file's bytes; for a folder (or QM9's ``"qm9pack"``) the
-    names, sizes and modification times of its files."""
+    """Digest of a data source: a file's bytes; for a folder (or a reader's named source, such
+    as QM9's ``"qm9pack"``) the names, sizes and modification times of its files."""
     path = Path(path)
     if path.is_file():
         return file_digest(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-    elif format == "qm9" and str(path) == "qm9pack":
-        from molsym.data.readers.qm9 import qm9pack_csvs
-
-        files = list(qm9pack_csvs())
+    elif is_named_source(path, format):
+        files = named_source_files(path, format)
     else:
         raise ConfigError(f"data file not found: {path}")
     h = hashlib.sha256()
@@ -273,12 +271,8 @@ class GraphDataset(torch.utils.data.Dataset):
             InputError: a bad record (with ``on_error="raise"``).
         """
         torch_dtype = resolve_dtype(dtype)
-        if format == "qm9" and str(path) == "download":  # the official release, fetched once
-            from molsym.data.readers.qm9 import fetch_qm9
-
-            path = fetch_qm9(None if cache_dir is None else Path(cache_dir) / "qm9")
-        path = Path(path).expanduser()
-        if not path.exists() and not (format == "qm9" and str(path) == "qm9pack"):
+        path = Path(resolve_named_source(path, format, cache_dir)).expanduser()
+        if not path.exists() and not is_named_source(path, format):
             raise ConfigError(f"data file not found: {path}")
         options = dict(reader_options or {})
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from molsym.data import dataset as dataset_mod
-from molsym.data.dataset import GraphDataset, build_store, default_cache_dir
+from molsym.data.cache import default_cache_dir
+from molsym.data.dataset import GraphDataset, build_store
 from molsym.data.graph import atoms_to_graph
 from molsym.data.store import concat_stores, graphs_to_store, store_to_graphs
 from molsym.errors import ConfigError, InputError

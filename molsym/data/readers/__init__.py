@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ase
 
+from molsym.data.readers import qm9
 from molsym.data.readers._common import check_on_error
 from molsym.data.readers.ase_db import read_ase_db
 from molsym.data.readers.npz import read_npz
@@ -35,6 +36,31 @@ READERS: dict[str, Callable[..., list[ase.Atoms]]] = {
     "npz": read_npz,
     "qm9": read_qm9,
 }
+
+#: Readers that also take names in place of a path (QM9: "qm9pack", "download"): the module
+#: of each holds ``NAMED_SOURCES``, ``resolve_named_source`` and ``named_source_files``.
+NAMED_SOURCES = {"qm9": qm9}
+
+
+def is_named_source(path: str | os.PathLike | None, format: str | None) -> bool:
+    """True when ``path`` is a name the reader of ``format`` resolves itself (no file; None:
+    the reader's default source)."""
+    hook = NAMED_SOURCES.get(format or "")
+    return hook is not None and (path is None or str(path) in hook.NAMED_SOURCES)
+
+
+def resolve_named_source(path: str | os.PathLike, format: str | None,
+                         cache_dir: str | os.PathLike | None = None) -> str | os.PathLike:
+    """The path to read: a named source resolved by its reader (QM9's "download" fetched once
+    into ``cache_dir``), any other path as it is."""
+    if not is_named_source(path, format):
+        return path
+    return NAMED_SOURCES[str(format)].resolve_named_source(str(path), cache_dir)
+
+
+def named_source_files(path: str | os.PathLike, format: str | None) -> list[Path]:
+    """The files behind a named source (for cache keys)."""
+    return NAMED_SOURCES[str(format)].named_source_files(str(path))
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -64,7 +90,7 @@ def read_file(
     fmt = format.lower() if format else detect_format(path)
     if fmt not in READERS:
         raise InputError(f"unknown format {format!r}; known: {sorted(READERS)}", str(path))
-    if fmt != "qm9" or (path is not None and str(path) not in ("qm9pack", "download")):
+    if not is_named_source(path, fmt):
         if not os.path.exists(path):
             raise InputError("no such file", str(path))
         if os.path.isfile(path) and os.path.getsize(path) == 0:
@@ -77,8 +103,11 @@ def read_file(
 
 __all__ = [
     "QM9_PROPERTIES",
+    "NAMED_SOURCES",
     "READERS",
     "detect_format",
+    "is_named_source",
+    "named_source_files",
     "read_ase_db",
     "read_file",
     "read_npz",
@@ -88,4 +117,5 @@ __all__ = [
     "read_smiles",
     "read_smiles_csv",
     "read_xyz",
+    "resolve_named_source",
 ]

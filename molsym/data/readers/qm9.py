@@ -25,6 +25,7 @@ from typing import BinaryIO, NamedTuple
 import ase
 import numpy as np
 
+from molsym.data.cache import default_cache_dir
 from molsym.data.readers._common import check_on_error, handle, tag, validate
 from molsym.errors import InputError
 from molsym.units import TO_INTERNAL
@@ -186,8 +187,6 @@ def fetch_qm9(
         InputError: the download failed or is not a QM9 archive (the message names the URL and
             where to put a manually downloaded copy).
     """
-    from molsym.data.dataset import default_cache_dir  # lazy: dataset imports the readers
-
     url = QM9_RELEASE_URL if url is None else url
     root = Path(root).expanduser() if root is not None else default_cache_dir() / "qm9"
     dest = root / QM9_RELEASE_FILE
@@ -235,6 +234,23 @@ def _check_release_archive(path: Path, url: str, hint: str) -> None:
         raise InputError(f"the download is not a QM9 tar archive ({err}); {hint}", url) from None
     if count == 0:
         raise InputError(f"the downloaded archive holds no .xyz files; {hint}", url)
+
+
+#: Names :func:`read_qm9` takes in place of a path (see :data:`molsym.data.readers.NAMED_SOURCES`).
+NAMED_SOURCES = ("qm9pack", "download")
+
+
+def resolve_named_source(name: str, cache_dir: str | os.PathLike | None = None) -> str | Path:
+    """``"download"`` -> the release archive, fetched once into ``cache_dir``/qm9 (default: the
+    cache dir); ``"qm9pack"`` stays a name (its CSVs are found when read)."""
+    if name == "download":
+        return fetch_qm9(None if cache_dir is None else Path(cache_dir) / "qm9")
+    return name
+
+
+def named_source_files(name: str) -> list[Path]:
+    """The files behind a named source, whose names, sizes and times key the graph cache."""
+    return list(qm9pack_csvs()) if name == "qm9pack" else []
 
 
 def read_qm9(
