@@ -38,9 +38,8 @@ def model_metadata(model: Any) -> dict:
     if not isinstance(model, (str, Path)):
         return {}
     from molsym.deploy.model_file import read_model_file
-    from molsym.pretrained import resolve_model_path
 
-    metadata = read_model_file(resolve_model_path(model)).get("metadata") or {}
+    metadata = read_model_file(model).get("metadata") or {}
     return metadata if isinstance(metadata, dict) else {}
 
 

@@ -91,9 +91,8 @@ def load_model_any(model: Any) -> torch.nn.Module:
         return model
     if isinstance(model, (str, Path)):
         from molsym.deploy import load_model
-        from molsym.pretrained import resolve_model_path
 
-        return load_model(resolve_model_path(model))
+        return load_model(model)
     raise TypeError(f"model must be a torch.nn.Module, a model file or a pretrained name, "
                     f"not {type(model).__name__}")
 

@@ -54,11 +54,10 @@ def _run(args: argparse.Namespace) -> int:
     from molsym.dtypes import model_dtype
     from molsym.elements import not_covered
     from molsym.errors import InputError
-    from molsym.pretrained import resolve_model_path
     from molsym.training.evaluate import evaluate, parity_plots
     from molsym.training.metrics import format_table
 
-    model = load_model(resolve_model_path(args.model), dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype)
     dtype = model_dtype(model)
     structures = read_file(args.data, format=args.format)
     graphs = []

@@ -46,10 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     from molsym.deploy import load_model
     from molsym.deploy.export import export_model
     from molsym.dtypes import resolve_dtype
-    from molsym.pretrained import resolve_model_path
 
     try:
-        model = load_model(resolve_model_path(args.model))
+        model = load_model(args.model)
         dtype = resolve_dtype(args.dtype) if args.dtype else None
         meta = export_model(model, args.output, format=args.format, device=args.device,
                             dtype=dtype, check=not args.no_check)

@@ -90,13 +90,9 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: missing file, not a molsym deploy file, or a newer format version.
     """
-    from molsym.pretrained import PRETRAINED, resolve_model_path
+    from molsym.pretrained import resolve_model_path
 
-    if not Path(path).is_file() and str(path) in PRETRAINED:
-        path = resolve_model_path(path)  # a bundled model by name ("qm9")
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model file not found: {path}")
+    path = resolve_model_path(path)  # a file as it is, a bundled model by name ("qm9")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our file"
@@ -150,7 +146,8 @@ def load_model(
     map_location: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
 ) -> nn.Module:
-    """Rebuild a model from a deploy file; returned in eval mode.
+    """Rebuild a model from a deploy file or a pretrained name (``"qm9"``); returned in eval
+    mode.
 
     The class comes from :data:`molsym.models.DEPLOYABLE_CLASSES` by the name in the file; an
     unknown name raises :class:`ConfigError`. The model comes back in the dtype it was saved

@@ -64,6 +64,6 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if str(name_or_path) in PRETRAINED:
         return pretrained_path(str(name_or_path))
     raise ConfigError(
-        f"model {str(name_or_path)!r} is neither a model file nor a pretrained model name "
+        f"model {str(name_or_path)!r} not found: neither a model file nor a pretrained model name "
         f"(pretrained: {sorted(PRETRAINED)})"
     )
