@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 #: Public names re-exported lazily (importing molsym stays cheap: no torch until used).
 _LAZY = {
     "load_model": "molsym.deploy",
-    "MolsymCalculator": "molsym.calculator",
+    "MolsymCalculator": "molsym.inference.calculator",
 }
 
 

@@ -62,7 +62,7 @@ def bench(model: str, n: int, jobs: int, batch_atoms: int, device: str) -> list[
     import ase.io
 
     from molsym.cli.predict import gather
-    from molsym.predict import Predictor
+    from molsym.inference.predictor import Predictor
 
     smiles, frames = qm9_sample(n)
     rows = []

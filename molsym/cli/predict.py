@@ -2,9 +2,10 @@
 
     molsym predict --model qm9 "CCO" "c1ccccc1" molecules.smi frames.extxyz -o out.csv
 
-One table row per input molecule/frame, in input order (see :mod:`molsym.predict` for the
-columns). Exit status: 0 when every molecule was predicted, 1 when some failed (their rows
-carry the error; the table is still written), 2 on a usage error.
+One table row per input molecule/frame, in input order (see
+:mod:`molsym.inference.predictor` for the columns). Exit status: 0 when every molecule was
+predicted, 1 when some failed (their rows carry the error; the table is still written), 2 on a
+usage error.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from molsym.data.readers.smiles import (
     max_smiles_length,
 )
 from molsym.errors import ConfigError, MolsymError
-from molsym.inputs import FILE_SUFFIXES, gather, path_kind, read_input
+from molsym.inference.inputs import FILE_SUFFIXES, gather, path_kind, read_input
 
 __all__ = ["FILE_SUFFIXES", "build_parser", "gather", "main", "read_input", "write_forces"]
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, written: list[Path]) -> int:
-    from molsym.predict import Predictor
+    from molsym.inference.predictor import Predictor
 
     problem = check_outputs(args)  # before any work: a bad path must not waste the run
     if problem:

@@ -23,7 +23,7 @@ import ase
 import ase.io
 import numpy as np
 
-from molsym.calculator import MolsymCalculator
+from molsym.inference.calculator import MolsymCalculator
 
 #: i-PI and ASE put a unix socket named ``name`` at this path prefix + name.
 UNIX_SOCKET_PREFIX = "/tmp/ipi_"

@@ -26,8 +26,8 @@ from typing import Any
 import ase
 import numpy as np
 
-from molsym.calculator import MolsymCalculator
 from molsym.errors import ConfigError
+from molsym.inference.calculator import MolsymCalculator
 
 
 class MolsymFixExternal:

@@ -9,7 +9,7 @@ openmm-ml finds this module through the ``openmmml.potentials`` entry point ``mo
     mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)   # ML/MM
 
 The forces are an ``openmm.PythonForce`` (tested with OpenMM 8.6.1, openmm-ml 1.8) that calls
-:class:`molsym.calculator.MolsymCalculator`; no compiled plugin (openmm-torch) is needed.
+:class:`molsym.inference.calculator.MolsymCalculator`; no compiled plugin (openmm-torch) is needed.
 Units change only here, at the edge: OpenMM gives nm and takes kJ/mol and kJ/mol/nm; the
 model works in Angstrom, eV and eV/Angstrom.
 
@@ -31,8 +31,8 @@ from ase import units as ase_units
 from openmm import unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from molsym.calculator import MolsymCalculator
 from molsym.errors import ConfigError
+from molsym.inference.calculator import MolsymCalculator
 
 #: kJ/mol per eV (OpenMM's energy unit per molsym's).
 KJ_PER_MOL_PER_EV = 1.0 / (ase_units.kJ / ase_units.mol)

@@ -82,7 +82,7 @@ def embed(out: Path, name: str, jobs: int = 1, chunk: int = 5000) -> dict:
     import ase.io
 
     from molsym.atomic import atomic_path, write_text_atomic
-    from molsym.predict import embed_smiles
+    from molsym.inference.predictor import embed_smiles
 
     dft = ase.io.read(out / f"qm9_{name}.extxyz", index=":")
     folder = out / "smiles_chunks"
@@ -162,7 +162,7 @@ def evaluate(model: str, out: Path, n_smiles: int, jobs: int = 2) -> dict:
     molecules with RDKit/MMFF geometries from their SMILES (same model, same labels)."""
     from molsym import units
     from molsym.data.readers import read_file
-    from molsym.predict import Entry, Predictor, property_column
+    from molsym.inference.predictor import Entry, Predictor, property_column
 
     predictor = Predictor(model)
     test = read_file(out / "qm9_test.extxyz")
@@ -196,7 +196,7 @@ def _smiles_entries(out: Path, smiles: list[str], jobs: int) -> list:
     that re-evaluating a model does not embed again."""
     import ase.io
 
-    from molsym.predict import Entry, embed_smiles
+    from molsym.inference.predictor import Entry, embed_smiles
 
     geo, err = out / "qm9_test_smiles.extxyz", out / "qm9_test_smiles.errors.json"
     if geo.is_file() and err.is_file():

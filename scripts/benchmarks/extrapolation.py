@@ -85,7 +85,7 @@ def md_run(model_path: Path, temperature: float, steps: int, dt_fs: float,
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
 
-    from molsym.calculator import MolsymCalculator
+    from molsym.inference.calculator import MolsymCalculator
 
     atoms = ase.io.read(common.DATA / "acac" / "test_MD_300K.xyz", index=0)
     atoms.calc = MolsymCalculator(str(model_path), dtype="float64")

@@ -87,7 +87,7 @@ def chemprop(out: Path, budget_s: float, threads: int, seed: int) -> dict:
 
 def _molsym_predictions(model: str, frames) -> pd.DataFrame:
     """Predictions of ``model`` on ``frames`` (None = not embedded) in the report columns."""
-    from molsym.predict import Entry, Predictor, property_column
+    from molsym.inference.predictor import Entry, Predictor, property_column
 
     predictor = Predictor(model)
     entries = [Entry.from_atoms(a) if a is not None else None for a in frames]

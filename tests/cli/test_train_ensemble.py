@@ -5,9 +5,9 @@ import json
 import torch
 from ase.io import read
 
-from molsym.calculator import MolsymCalculator
 from molsym.deploy import load_model
 from molsym.deploy.model_file import read_model_file
+from molsym.inference.calculator import MolsymCalculator
 from molsym.models import EnsembleModel
 from molsym.training.run import train
 from tests.cli.cli_helpers import tiny_train_config

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import InputError
-from molsym.predict import predict
+from molsym.inference.predictor import predict
 from tests.fuzz.strategies import MOLECULES, check_molsym_error, examples, molecule
 from tests.fuzz.strategies import smiles as smiles_st
 from tests.predict.conftest import small_model

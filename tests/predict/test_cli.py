@@ -11,9 +11,9 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molsym.atomic import atomic_output
-from molsym.calculator import MolsymCalculator
 from molsym.cli.predict import main
 from molsym.data.readers import read_file
+from molsym.inference.calculator import MolsymCalculator
 
 from .conftest import small_model
 

@@ -8,8 +8,8 @@ import torch
 from ase.build import molecule
 from torch._dynamo.utils import counters
 
+from molsym.inference.predictor import Entry, Predictor
 from molsym.models import EquivariantModel
-from molsym.predict import Entry, Predictor
 
 
 def tiny_model() -> EquivariantModel:

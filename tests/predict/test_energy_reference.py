@@ -6,11 +6,11 @@ import logging
 import numpy as np
 from ase.build import molecule
 
-from molsym.calculator import MolsymCalculator
 from molsym.data.statistics import energy_reference
 from molsym.deploy import save_model
-from molsym.extrapolation import COMPOSITION_WARNING
-from molsym.predict import Predictor, predict
+from molsym.inference.calculator import MolsymCalculator
+from molsym.inference.extrapolation import COMPOSITION_WARNING
+from molsym.inference.predictor import Predictor, predict
 from tests.predict.conftest import ELEMENTS, small_model
 
 # formaldehyde frames only (CH2O: H2 C1 N0 O1), as training writes it
@@ -51,7 +51,7 @@ def test_no_flag_for_a_model_without_energy(tmp_path):
 
 def test_calculator_logs_once_per_composition(tmp_path, caplog):
     calc = MolsymCalculator(write(tmp_path, "one.pt", ONE_MOLECULE))
-    with caplog.at_level(logging.WARNING, logger="molsym.calculator"):
+    with caplog.at_level(logging.WARNING, logger="molsym.inference.calculator"):
         for atoms in [molecule("H2O"), molecule("H2O"), molecule("H2CO")]:
             atoms.rattle(0.01, seed=len(caplog.records))
             atoms.calc = calc

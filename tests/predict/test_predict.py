@@ -11,8 +11,14 @@ from torch_geometric.data import Batch
 from molsym import units
 from molsym.data.graph import atoms_to_graph
 from molsym.errors import ConfigError
+from molsym.inference.predictor import (
+    BASE_COLUMNS,
+    Predictor,
+    atom_batches,
+    predict,
+    property_column,
+)
 from molsym.models import predict_batch
-from molsym.predict import BASE_COLUMNS, Predictor, atom_batches, predict, property_column
 from molsym.pretrained import PRETRAINED, resolve_model_path
 
 from .conftest import small_model
@@ -72,7 +78,7 @@ def test_float32_close_to_float64_and_forces_are_returned():
 
 
 def _entry(atoms):
-    from molsym.predict import Entry
+    from molsym.inference.predictor import Entry
 
     return Entry.from_atoms(atoms)
 

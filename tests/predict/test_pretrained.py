@@ -8,7 +8,7 @@ import pytest
 from ase.io import read
 
 from molsym.cli.predict import main
-from molsym.predict import predict
+from molsym.inference.predictor import predict
 from molsym.pretrained import PRETRAINED, available, pretrained_path
 from molsym.units import DEBYE
 

@@ -24,7 +24,7 @@ from molsym.data.readers import read_file, read_smiles
 from molsym.data.readers.smiles import FRAGMENT_GAP
 from molsym.deploy import load_model, save_model
 from molsym.errors import ConfigError
-from molsym.predict import Entry, Predictor, predict
+from molsym.inference.predictor import Entry, Predictor, predict
 
 from .conftest import small_model
 

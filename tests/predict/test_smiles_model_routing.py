@@ -6,8 +6,8 @@ from ase.build import molecule
 
 from molsym import pretrained
 from molsym.deploy.model_file import save_model
+from molsym.inference.predictor import predict
 from molsym.models import EquivariantModel
-from molsym.predict import predict
 
 
 def _model(seed):

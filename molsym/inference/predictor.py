@@ -8,8 +8,8 @@ atoms and calls the model. Every entry gets a row; a failure is confined to its 
 Columns: ``id, input, index, name, smiles, formula, n_atoms``, one ``<property>_<unit>`` column
 per predicted per-molecule property (``energy_eV``, ``homo_eV``, ``dipole_D`` = magnitude in
 Debye, ...), ``warning`` (caveats of a row that was predicted: fragments embedded apart,
-inputs outside what the model was trained on; see :mod:`molsym.extrapolation`) and ``error``
-(empty when the prediction worked). Forces are never columns; ask for them
+inputs outside what the model was trained on; see :mod:`molsym.inference.extrapolation`)
+and ``error`` (empty when the prediction worked). Forces are never columns; ask for them
 with ``forces=True`` and read :attr:`Entry.forces` (eV/Angstrom).
 """
 
@@ -31,14 +31,14 @@ from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_
 from molsym.dtypes import model_dtype, resolve_dtype
 from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
-from molsym.extrapolation import (
+from molsym.inference.extrapolation import (
     composition_warning,
     energy_reference,
     extrapolation_warnings,
     model_metadata,
     trained_on_periodic,
 )
-from molsym.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
+from molsym.inference.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path

@@ -22,14 +22,14 @@ from molsym.data.graph import atoms_to_graph
 from molsym.dtypes import resolve_dtype
 from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
-from molsym.extrapolation import composition_warning, energy_reference
-from molsym.models.compiled import compile_model
-from molsym.models.ensemble import std_key
-from molsym.predict import (
+from molsym.inference.extrapolation import composition_warning, energy_reference
+from molsym.inference.predictor import (
     bare_atoms,
     inference_copy,
     load_model_any,
 )
+from molsym.models.compiled import compile_model
+from molsym.models.ensemble import std_key
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class MolsymCalculator(Calculator):
         self._checked_compositions: set[tuple[int, ...]] = set()
 
     def _check_composition(self, atoms: ase.Atoms) -> None:
-        """Log :data:`molsym.extrapolation.COMPOSITION_WARNING` once per composition."""
+        """Log :data:`molsym.inference.extrapolation.COMPOSITION_WARNING` once per composition."""
         if self.energy_reference is None:
             return
         numbers = tuple(sorted(int(z) for z in atoms.numbers))
