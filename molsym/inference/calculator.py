@@ -23,11 +23,8 @@ from molsym.dtypes import resolve_dtype
 from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
 from molsym.inference.extrapolation import composition_warning, energy_reference
-from molsym.inference.predictor import (
-    bare_atoms,
-    inference_copy,
-    load_model_any,
-)
+from molsym.inference.inputs import bare_atoms
+from molsym.inference.model import inference_copy, load_model_any
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
 

@@ -178,3 +178,13 @@ def read_input(path: str, n_jobs: int = 1, **embed: Any) -> list[Entry]:
     for entry in entries:
         entry.embedded = smiles_file
     return entries
+
+
+def bare_atoms(atoms: ase.Atoms) -> ase.Atoms:
+    """Structure only (numbers, positions, cell, pbc) plus ``info["total_charge"]`` (e, 0 when
+    not given): labels of the input never reach the model, and every graph has the same fields
+    so that a batch can mix inputs."""
+    bare = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell,
+                     pbc=atoms.pbc)
+    bare.info[keys.TOTAL_CHARGE] = float(atoms.info.get(keys.TOTAL_CHARGE, 0.0))
+    return bare

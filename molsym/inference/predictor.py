@@ -15,9 +15,7 @@ with ``forces=True`` and read :attr:`Entry.forces` (eV/Angstrom).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import ase
@@ -38,7 +36,14 @@ from molsym.inference.extrapolation import (
     model_metadata,
     trained_on_periodic,
 )
-from molsym.inference.inputs import Entry, embed_smiles, merge_in_order, molecules_to_entries
+from molsym.inference.inputs import (
+    Entry,
+    bare_atoms,
+    embed_smiles,
+    merge_in_order,
+    molecules_to_entries,
+)
+from molsym.inference.model import inference_copy, load_model_any
 from molsym.models.compiled import compile_model
 from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path
@@ -83,38 +88,6 @@ def property_column(name: str, outputs: Sequence[str] = ()) -> str:
     if alias is not None and alias not in outputs:
         name = alias
     return f"{name}_{unit}" if unit else name
-
-
-def load_model_any(model: Any) -> torch.nn.Module:
-    """A model object as is; a deploy-file path or a pretrained name through ``load_model``."""
-    if isinstance(model, torch.nn.Module):
-        return model
-    if isinstance(model, (str, Path)):
-        from molsym.deploy import load_model
-
-        return load_model(model)
-    raise TypeError(f"model must be a torch.nn.Module, a model file or a pretrained name, "
-                    f"not {type(model).__name__}")
-
-
-def bare_atoms(atoms: ase.Atoms) -> ase.Atoms:
-    """Structure only (numbers, positions, cell, pbc) plus ``info["total_charge"]`` (e, 0 when
-    not given): labels of the input never reach the model, and every graph has the same fields
-    so that a batch can mix inputs."""
-    bare = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell,
-                     pbc=atoms.pbc)
-    bare.info[keys.TOTAL_CHARGE] = float(atoms.info.get(keys.TOTAL_CHARGE, 0.0))
-    return bare
-
-
-def inference_copy(module: torch.nn.Module, device: torch.device,
-                   dtype: torch.dtype) -> torch.nn.Module:
-    """A private eval-mode copy of ``module`` on ``device`` in ``dtype``, parameter gradients
-    off (forces need d/dpos only); the caller's model is left as it was."""
-    model = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 def atom_batches(sizes: Sequence[int], batch_atoms: int) -> Iterator[list[int]]:
