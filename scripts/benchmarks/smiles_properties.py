@@ -1,7 +1,7 @@
 """SMILES in, QM9 properties out: molsym against Chemprop 2 on the same molecules.
 
-    python -m molsym.pretrained.qm9_recipe data D --train 110000 --val 10000 --test 10831
-    python -m molsym.pretrained.qm9_recipe embed D --set test     # and --set trainval
+    python -m scripts.qm9_recipe data D --train 110000 --val 10000 --test 10831
+    python -m scripts.qm9_recipe embed D --set test     # and --set trainval
     python scripts/benchmarks/smiles_properties.py prepare D OUT
     python scripts/benchmarks/smiles_properties.py chemprop OUT --budget-s 3000 --threads 1
     python scripts/benchmarks/smiles_properties.py evaluate D OUT \

@@ -1,9 +1,9 @@
 """How the bundled ``qm9`` model is made and measured (reproducible; needs qm9pack).
 
-    python -m molsym.pretrained.qm9_recipe data OUT --train 24000 --val 1000 --test 10000
+    python -m scripts.qm9_recipe data OUT --train 24000 --val 1000 --test 10000
     molsym train experiment=qm9 data.path=OUT/qm9_trainval.extxyz data.format=extxyz \
         data.test_path=OUT/qm9_test.extxyz ...            # see README "Pretrained QM9 model"
-    python -m molsym.pretrained.qm9_recipe evaluate RUN/model.pt OUT --smiles 1000
+    python -m scripts.qm9_recipe evaluate RUN/model.pt OUT --smiles 1000
 
 ``data`` draws a seeded random sample of QM9 (qm9pack's 130,831 molecules, read by molsym's
 QM9 reader) and writes train+val and test sets as extxyz with the targets in internal units
@@ -228,7 +228,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m molsym.pretrained.qm9_recipe")
+    p = argparse.ArgumentParser(prog="python -m scripts.qm9_recipe")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="write the QM9 sample as extxyz")
     d.add_argument("out", type=Path)

@@ -7,7 +7,7 @@ import ase.io
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from molsym.pretrained import qm9_recipe
+from scripts import qm9_recipe
 
 
 def _frame(smiles, energy, homo):
