@@ -8,7 +8,7 @@ reader; a changed file, cutoff, dtype or option gives a new key and reprocesses.
 
 Cache files are data only (:mod:`molsym.data.store`): a dict of plain tensors (each field
 concatenated over graphs, with per-graph slices) and lists of strings, loaded with
-``torch.load(..., weights_only=True)`` and written atomically (temporary file + ``os.replace``).
+``torch.load(..., weights_only=True)`` and written atomically (:func:`molsym.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from molsym.atomic import atomic_path
 from molsym.data.cache import default_cache_dir
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import (
@@ -111,15 +111,8 @@ def cache_key(content_digest: str, cutoff: float, dtype: torch.dtype, options: d
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # --- dataset ----------------------------------------------------------------------------------

@@ -221,8 +221,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 def _write_outputs_before_fit(cfg: DictConfig, out: Path, dm, stats: dict) -> None:
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text_atomic(out / "statistics.json", json.dumps(stats, indent=2))
-    # the datamodule's Splits format (reusable as data.split_file), written atomically
-    write_text_atomic(out / "splits.json", json.dumps(dm.splits.to_dict(), indent=1) + "\n")
+    dm.splits.save(out / "splits.json")  # reusable as data.split_file
 
 
 def train(cfg: DictConfig, out: str | Path, overrides: list[str] | None = None

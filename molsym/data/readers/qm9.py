@@ -8,14 +8,12 @@ official ``dsgdb9nsd_XXXXXX.xyz`` files (a directory, or a .tar/.tar.bz2 of them
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import importlib.util
 import logging
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -25,6 +23,7 @@ from typing import BinaryIO, NamedTuple
 import ase
 import numpy as np
 
+from molsym.atomic import atomic_path
 from molsym.data.cache import default_cache_dir
 from molsym.data.readers._common import check_on_error, handle, tag, validate
 from molsym.errors import InputError
@@ -195,20 +194,13 @@ def fetch_qm9(
     hint = (f"download {url} by hand (e.g. in a browser), save it as {dest} and run again, "
             f"or pass the archive's path instead of 'download'")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=root)
+        with atomic_path(dest) as tmp:  # renamed into place only once it reads as an archive
+            log.info("downloading QM9 (about 86 MB) from %s to %s", url, dest)
+            with open(tmp, "wb") as out:
+                _download(url, out, timeout, hint)
+            _check_release_archive(tmp, url, hint)
     except OSError as err:
         raise InputError(f"cannot write the QM9 download to {root}: {err}", str(dest)) from None
-    try:
-        log.info("downloading QM9 (about 86 MB) from %s to %s", url, dest)
-        with os.fdopen(fd, "wb") as out:
-            _download(url, out, timeout, hint)
-        _check_release_archive(Path(tmp), url, hint)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
     return dest
 
 
