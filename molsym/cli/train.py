@@ -36,7 +36,7 @@ def precheck(overrides: list[str]) -> str | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from molsym.training.datasets import register_resolvers
+    from molsym.data.recipes import register_resolvers
 
     register_resolvers()
     try:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         message = precheck(overrides)
         if message is not None:
             return _error(message, 2)
-    from molsym.training.datasets import register_resolvers
+    from molsym.data.recipes import register_resolvers
 
     register_resolvers()
     _resume_defaults(argv)

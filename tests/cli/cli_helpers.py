@@ -38,7 +38,7 @@ def compose_train_config(overrides):
     from hydra import compose, initialize_config_dir
 
     from molsym.cli.train import CONFIG_DIR, CONFIG_NAME
-    from molsym.training.datasets import register_resolvers
+    from molsym.data.recipes import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

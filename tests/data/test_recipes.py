@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from molsym.data.recipes import bundled_or_file, default_data_root
 from molsym.errors import ConfigError
-from molsym.training.datasets import bundled_or_file, default_data_root
 from tests.cli.cli_helpers import write_emt_frames
 
 
