@@ -98,16 +98,10 @@ class ExportablePotential(nn.Module):
 
 
 def _without_python_element_check(model: nn.Module) -> nn.Module:
-    """Replace ``model.species_index`` (atomic number -> index into ``elements``) by a plain
-    table lookup: the model's own version reads tensor values in Python to raise a readable
-    error, which a traced graph cannot keep (:class:`ExportablePotential` checks in-graph)."""
-    table = torch.full((_NUM_Z,), -1, dtype=torch.long)
-    table[torch.tensor([int(z) for z in model.elements])] = torch.arange(len(model.elements))
-
-    def species_index(z: torch.Tensor) -> torch.Tensor:
-        return table.to(z.device).index_select(0, z.clamp(0, _NUM_Z - 1))
-
-    model.species_index = species_index
+    """``model`` with its Python check of the atomic numbers off (it reads tensor values to
+    raise a readable error, which a traced graph cannot keep): :class:`ExportablePotential`
+    checks in-graph instead."""
+    model.check_elements = False
     return model
 
 

@@ -69,6 +69,9 @@ class AtomisticModel(nn.Module):
 
     model_name: str = ""
     _config: dict[str, Any]
+    #: Raise a readable error for atomic numbers outside ``elements`` (reads tensor values in
+    #: Python); off in graphs traced for export, which check in-graph instead.
+    check_elements: bool = True
 
     def _setup_common(
         self,
@@ -140,8 +143,8 @@ class AtomisticModel(nn.Module):
 
     def species_index(self, z: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers (N,) to indices into ``elements``; unknown elements raise."""
-        idx = self.z_to_index[z.clamp(0, self.z_to_index.shape[0] - 1)]
-        if not torch.compiler.is_compiling() and bool((idx < 0).any()):
+        idx = self.z_to_index.index_select(0, z.clamp(0, self.z_to_index.shape[0] - 1))
+        if self.check_elements and not torch.compiler.is_compiling() and bool((idx < 0).any()):
             bad = sorted({int(v) for v in z[idx < 0].tolist()})
             names = [chemical_symbols[v] if 0 < v < len(chemical_symbols) else str(v) for v in bad]
             raise InputError(
@@ -209,51 +212,19 @@ class AtomisticModel(nn.Module):
         grad_outside = torch.is_grad_enabled()
         want_forces = compute_forces and keys.FORCES in self.outputs
         need_grad = want_forces or compute_stress
-        compiling = torch.compiler.is_compiling()
-        if need_grad and not compiling and torch.is_inference_mode_enabled():
-            raise RuntimeError(
-                "forces and stress are autograd derivatives and cannot be computed under "
-                "torch.inference_mode(); use torch.no_grad() (Lightning: "
-                "Trainer(inference_mode=False))"
-            )
-        if compute_stress and (cell is None or cell_shifts is None):
-            raise ValueError("compute_stress=True needs cell and cell_shifts")
-        if paired_edges and cell_shifts is not None:
-            raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
-        if paired_edges is None:
-            edge_index, paired_edges = (
-                (edge_index, False) if compiling
-                else default_pairing(edge_index, cell_shifts is not None)
-            )
+        self._check_call(need_grad, compute_stress, cell, cell_shifts, paired_edges)
+        edge_index, paired_edges = self._pairing(edge_index, cell_shifts, paired_edges)
         geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts, paired_edges)
         strain = None
         if compute_stress:
             strain = torch.zeros(num_graphs, 3, 3, dtype=pos.dtype, device=pos.device)
-        out: dict[str, torch.Tensor] = {}
-        grads: tuple[torch.Tensor, ...] = ()
-        if need_grad and compiling:
-            # torch.func.grad traces into one graph under torch.compile (autograd.grad breaks it)
-            def energy_fn(p, e):
-                energy, scalars, vectors = self._energy(p, e, *geometry)
-                aux = (energy, scalars) if vectors is None else (energy, scalars, vectors)
-                return energy.sum(), aux
-
-            argnums = (0, 1) if compute_stress else (0,)
-            grads, aux = torch.func.grad(energy_fn, argnums=argnums, has_aux=True)(pos, strain)
-            energy, scalars = aux[0], aux[1]
-            vectors = aux[2] if len(aux) == 3 else None
+        if need_grad and torch.compiler.is_compiling():
+            energy, scalars, vectors, grads = self._energy_and_grads_traced(
+                pos, strain, geometry)
         else:
-            with torch.set_grad_enabled(grad_outside or need_grad):
-                if need_grad and not pos.requires_grad:
-                    pos = pos.detach().requires_grad_(True)
-                if strain is not None:
-                    strain.requires_grad_(True)
-                energy, scalars, vectors = self._energy(pos, strain, *geometry)
-                if need_grad:
-                    inputs = [pos] if strain is None else [pos, strain]
-                    grads = torch.autograd.grad(
-                        [energy.sum()], inputs, create_graph=self.training
-                    )
+            energy, scalars, vectors, grads, pos = self._energy_and_grads_eager(
+                pos, strain, geometry, need_grad, grad_outside)
+        out: dict[str, torch.Tensor] = {}
         if keys.ENERGY in self.outputs:
             out[keys.ENERGY] = energy
         if want_forces:
@@ -265,6 +236,63 @@ class AtomisticModel(nn.Module):
             # under no_grad, or in eval mode after the force gradient consumed the graph
             out = {k: v.detach() for k, v in out.items()}
         return out
+
+    @staticmethod
+    def _check_call(need_grad: bool, compute_stress: bool, cell, cell_shifts,
+                    paired_edges: bool | None) -> None:
+        """Refuse the combinations of arguments :meth:`forward` cannot serve."""
+        if need_grad and not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "forces and stress are autograd derivatives and cannot be computed under "
+                "torch.inference_mode(); use torch.no_grad() (Lightning: "
+                "Trainer(inference_mode=False))"
+            )
+        if compute_stress and (cell is None or cell_shifts is None):
+            raise ValueError("compute_stress=True needs cell and cell_shifts")
+        if paired_edges and cell_shifts is not None:
+            raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
+
+    @staticmethod
+    def _pairing(edge_index: torch.Tensor, cell_shifts: torch.Tensor | None,
+                 paired_edges: bool | None) -> tuple[torch.Tensor, bool]:
+        """The edge list to use and whether it is paired (``paired_edges=None``: pair a
+        symmetric non-periodic list here, in eager mode only; see :meth:`forward`)."""
+        if paired_edges is not None:
+            return edge_index, bool(paired_edges)
+        if torch.compiler.is_compiling():
+            return edge_index, False
+        return default_pairing(edge_index, cell_shifts is not None)
+
+    def _energy_and_grads_traced(self, pos: torch.Tensor, strain: torch.Tensor | None,
+                                 geometry: tuple):
+        """Energies, features and d(sum E)/d(pos[, strain]) through ``torch.func.grad``, which
+        traces into one graph under ``torch.compile`` (``autograd.grad`` breaks it)."""
+        def energy_fn(p, e):
+            energy, scalars, vectors = self._energy(p, e, *geometry)
+            aux = (energy, scalars) if vectors is None else (energy, scalars, vectors)
+            return energy.sum(), aux
+
+        argnums = (0, 1) if strain is not None else (0,)
+        grads, aux = torch.func.grad(energy_fn, argnums=argnums, has_aux=True)(pos, strain)
+        vectors = aux[2] if len(aux) == 3 else None
+        return aux[0], aux[1], vectors, grads
+
+    def _energy_and_grads_eager(self, pos: torch.Tensor, strain: torch.Tensor | None,
+                                geometry: tuple, need_grad: bool, grad_outside: bool):
+        """Energies, features and (when ``need_grad``) d(sum E)/d(pos[, strain]) through
+        ``torch.autograd.grad`` (a graph for second derivatives in training mode); also the
+        positions the energy was computed from (a leaf that requires grad when needed)."""
+        grads: tuple[torch.Tensor, ...] = ()
+        with torch.set_grad_enabled(grad_outside or need_grad):
+            if need_grad and not pos.requires_grad:
+                pos = pos.detach().requires_grad_(True)
+            if strain is not None:
+                strain.requires_grad_(True)
+            energy, scalars, vectors = self._energy(pos, strain, *geometry)
+            if need_grad:
+                inputs = [pos] if strain is None else [pos, strain]
+                grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training)
+        return energy, scalars, vectors, grads, pos
 
     def _energy(
         self,

@@ -12,15 +12,24 @@ from torch import nn
 from molsym.nn.cartesian import EquivariantLinear, split_components, sym_traceless
 
 
-def _num_paths(l_in: int, l_max: int, full_paths: bool = False) -> int:
-    # l_out = 0: s, v.u, u.T.u ; l_out = 1: s u, v, T u ; l_out = 2: s Y2, sym(u v), T
-    basic = (l_max + 1) * (1 + min(l_in, 2))
-    if not full_paths:
-        return basic
-    # l_out = 1: (v.u) u, (u.T.u) u ; l_out = 2: (v.u) Y2, sym(u (T u)), (u.T.u) Y2
-    extra_vector = min(l_in, 2) if l_max >= 1 else 0
-    extra_tensor = {0: 0, 1: 1, 2: 3}[min(l_in, 2)] if l_max >= 2 else 0
-    return basic + extra_vector + extra_tensor
+def path_names(l_in: int, l_max: int, full_paths: bool = False) -> list[str]:
+    """Names of the coupling paths of :class:`CartesianInteraction`, in the order of their
+    slices of the radial weights (the layout of saved models: never reorder).
+
+    l_out = 0: ``s``, ``v.u``, ``u.T.u``; l_out = 1: ``s u``, ``v``, ``T u``; l_out = 2: ``s Y2``,
+    ``sym(u v)``, ``T``; ``full_paths`` adds ``(v.u) u``, ``(u.T.u) u`` (l_out = 1) and
+    ``(v.u) Y2``, ``(u.T.u) Y2``, ``sym(u T u)`` (l_out = 2).
+    """
+    l_in = min(l_in, 2)
+    full_vu, full_utu = full_paths and l_in >= 1, full_paths and l_in >= 2
+    names = ["s"] + ["v.u"] * (l_in >= 1) + ["u.T.u"] * (l_in >= 2)
+    if l_max >= 1:
+        names += ["s u"] + ["(v.u) u"] * full_vu + ["(u.T.u) u"] * full_utu
+        names += ["v"] * (l_in >= 1) + ["T u"] * (l_in >= 2)
+    if l_max >= 2:
+        names += ["s Y2"] + ["(v.u) Y2"] * full_vu + ["(u.T.u) Y2"] * full_utu
+        names += ["sym(u v)"] * (l_in >= 1) + ["sym(u T u)"] * full_utu + ["T"] * (l_in >= 2)
+    return names
 
 
 class CartesianInteraction(nn.Module):
@@ -50,7 +59,8 @@ class CartesianInteraction(nn.Module):
         self.full_paths = bool(full_paths)
         self.num_channels = num_channels
         self.up = EquivariantLinear(num_channels, num_channels, self.l_in)
-        self.num_paths = _num_paths(self.l_in, l_max, self.full_paths)
+        self.path_names = path_names(self.l_in, l_max, self.full_paths)
+        self.num_paths = len(self.path_names)
         self.norm = 1.0 / float(avg_num_neighbors)
 
     def forward(
@@ -66,39 +76,40 @@ class CartesianInteraction(nn.Module):
         directions = 2 if paired else 1
         hj = self.up(h).index_select(1, edge_index[1])
         hj = split_components(hj.view(hj.shape[0], directions, -1, c))
-        w = iter(weights.view(-1, self.num_paths, c).unbind(1))  # paths x (E/D, C)
+        # radial weights of each path by name, (E/D, C) each
+        w = dict(zip(self.path_names, weights.view(-1, self.num_paths, c).unbind(1), strict=True))
         sj = hj[0]
         u = unit.view(3, directions, -1, 1) if unit is not None else None  # (3, D, E/D, 1)
         vj = hj[1] if self.l_in >= 1 else None
         tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, D, E/D, C)
         vu = (vj * u).sum(0) if vj is not None else None  # v_j.u
         utu = (tu * u).sum(0) if tu is not None else None  # u.T_j.u
-        m0 = next(w) * sj
+        m0 = w["s"] * sj
         if vu is not None:
-            m0 = m0 + next(w) * vu
+            m0 = m0 + w["v.u"] * vu
         if utu is not None:
-            m0 = m0 + next(w) * utu
+            m0 = m0 + w["u.T.u"] * utu
         messages = [m0.reshape(1, -1, c)]
         if self.l_max >= 1:
-            m1 = self._along_u(w, sj, vu, utu) * u
+            m1 = self._along_u(w, "u", sj, vu, utu) * u
             if vj is not None:
-                m1 = m1 + next(w) * vj
+                m1 = m1 + w["v"] * vj
             if tu is not None:
-                m1 = m1 + next(w) * tu
+                m1 = m1 + w["T u"] * tu
             messages.append(m1.reshape(3, -1, c))
         if self.l_max >= 2:
             # sym0(u (x) q) with q = R s_j u + R' v_j (+ the full paths' terms) covers the s Y2
             # and sym0(u v) paths; the symmetric-traceless projection is linear, so it is
             # applied after the sum over neighbours (on N atoms instead of E edges). T_j is
             # already symmetric-traceless.
-            q = self._along_u(w, sj, vu, utu) * u
+            q = self._along_u(w, "Y2", sj, vu, utu) * u
             if vj is not None:
-                q = q + next(w) * vj
+                q = q + w["sym(u v)"] * vj
             if self.full_paths and tu is not None:
-                q = q + next(w) * tu
+                q = q + w["sym(u T u)"] * tu
             m2 = u.unsqueeze(1) * q  # (3, 3, D, E/D, C): u_a q_b
             if self.l_in >= 2:
-                m2 = m2 + next(w) * hj[2]
+                m2 = m2 + w["T"] * hj[2]
             messages.append(m2.reshape(9, -1, c))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
@@ -110,14 +121,15 @@ class CartesianInteraction(nn.Module):
         return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)
 
 
-    def _along_u(self, w, sj, vu, utu):
-        """The coefficient of ``u`` in an l_out >= 1 message: ``R s_j``, plus ``R' v_j.u`` and
-        ``R'' u.T_j.u`` with ``full_paths``; ``w`` yields the paths' radial weights in order."""
-        coefficient = next(w) * sj
+    def _along_u(self, w, harmonic, sj, vu, utu):
+        """The coefficient of ``u`` in an l_out >= 1 message (``harmonic``: ``"u"`` for l_out =
+        1, ``"Y2"`` for 2): ``R s_j``, plus ``R' v_j.u`` and ``R'' u.T_j.u`` with
+        ``full_paths``; ``w`` holds the paths' radial weights by name."""
+        coefficient = w[f"s {harmonic}"] * sj
         if self.full_paths and vu is not None:
-            coefficient = coefficient + next(w) * vu
+            coefficient = coefficient + w[f"(v.u) {harmonic}"] * vu
         if self.full_paths and utu is not None:
-            coefficient = coefficient + next(w) * utu
+            coefficient = coefficient + w[f"(u.T.u) {harmonic}"] * utu
         return coefficient
 
 
