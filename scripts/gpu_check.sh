@@ -7,8 +7,8 @@
 #   0. environment: GPU, torch/CUDA versions, which molsym dependencies import
 #   1. the gpu-marked tests (pytest -m gpu) and the export tests
 #   2. a short training run on cuda (about 90 s of training)
-#   3. scripts/bench_model.py on cuda (when it has a --device option)
-#   4. eager vs torch.compile energy+forces of the flagship (scripts/bench_compile.py)
+#   3. scripts/benchmarks/bench_model.py on cuda (when it has a --device option)
+#   4. eager vs torch.compile energy+forces of the flagship (scripts/benchmarks/bench_compile.py)
 #   5. molsym export of the trained model as an AOTInductor package for cuda
 # Results go to $OUT/ when OUT is set (the device tool), else ./gpu_results/: a summary
 # (summary.txt) and one log per step. Exit status: the number of failed steps.
@@ -166,16 +166,16 @@ for cand in shared/data/rmd17/rmd17_aspirin_train_01.npz \
     if [ -z "$BENCH_DATA" ] && [ -f "$cand" ]; then BENCH_DATA=$cand; fi
 done
 say "benchmark data: ${BENCH_DATA:-none found}"
-if [ -f scripts/bench_model.py ] && "$PY" scripts/bench_model.py --help 2>&1 | grep -q -- --device
+if [ -f scripts/benchmarks/bench_model.py ] && "$PY" scripts/benchmarks/bench_model.py --help 2>&1 | grep -q -- --device
 then
-    run_step bench_model 90 "$PY" scripts/bench_model.py --device cuda --quick \
+    run_step bench_model 90 "$PY" scripts/benchmarks/bench_model.py --device cuda --quick \
         --models molsym,molsym_invariant --data "$BENCH_DATA" --json "$RESULTS/bench_model.json"
 else
-    say "bench_model: scripts/bench_model.py has no --device option here, skipped"
+    say "bench_model: scripts/benchmarks/bench_model.py has no --device option here, skipped"
 fi
 
 # --- 4. eager vs torch.compile ------------------------------------------------------------
-run_step bench_compile 180 "$PY" scripts/bench_compile.py --device cuda --frames 32 \
+run_step bench_compile 180 "$PY" scripts/benchmarks/bench_compile.py --device cuda --frames 32 \
     ${BENCH_DATA:+--data "$BENCH_DATA"} --out "$RESULTS/bench_compile.json"
 
 # --- 5. export the trained model for cuda (AOTInductor) -----------------------------------

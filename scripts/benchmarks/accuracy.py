@@ -9,8 +9,8 @@ through their own machinery, ``mace_run_train``, ``nequip-train`` and SchNetPack
 same wall-clock budget and thread count. Finished runs in the run folder are reused, so adding
 a peer later trains only that peer.
 
-    python scripts/benchmarks/accuracy.py --molecules aspirin --budget-min 25
-    python scripts/benchmarks/accuracy.py --quick          # CI-sized check (50 frames, 1 min)
+    python -m scripts.benchmarks.accuracy --molecules aspirin --budget-min 25
+    python -m scripts.benchmarks.accuracy --quick          # CI-sized check (50 frames, 1 min)
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import mace_peer  # noqa: E402
-import nequip_peer  # noqa: E402
-import schnetpack_peer  # noqa: E402
+from scripts.benchmarks import common, mace_peer, nequip_peer, schnetpack_peer
 
 #: Published, GPU-converged force MAE on rMD17 aspirin (meV/Angstrom; 950 training frames).
 PUBLISHED = {"aspirin": {"MACE": 6.6, "Allegro": 7.3, "NequIP": 8.2, "TensorNet": 8.9}}
@@ -248,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         budget_min = 1.0 if args.quick else args.budget_min
         results = common.load_result(name) or {"molecules": {}}
-        command = "python scripts/benchmarks/accuracy.py " + " ".join(
+        command = "python -m scripts.benchmarks.accuracy " + " ".join(
             argv if argv is not None else sys.argv[1:])
         results.setdefault("commands", [results.pop("command")] if "command" in results
                            else []).append(command)

@@ -2,7 +2,7 @@
 
 Runs with the python of the chemprop venv (it imports chemprop, never molsym):
 
-    peers/chemprop/bin/python scripts/benchmarks/chemprop_peer.py train DIR --budget-s 3000
+    peers/chemprop/bin/python -m scripts.benchmarks.chemprop_peer train DIR --budget-s 3000
 
 ``DIR`` holds ``train.csv``, ``val.csv`` and ``test.csv`` (columns ``smiles`` and the targets,
 written by ``smiles_properties.py``). The model is Chemprop's command-line default (bond

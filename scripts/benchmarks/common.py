@@ -163,7 +163,7 @@ def _doc_text() -> str:
     if DOC.is_file():
         return DOC.read_text()
     return ("# Benchmarks\n\n" + SUMMARY_BEGIN + "\n(not yet generated: "
-            "python scripts/benchmarks/summary.py)\n" + SUMMARY_END + "\n")
+            "python -m scripts.benchmarks.summary)\n" + SUMMARY_END + "\n")
 
 
 def write_section(heading: str, body: str) -> None:
@@ -194,6 +194,14 @@ def write_summary(body: str) -> None:
     DOC.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:])
 
 
+def module_command(python: str | Path, script: Path) -> list[str]:
+    """``<python> -m scripts.benchmarks.<name>`` for a script of this tree: the scripts are
+    modules of the repository's ``scripts`` package (:func:`run_logged` puts the repository
+    on ``PYTHONPATH``, so a peer's own Python finds them from any folder)."""
+    module = ".".join(Path(script).resolve().relative_to(REPO).with_suffix("").parts)
+    return [str(python), "-m", module]
+
+
 def run_logged(cmd: list[str], log: Path, timeout: float | None = None,
                env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, float]:
     """Run ``cmd`` with stdout+stderr to ``log``; returns (exit status, wall seconds).
@@ -203,6 +211,8 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None = None,
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                 **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), full_env.get("PYTHONPATH", "")) if p)
     start = time.perf_counter()
     with open(log, "a") as fh:
         fh.write(f"$ {shlex.join(cmd)}\n")
@@ -245,13 +255,13 @@ def predict_in_venv(python: Path, script: Path, peer: str, model: Path, frames: 
     """Energies (eV, (frames,)) and forces (eV/Angstrom, (atoms, 3)) of a peer's ``model`` on
     the frames of ``frames`` (any file ase reads), as {"energy", "forces"} numpy arrays.
 
-    Runs ``<python> <script> predict <model> <frames> <out_npz> <batch_size> <dtype>`` in the
-    peer's own venv (``dtype``: float32 or float64, the model's precision) and reads
-    ``out_npz``, which it writes afresh."""
+    Runs ``<python> -m <script's module> predict <model> <frames> <out_npz> <batch_size>
+    <dtype>`` in the peer's own venv (``dtype``: float32 or float64, the model's precision)
+    and reads ``out_npz``, which it writes afresh."""
     import numpy as np
 
     out_npz.unlink(missing_ok=True)
-    cmd = [str(python), str(script), "predict", str(model), str(frames), str(out_npz),
+    cmd = [*module_command(python, script), "predict", str(model), str(frames), str(out_npz),
            str(batch_size), dtype]
     status, _ = run_logged(cmd, log)
     if status != 0 or not out_npz.is_file():

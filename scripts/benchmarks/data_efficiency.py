@@ -5,8 +5,8 @@ held-out molecules), N_train nested (each training set contains the smaller ones
 validation set for every N, and a fixed wall-clock budget per run. Slopes are least-squares
 fits of log(MAE) against log(N).
 
-    python scripts/benchmarks/data_efficiency.py                  # the documented run
-    python scripts/benchmarks/data_efficiency.py --quick          # CI-sized check
+    python -m scripts.benchmarks.data_efficiency                  # the documented run
+    python -m scripts.benchmarks.data_efficiency --quick          # CI-sized check
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from scripts.benchmarks import common
 
 ASPIRIN_TEST_EVERY = 4  # test on every 4th frame of test_01 (250 frames): halves a run's cost
 MODELS = {"flagship": "default", "invariant": "invariant"}
@@ -481,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         results = common.load_result(name) or {"runs": {}}
         results = same_protocol(results, args)
         pool = max(args.qm9_sizes) + 1500
-        command = "python scripts/benchmarks/data_efficiency.py " + " ".join(
+        command = "python -m scripts.benchmarks.data_efficiency " + " ".join(
             argv if argv is not None else sys.argv[1:])
         if not args.collect:
             for study in args.studies:  # the command that made each study's current runs

@@ -10,8 +10,8 @@ CPU-sized model of the accuracy study (``mace_peer.MACE_ARGS``: 32x0e+32x1o, L=1
 correlation 3, r_max 5 Angstrom), float32; molsym's models run with the data-efficiency
 protocol (cosine schedule over the run's steps, compiled), 5 Angstrom. 1 thread a run.
 
-    python scripts/benchmarks/data_efficiency_mace.py --sizes 25 50 --max-steps 3000 --jobs 2
-    python scripts/benchmarks/data_efficiency_mace.py --quick     # CI-sized check
+    python -m scripts.benchmarks.data_efficiency_mace --sizes 25 50 --max-steps 3000 --jobs 2
+    python -m scripts.benchmarks.data_efficiency_mace --quick     # CI-sized check
 """
 
 from __future__ import annotations
@@ -24,11 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import data_efficiency  # noqa: E402
-import mace_peer  # noqa: E402
+from scripts.benchmarks import common, data_efficiency, mace_peer
 
 HEADING = "Data efficiency: MACE on the same splits"
 RESULT = "data_efficiency_mace"
@@ -207,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         this = results["cutoffs"].setdefault(str(args.cutoff), {"runs": {}})
         if this.get("max_steps") not in (None, args.max_steps):
             this["runs"] = {}
-        command = "python scripts/benchmarks/data_efficiency_mace.py " + " ".join(
+        command = "python -m scripts.benchmarks.data_efficiency_mace " + " ".join(
             argv if argv is not None else sys.argv[1:])
         env = common.environment(peers=("mace",), threads=1)
         this.update(max_steps=args.max_steps, eval_interval=args.eval_interval)

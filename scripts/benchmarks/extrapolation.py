@@ -2,8 +2,8 @@
 frames), and an NVE MD stability run with the trained acac model (ASE VelocityVerlet and
 molsym's MolsymCalculator, float64).
 
-    python scripts/benchmarks/extrapolation.py --budget-min 8 --md-steps 4000
-    python scripts/benchmarks/extrapolation.py --quick
+    python -m scripts.benchmarks.extrapolation --budget-min 8 --md-steps 4000
+    python -m scripts.benchmarks.extrapolation --quick
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from scripts.benchmarks import common
 
 DRIFT_LIMIT_MEV_PER_ATOM = 5.0  # energy drift that counts as a failure
 BOND_STRETCH_LIMIT = 2.0  # a bond longer than this times its start length: broken
@@ -43,9 +41,8 @@ def run_mace(key: str, budget_s: float, base: Path) -> dict[str, Any]:
     """MACE on the frames molsym trained/validated/tested on (its splits.json)."""
     import json
 
-    import mace_peer
-
     from molsym.data.readers import read_file
+    from scripts.benchmarks import mace_peer
 
     splits = json.loads((base / key / "splits.json").read_text())
     if key == "acac":
@@ -244,14 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         results = common.load_result(name)
     elif args.md_only:
         results = common.load_result(name)
-        results["md_command"] = "python scripts/benchmarks/extrapolation.py " + " ".join(
+        results["md_command"] = "python -m scripts.benchmarks.extrapolation " + " ".join(
             argv if argv is not None else sys.argv[1:])
         results["md"] = [md_run(Path(results["acac"]["model"]), t, args.md_steps, args.dt_fs,
                                 args.md_max_s) for t in args.temperatures]
         common.save_result(name, results)
     elif args.mace_only:
         results = common.load_result(name)
-        results["mace_command"] = "python scripts/benchmarks/extrapolation.py " + " ".join(
+        results["mace_command"] = "python -m scripts.benchmarks.extrapolation " + " ".join(
             argv if argv is not None else sys.argv[1:])
         for key in ("acac", "3bpa"):
             results[f"mace_{key}"] = run_mace(key, results["budget_min"] * 60,
@@ -262,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             args.budget_min, args.md_steps, args.temperatures = 1.0, 200, [300.0]
         results = common.load_result(name) or {}  # keeps MACE runs added by --mace-only
         results.pop("md_command", None)
-        results.update({"command": "python scripts/benchmarks/extrapolation.py " + " ".join(
+        results.update({"command": "python -m scripts.benchmarks.extrapolation " + " ".join(
             argv if argv is not None else sys.argv[1:]), "budget_min": args.budget_min,
             "env": common.environment()})
         base = common.RUNS / name

@@ -8,7 +8,7 @@ checkpoint, evaluates and writes the ``.model`` file). Test errors are computed 
 Energies and forces in float32 or float64 (the symmetry study) come from ``predict``, run with
 the python of the mace venv:
 
-    peers/mace/bin/python scripts/benchmarks/mace_peer.py predict mace.model frames.traj \
+    peers/mace/bin/python -m scripts.benchmarks.mace_peer predict mace.model frames.traj \
         out.npz 50 float64
 """
 
@@ -20,7 +20,8 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, error_metrics, run_logged
+
+from scripts.benchmarks.common import PEERS, error_metrics, run_logged
 
 MACE_BIN = PEERS / "mace" / "bin"
 THIS = Path(__file__).resolve()

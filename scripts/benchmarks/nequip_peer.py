@@ -8,7 +8,7 @@ The best checkpoint by validation error (``best.ckpt``, EMA weights) is the trai
 Test errors are computed here, the same way as for the other peers, from predictions that
 this file makes when run with the python of the nequip venv:
 
-    peers/nequip/bin/python scripts/benchmarks/nequip_peer.py predict best.ckpt test.xyz out.npz
+    peers/nequip/bin/python -m scripts.benchmarks.nequip_peer predict best.ckpt test.xyz out.npz
 
 Model: ``NequIPGNNModel`` with the published rMD17 NequIP recipe scaled to a CPU budget
 (``MODEL``): l_max 2 (published: 3), 32 features per irrep (published: 64), 4 layers
@@ -31,7 +31,15 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, epochs_to_best, evaluate_in_venv, last_epoch, minutes, run_logged
+
+from scripts.benchmarks.common import (
+    PEERS,
+    epochs_to_best,
+    evaluate_in_venv,
+    last_epoch,
+    minutes,
+    run_logged,
+)
 
 NEQUIP_BIN = PEERS / "nequip" / "bin"
 THIS = Path(__file__).resolve()

@@ -15,7 +15,7 @@ are written to ``config.json`` in the run folder.
 Test errors are computed here, the same way as for the other peers, from predictions that
 this file makes when run with the python of the schnetpack venv:
 
-    peers/schnetpack/bin/python scripts/benchmarks/schnetpack_peer.py predict \
+    peers/schnetpack/bin/python -m scripts.benchmarks.schnetpack_peer predict \
         best_model test.xyz out.npz
 
 Model (``MODEL``): PaiNN as in SchNetPack's rMD17 experiment (``experiment=rmd17``: PaiNN with
@@ -48,7 +48,17 @@ from typing import Any
 
 import ase.io
 import numpy as np
-from common import PEERS, REPO, epochs_to_best, evaluate_in_venv, last_epoch, minutes, run_logged
+
+from scripts.benchmarks.common import (
+    PEERS,
+    REPO,
+    epochs_to_best,
+    evaluate_in_venv,
+    last_epoch,
+    minutes,
+    module_command,
+    run_logged,
+)
 
 VENV = PEERS / "schnetpack"
 SPK_BIN = VENV / "bin"
@@ -118,7 +128,7 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
            "valid_xyz": str(Path(valid_xyz).resolve()), "run_dir": str(run_dir),
            "max_time": minutes(budget_s), "seed": seed, "cutoff": CUTOFF, "model": MODEL,
            "training": {**TRAINING, **kwargs}}
-    cmd = [str(SPK_BIN / "python"), str(THIS), "train", str(run_dir / "config.json")]
+    cmd = [*module_command(SPK_BIN / "python", THIS), "train", str(run_dir / "config.json")]
     model, done = run_dir / "best_model", run_dir / "done.json"
     status, wall = 0, None
     if not done.is_file():
@@ -132,8 +142,8 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
     return {"model": str(model) if model.is_file() else None,
             "wall_s": None if wall is None else round(wall, 1), "status": status,
             "epochs": epochs, "epochs_to_best": to_best, "setup_s": info.get("setup_s"),
-            "command": shlex.join(["peers/schnetpack/bin/python",
-                                   str(THIS.relative_to(REPO)), "train", _rel(cmd[3])]),
+            "command": shlex.join(["peers/schnetpack/bin/python", *cmd[1:3], "train",
+                                   _rel(cmd[4])]),
             "config": str(run_dir / "config.json")}
 
 

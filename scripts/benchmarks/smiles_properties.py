@@ -2,9 +2,9 @@
 
     python -m scripts.qm9_recipe data D --train 110000 --val 10000 --test 10831
     python -m scripts.qm9_recipe embed D --set test     # and --set trainval
-    python scripts/benchmarks/smiles_properties.py prepare D OUT
-    python scripts/benchmarks/smiles_properties.py chemprop OUT --budget-s 3000 --threads 1
-    python scripts/benchmarks/smiles_properties.py evaluate D OUT \
+    python -m scripts.benchmarks.smiles_properties prepare D OUT
+    python -m scripts.benchmarks.smiles_properties chemprop OUT --budget-s 3000 --threads 1
+    python -m scripts.benchmarks.smiles_properties evaluate D OUT \
         --model qm9=RUN_DFT/model.pt --model qm9-smiles=RUN_SMILES/model.pt
 
 ``prepare`` writes the SMILES and labels of molsym's QM9 split (the recipe's training,

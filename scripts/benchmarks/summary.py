@@ -1,20 +1,16 @@
 """Write the summary table at the top of docs/benchmarks.md from the stored study results
-(scripts/benchmarks/results/*.json) and the Model speed section (scripts/bench_model.py).
+(scripts/benchmarks/results/*.json) and the Model speed section (scripts/benchmarks/bench_model.py).
 
-    python scripts/benchmarks/summary.py
+    python -m scripts.benchmarks.summary
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-from accuracy import PUBLISHED  # noqa: E402
-from data_efficiency import (  # noqa: E402
+from scripts.benchmarks import common
+from scripts.benchmarks.accuracy import PUBLISHED
+from scripts.benchmarks.data_efficiency import (
     BASE_STUDY,
     OPTIONAL_STUDIES,
     STUDY_OVERRIDES,
@@ -23,8 +19,8 @@ from data_efficiency import (  # noqa: E402
     curve_ratios,
     study_settings,
 )
-from data_efficiency_mace import points as mace_points  # noqa: E402
-from data_efficiency_mace import verdict as mace_verdict  # noqa: E402
+from scripts.benchmarks.data_efficiency_mace import points as mace_points
+from scripts.benchmarks.data_efficiency_mace import verdict as mace_verdict
 
 
 def _mae(run: dict[str, Any] | None, key: str) -> float | None:
@@ -130,8 +126,9 @@ def speed_rows() -> list[list[str]]:
     lines = [ln[2:] for ln in (body or "").splitlines() if ln.startswith("- molsym flagship /")]
     if not lines:
         return [["Speed", "see [Model speed](#model-speed)", "", "", "not measured yet"]]
-    return [["Speed (scripts/bench_model.py)", "", "", ln, "speed-up: x > 1 means molsym is "
-             "faster; quoted from [Model speed](#model-speed)"] for ln in lines]
+    return [["Speed (scripts/benchmarks/bench_model.py)", "", "", ln,
+             "speed-up: x > 1 means molsym is faster; quoted from [Model speed](#model-speed)"]
+            for ln in lines]
 
 
 def extrapolation_rows() -> list[list[str]]:
@@ -251,7 +248,7 @@ def main() -> int:
                               "note"], rows)
     body = "\n".join([
         "## Summary", "",
-        f"Generated {common.now()} by `python scripts/benchmarks/summary.py` from "
+        f"Generated {common.now()} by `python -m scripts.benchmarks.summary` from "
         "`scripts/benchmarks/results/*.json`. All molsym and peer numbers below were measured "
         "on a 2-core CPU (no GPU was available), each run on one core, with short budgets "
         "(wall-clock for the accuracy and extrapolation studies, optimizer steps for the "

@@ -12,8 +12,8 @@ venvs (``<peer>_peer.py predict ... DTYPE``) on the same frames, written exactly
 (ase trajectory, float64 positions) to ``runs/benchmarks/symmetry/frames.traj``; a peer
 whose venv or trained model is missing is skipped with a note.
 
-    python scripts/benchmarks/symmetry.py --mlp-budget-s 240
-    python scripts/benchmarks/symmetry.py --quick
+    python -m scripts.benchmarks.symmetry --mlp-budget-s 240
+    python -m scripts.benchmarks.symmetry --quick
 """
 
 from __future__ import annotations
@@ -27,12 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import mace_peer  # noqa: E402
-import nequip_peer  # noqa: E402
-import schnetpack_peer  # noqa: E402
+from scripts.benchmarks import common, mace_peer, nequip_peer, schnetpack_peer
 
 ASPIRIN = common.DATA / "rmd17" / "rmd17_aspirin_{}_01.npz"
 PEER_MODELS = common.RUNS / "accuracy" / "aspirin"
@@ -364,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         results = common.load_result(name)
     else:
         results = measure(args)
-        results.update({"command": "python scripts/benchmarks/symmetry.py " + " ".join(
+        results.update({"command": "python -m scripts.benchmarks.symmetry " + " ".join(
             argv if argv is not None else sys.argv[1:]),
             # molsym and the control in-process; the peers in subprocesses, OMP_NUM_THREADS=1
             "env": common.environment(peers=("mace", "nequip", "schnetpack"),

@@ -4,14 +4,12 @@ optimizer steps for MACE, its splits identical to the molsym study's, and its re
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-de_mace = pytest.importorskip("data_efficiency_mace")
-data_efficiency = pytest.importorskip("data_efficiency")
+from scripts.benchmarks import data_efficiency
+from scripts.benchmarks import data_efficiency_mace as de_mace
 
 
 @pytest.mark.parametrize("steps,n,epochs", [(3000, 25, 600), (3000, 50, 300), (12000, 950, 64),

@@ -3,13 +3,9 @@ overrides a study's runs get, and what its report derives from stored results.""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-data_efficiency = pytest.importorskip("data_efficiency")
+from scripts.benchmarks import data_efficiency
 
 
 def _run(mae: float, key: str = "forces") -> dict:

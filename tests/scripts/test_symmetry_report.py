@@ -3,15 +3,10 @@ deviations it reports from stacked predictions, and the summary rows it feeds.""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-symmetry = pytest.importorskip("symmetry")
-summary = pytest.importorskip("summary")
+from scripts.benchmarks import summary, symmetry
 
 
 def _stacked(rng, rots, frames=2, atoms=4):

@@ -1,4 +1,4 @@
-"""Timing harness shared by every model worker of ``scripts/bench_model.py``.
+"""Timing harness shared by every model worker of ``scripts/benchmarks/bench_model.py``.
 
 Imports only the standard library, numpy and torch, so that each peer's own virtual
 environment (mace-torch, nequip) can load it. A worker is a long-lived subprocess: it reads the

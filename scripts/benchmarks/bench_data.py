@@ -9,7 +9,7 @@
 
 Every timing is the best of ``--repeats`` runs (wall clock). Example:
 
-    python scripts/bench_data.py --write-docs docs/benchmarks.md
+    python -m scripts.benchmarks.bench_data --write-docs docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import numpy as np
 from molsym import units
 from molsym.data.dataset import GraphDataset, read_structures
 from molsym.data.graph import atoms_to_graph, neighbour_list
+from scripts.benchmarks.common import DATA
+from scripts.benchmarks.common import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-RMD17 = ROOT.parent / "shared" / "data" / "rmd17" / "rmd17_aspirin_train_01.npz"
+RMD17 = DATA / "rmd17" / "rmd17_aspirin_train_01.npz"
 SECTION = "## Data pipeline"
 
 
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{graph_us:.0f} us, of which the neighbour search is {nl_us:.0f} us; the rest is "
         "per-structure Python work (checks, tensor conversions, PyG Data construction)."
     )
-    command = "python scripts/bench_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m scripts.benchmarks.bench_data " + " ".join(given)
     text = report(rows, info, command.strip(), targets)
     print(text)
     if args.write_docs:

@@ -1,7 +1,7 @@
 """Throughput of ``molsym predict`` (molecules/s) on QM9 SMILES and on extxyz frames.
 
-    python scripts/bench_predict.py --model qm9            # 10,000 QM9 SMILES
-    python scripts/bench_predict.py --model qm9 --quick    # 500, for a smoke run
+    python -m scripts.benchmarks.bench_predict --model qm9            # 10,000 QM9 SMILES
+    python -m scripts.benchmarks.bench_predict --model qm9 --quick    # 500, for a smoke run
 
 Three timings, each the wall time of the real CLI path (``molsym.cli.predict``):
 1. SMILES file -> table, embedding included (RDKit ETKDG + MMFF over ``--jobs`` processes);
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 500 if args.quick else args.n
     load = os.getloadavg()[0]
     rows = bench(args.model, n, args.jobs, args.batch_atoms, args.device)
-    print(f"`python scripts/bench_predict.py {' '.join(argv or sys.argv[1:])}` "
+    print(f"`python -m scripts.benchmarks.bench_predict {' '.join(argv or sys.argv[1:])}` "
           f"({datetime.date.today().isoformat()})\n")
     print(f"Machine: {machine()}; load average at the start {load:.1f}\n")
     print("| path | molecules | wall s | molecules/s (wall) | CPU s | molecules per CPU-s "

@@ -1,10 +1,11 @@
 """Model speed of molsym against mace-torch and nequip on one CPU or GPU, same data, same run.
 
 Builds the rMD17 aspirin graphs once (molsym's vesin neighbour list, cutoff 5 Angstrom), writes
-them to a temporary ``.npz`` and starts one long-lived worker per model (``scripts/peers/``),
-each in its own Python: molsym in this interpreter's venv, mace-torch and nequip in their own
-venvs under ``--peer-venv-dir`` (created when missing). The driver then runs the timing
-commands round-robin (models interleaved, each mode ``--rounds`` times) and reports medians.
+them to a temporary ``.npz`` and starts one long-lived worker per model
+(``scripts/benchmarks/peers/``), each in its own Python: molsym in this interpreter's venv,
+mace-torch and nequip in their own venvs under ``--peer-venv-dir`` (created when missing). The
+driver then runs the timing commands round-robin (models interleaved, each mode ``--rounds``
+times) and reports medians.
 
 Timed: training steps (forward energy + forces, MSE loss on both, backward, Adam step) and
 inference (energy + forces by autograd), eager and compiled, batch 5, float32, 2 threads.
@@ -16,9 +17,9 @@ Neighbour lists and batching happen before timing, for every model alike.
 step, peak memory from ``torch.cuda.max_memory_allocated``; no thread or ``--nice`` settings;
 peers whose venv is missing are skipped (no venv is created on a GPU machine).
 
-    python scripts/bench_model.py --quick            # < 5 min with the venvs present
-    python scripts/bench_model.py --write-docs       # full run, updates docs/benchmarks.md
-    python scripts/bench_model.py --device cuda --quick --models molsym,molsym_invariant
+    python -m scripts.benchmarks.bench_model --quick       # < 5 min with the venvs present
+    python -m scripts.benchmarks.bench_model --write-docs  # full run, updates docs/benchmarks.md
+    python -m scripts.benchmarks.bench_model --device cuda --quick --models molsym,molsym_invariant
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-PEERS = ROOT / "scripts" / "peers"
-sys.path.insert(0, str(PEERS))
-from report import (  # noqa: E402
+from scripts.benchmarks.common import DATA
+from scripts.benchmarks.common import REPO as ROOT
+from scripts.benchmarks.peers.report import (
     docs_section,
     last_line,
     machine,
@@ -53,8 +53,9 @@ from report import (  # noqa: E402
 MARK = "@@BENCH "
 TORCH_PIN = "torch==2.13.0"
 #: peer name -> (pip requirement, worker script)
-PEER_PACKAGES = {"mace": ("mace-torch==0.3.16", "mace_worker.py"),
-                 "nequip": ("nequip==0.19.1", "nequip_worker.py")}
+#: peer name -> (pip requirement, worker module, run with ``python -m`` from the repository)
+PEER_PACKAGES = {"mace": ("mace-torch==0.3.16", "scripts.benchmarks.peers.mace_worker"),
+                 "nequip": ("nequip==0.19.1", "scripts.benchmarks.peers.nequip_worker")}
 MODELS = ("molsym", "molsym_invariant", "mace", "nequip")
 LABELS = {"molsym": "molsym flagship", "molsym_invariant": "molsym invariant",
           "mace": "mace-torch", "nequip": "nequip"}
@@ -63,7 +64,7 @@ LABELS = {"molsym": "molsym flagship", "molsym_invariant": "molsym invariant",
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data",
-                   default=str(ROOT.parent / "shared/data/rmd17/rmd17_aspirin_train_01.npz"))
+                   default=str(DATA / "rmd17" / "rmd17_aspirin_train_01.npz"))
     p.add_argument("--peer-venv-dir", default=str(ROOT / "peers"))
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list of {MODELS}")
     p.add_argument("--n-conf", type=int, default=100, help="configurations (first n of --data)")
@@ -150,9 +151,10 @@ def build_graphs(data: str, n_conf: int, cutoff: float, out: Path) -> dict[str, 
 
 # ----------------------------------------------------------------------------- workers
 class WorkerProc:
-    """One long-lived model worker (see scripts/peers/_common.py) driven over stdin/stdout."""
+    """One long-lived model worker (see scripts/benchmarks/peers/_common.py) driven over
+    stdin/stdout."""
 
-    def __init__(self, key: str, python: str, script: Path, graphs: Path, opts: dict[str, Any],
+    def __init__(self, key: str, python: str, script: str, graphs: Path, opts: dict[str, Any],
                  args: argparse.Namespace, log_dir: Path):
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         if args.device == "cpu":  # on a GPU the host thread count is left alone
@@ -161,7 +163,7 @@ class WorkerProc:
         self.ready: dict[str, Any] = {}
         self.log = open(log_dir / f"{key}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [python, str(script), "--graphs", str(graphs), "--model", json.dumps(opts),
+            [python, "-m", script, "--graphs", str(graphs), "--model", json.dumps(opts),
              "--batch-size", str(args.batch_size), "--threads", str(args.threads),
              "--device", args.device, "--optimizer", args.optimizer],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
@@ -227,9 +229,9 @@ def start_workers(keys: list[str], args: argparse.Namespace, graphs: Path,
     started: dict[str, WorkerProc] = {}
     for key in keys:
         if key in PEER_PACKAGES:
-            python, script = str(ensure_venv(venv_dir, key)), PEERS / PEER_PACKAGES[key][1]
+            python, script = str(ensure_venv(venv_dir, key)), PEER_PACKAGES[key][1]
         else:
-            python, script = sys.executable, PEERS / "molsym_worker.py"
+            python, script = sys.executable, "scripts.benchmarks.peers.molsym_worker"
         started[key] = WorkerProc(key, python, script, graphs, model_opts(key, args), args,
                                   log_dir)
     workers: dict[str, WorkerProc] = {}

@@ -10,14 +10,11 @@ not used here.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Adapter, Graphs, serve  # noqa: E402
+from scripts.benchmarks.peers._common import Adapter, Graphs, serve
 
 
 class NequipAdapter(Adapter):

@@ -11,15 +11,12 @@ dropped.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Adapter, Graphs, serve  # noqa: E402
+from scripts.benchmarks.peers._common import Adapter, Graphs, serve
 
 
 class MolsymAdapter(Adapter):

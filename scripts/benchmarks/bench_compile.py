@@ -8,7 +8,7 @@ Energy and forces of a batch of rMD17 aspirin frames (ethanol when aspirin is no
 Prints a table (median ms per batch, speed-up over eager, max force deviation from eager) and
 writes JSON with --out.
 
-    python scripts/bench_compile.py --device cuda --frames 32 --out bench_compile.json
+    python -m scripts.benchmarks.bench_compile --device cuda --frames 32 --out bench_compile.json
 """
 
 from __future__ import annotations
@@ -25,19 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from molsym.data.graph import atoms_to_graph  # noqa: E402
-from molsym.deploy.export import INPUT_NAMES, trace_potential  # noqa: E402
-from molsym.models import MODEL_CLASSES  # noqa: E402
+from molsym.data.graph import atoms_to_graph
+from molsym.deploy.export import INPUT_NAMES, trace_potential
+from molsym.models import MODEL_CLASSES
+from scripts.benchmarks.common import DATA
+from scripts.benchmarks.common import REPO as ROOT
 
 
 def find_frames(path: str | None, n: int) -> tuple[str, list]:
     """(name, ase.Atoms list) of ``n`` rMD17 frames: --data, else aspirin, else ethanol."""
     import ase
 
-    roots = [os.environ.get("MOLSYM_DATA_ROOT", ""), ROOT / "data", ROOT.parent / "shared" / "data"]
+    roots = [os.environ.get("MOLSYM_DATA_ROOT", ""), ROOT / "data", DATA]
     candidates = [Path(path)] if path else [
         Path(r) / sub / f"rmd17_{mol}_test_01.npz"
         for mol in ("aspirin", "ethanol") for r in roots if str(r)

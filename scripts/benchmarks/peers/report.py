@@ -1,4 +1,5 @@
-"""Tables, ratios and the docs section of ``scripts/bench_model.py`` (driver side only)."""
+"""Tables, ratios and the docs section of ``scripts/benchmarks/bench_model.py`` (driver side
+only)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def docs_section(rows, rat, workers, info, args, argv, load, device: str = "cpu"
         for k, v in w.ready["versions"].items():
             vers.setdefault(k, v)
     m = machine()
-    cmd = "python scripts/bench_model.py " + " ".join(argv)
+    cmd = "python -m scripts.benchmarks.bench_model " + " ".join(argv)
     cuda = device.startswith("cuda")
     where = (f"on {device}, {m['nproc']} host CPU cores, torch threads left at torch's default"
              if cuda else f"on {m['nproc']} CPU cores ({m['cpu']}), torch threads = "

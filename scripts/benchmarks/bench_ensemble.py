@@ -1,6 +1,6 @@
 """What a committee costs: energy + forces of K members against one, same process.
 
-    python scripts/bench_ensemble.py --members 4 --rounds 6
+    python -m scripts.benchmarks.bench_ensemble --members 4 --rounds 6
 
 Times ``predict_batch`` (forward + force gradient, float32, eager, 1 thread) on a batch of
 rMD17 aspirin frames for one default flagship and for a committee of K of them, alternating
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch_geometric.data import Batch
@@ -23,8 +22,9 @@ from torch_geometric.data import Batch
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
 from molsym.models import EnsembleModel, EquivariantModel, predict_batch
+from scripts.benchmarks.common import DATA as SHARED
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rmd17"
+DATA = SHARED / "rmd17"
 
 
 def _rate(model, batch, seconds: float) -> float:

@@ -8,15 +8,12 @@ correlation 3 (mace's default), 8 Bessel functions, radial MLP [64, 64, 64] (mac
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Adapter, Graphs, serve  # noqa: E402
+from scripts.benchmarks.peers._common import Adapter, Graphs, serve
 
 
 class MaceAdapter(Adapter):
