@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests.cli.cli_helpers import tiny_args, write_emt_frames
+from tests.inference.conftest import model_file  # noqa: F401 (a fixture of molsym predict's tests)
 
 
 @pytest.fixture(scope="session", autouse=True)

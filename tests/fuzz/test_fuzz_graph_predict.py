@@ -20,7 +20,7 @@ from molsym.errors import InputError
 from molsym.inference.predictor import predict
 from tests.fuzz.strategies import MOLECULES, check_molsym_error, examples, molecule
 from tests.fuzz.strategies import smiles as smiles_st
-from tests.predict.conftest import small_model
+from tests.inference.conftest import small_model
 
 CUTOFF = 4.0
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)

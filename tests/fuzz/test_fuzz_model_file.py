@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from molsym.deploy import load_model, save_model
 from molsym.errors import ConfigError
 from tests.fuzz.strategies import check_molsym_error, examples
-from tests.predict.conftest import small_model
+from tests.inference.conftest import small_model
 
 
 def _load_or_error(path):

@@ -65,7 +65,7 @@ def test_model_file_with_a_config_the_constructor_rejects(tmp_path, key, value):
 
     from molsym.deploy import load_model, save_model
     from molsym.errors import ConfigError
-    from tests.predict.conftest import small_model
+    from tests.inference.conftest import small_model
 
     path = tmp_path / "model.pt"
     save_model(small_model(), path)

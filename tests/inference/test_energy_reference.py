@@ -11,7 +11,7 @@ from molsym.deploy import save_model
 from molsym.inference.calculator import MolsymCalculator
 from molsym.inference.extrapolation import COMPOSITION_WARNING
 from molsym.inference.predictor import Predictor, predict
-from tests.predict.conftest import ELEMENTS, small_model
+from tests.inference.conftest import ELEMENTS, small_model
 
 # formaldehyde frames only (CH2O: H2 C1 N0 O1), as training writes it
 ONE_MOLECULE = energy_reference(np.array([[2, 1, 0, 1]] * 5), ELEMENTS)

@@ -14,8 +14,7 @@ from molsym.atomic import atomic_output
 from molsym.cli.predict import main
 from molsym.data.readers import read_file
 from molsym.inference.calculator import MolsymCalculator
-
-from .conftest import small_model
+from tests.inference.conftest import small_model
 
 COLUMNS = ["id", "input", "index", "name", "smiles", "formula", "n_atoms", "energy_eV",
            "dipole_D", "homo_eV", "warning", "error"]
