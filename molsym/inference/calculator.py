@@ -19,13 +19,11 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from molsym import keys
 from molsym.data.graph import atoms_to_graph
-from molsym.dtypes import resolve_dtype
 from molsym.elements import not_covered
-from molsym.errors import ConfigError, InputError
+from molsym.errors import InputError
 from molsym.inference.extrapolation import composition_warning, energy_reference
 from molsym.inference.inputs import bare_atoms
-from molsym.inference.model import inference_copy, load_model_any
-from molsym.models.compiled import compile_model
+from molsym.inference.model import model_facts, prepare_model
 from molsym.models.ensemble import std_key
 
 log = logging.getLogger(__name__)
@@ -62,17 +60,10 @@ class MolsymCalculator(Calculator):
                  dtype: str | torch.dtype = "float64", compile: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
-        self.dtype = resolve_dtype(dtype)
-        module = load_model_any(model)
-        self.model = inference_copy(module, self.device, self.dtype)
+        module, self.model, self._forward, self.device, self.dtype = prepare_model(
+            model, device, dtype, compile)
         self.compiled = bool(compile)
-        self._forward = compile_model(self.model) if compile else self.model
-        self.cutoff = float(module.cutoff)
-        self.elements = [int(z) for z in module.elements]
-        self.outputs = list(module.outputs)
+        self.cutoff, self.elements, self.outputs = model_facts(module)
         self.energy_reference = (energy_reference(model) if keys.ENERGY in self.outputs
                                  else None)
         self._checked_compositions: set[tuple[int, ...]] = set()

@@ -4,10 +4,47 @@ inference (the caller's object is never changed)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+
+from molsym.dtypes import model_dtype, resolve_dtype
+from molsym.errors import ConfigError
+from molsym.models.compiled import compile_model
+
+
+class InferenceModel(NamedTuple):
+    """What :func:`prepare_model` gives an entry point."""
+
+    module: torch.nn.Module  #: the model as given or loaded (its metadata, elements, outputs)
+    model: torch.nn.Module  #: the private eval-mode copy on ``device`` in ``dtype``
+    forward: Callable  #: ``model``, or its ``torch.compile`` wrapper
+    device: torch.device
+    dtype: torch.dtype
+
+
+def model_facts(module: torch.nn.Module) -> tuple[float, list[int], list[str]]:
+    """The cutoff (Angstrom), elements (atomic numbers) and outputs of a molsym model."""
+    return float(module.cutoff), [int(z) for z in module.elements], list(module.outputs)
+
+
+def prepare_model(model: Any, device: str | torch.device = "cpu",
+                  dtype: str | torch.dtype | None = None,
+                  compile: bool = False) -> InferenceModel:
+    """The model of the predictor and the calculator: ``model`` (a module, a deploy file or a
+    pretrained name) loaded, copied onto ``device`` in ``dtype`` (None: the model's own) and
+    compiled when asked. A CUDA device that is not there is a :class:`ConfigError`."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
+    wanted = resolve_dtype(dtype) if dtype is not None else None
+    module = load_model_any(model)
+    dtype = wanted if wanted is not None else model_dtype(module)
+    private = inference_copy(module, device, dtype)
+    return InferenceModel(module, private, compile_model(private) if compile else private,
+                          device, dtype)
 
 
 def load_model_any(model: Any) -> torch.nn.Module:

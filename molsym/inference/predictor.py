@@ -26,7 +26,6 @@ import torch
 from molsym import keys, units
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_ATOMS
-from molsym.dtypes import model_dtype, resolve_dtype
 from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
 from molsym.inference.extrapolation import (
@@ -43,8 +42,7 @@ from molsym.inference.inputs import (
     merge_in_order,
     molecules_to_entries,
 )
-from molsym.inference.model import inference_copy, load_model_any
-from molsym.models.compiled import compile_model
+from molsym.inference.model import model_facts, prepare_model
 from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path
 
@@ -127,17 +125,10 @@ class Predictor:
                  batch_atoms: int = DEFAULT_BATCH_ATOMS, compile: bool = False) -> None:
         if batch_atoms < 1:
             raise ConfigError(f"batch_atoms must be >= 1, got {batch_atoms}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
-        module = load_model_any(model)
-        self.dtype = resolve_dtype(dtype) if dtype is not None else model_dtype(module)
-        self.model = inference_copy(module, self.device, self.dtype)
+        module, self.model, self._forward, self.device, self.dtype = prepare_model(
+            model, device, dtype, compile)
         self.compiled = bool(compile)
-        self._forward = compile_model(self.model) if compile else self.model
-        self.cutoff = float(module.cutoff)
-        self.elements = [int(z) for z in module.elements]
-        self.outputs = list(module.outputs)
+        self.cutoff, self.elements, self.outputs = model_facts(module)
         #: a committee (EnsembleModel): its spread gets columns too
         self.committee = hasattr(module, "members")
         self.batch_atoms = int(batch_atoms)
