@@ -29,23 +29,11 @@ from molsym import units as units_table
 from molsym.atomic import atomic_path
 from molsym.dtypes import SUPPORTED_DTYPES, resolve_dtype, state_dtype
 from molsym.errors import ConfigError
+from molsym.models import class_name
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_class", "config", "state_dict")
 DEFAULT_UNITS = units_table.DEPLOY_UNITS
-
-
-def class_name(model: nn.Module) -> str:
-    """The allowlist name of ``model``'s class (:data:`molsym.models.DEPLOYABLE_CLASSES`)."""
-    from molsym.models import DEPLOYABLE_CLASSES
-
-    for name, cls in DEPLOYABLE_CLASSES.items():
-        if type(model) is cls:
-            return name
-    raise ConfigError(
-        f"{type(model).__name__} is not in molsym.models.DEPLOYABLE_CLASSES "
-        f"{sorted(DEPLOYABLE_CLASSES)}; only allowlisted models can be deployed"
-    )
 
 
 def _plain(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from molsym import keys
+from molsym.errors import ConfigError
 from molsym.models.base import AtomisticModel
 from molsym.models.ensemble import EnsembleModel
 from molsym.models.equivariant import EquivariantModel
@@ -20,6 +21,17 @@ MODEL_CLASSES: dict[str, type[AtomisticModel]] = {
 DEPLOYABLE_CLASSES: dict[str, type[torch.nn.Module]] = {
     **MODEL_CLASSES, EnsembleModel.model_name: EnsembleModel,
 }
+
+
+def class_name(model: torch.nn.Module) -> str:
+    """The allowlist name of ``model``'s class (:data:`molsym.models.DEPLOYABLE_CLASSES`)."""
+    for name, cls in DEPLOYABLE_CLASSES.items():
+        if type(model) is cls:
+            return name
+    raise ConfigError(
+        f"{type(model).__name__} is not in molsym.models.DEPLOYABLE_CLASSES "
+        f"{sorted(DEPLOYABLE_CLASSES)}; only allowlisted models can be deployed"
+    )
 
 
 def predict_batch(
@@ -66,6 +78,7 @@ def predict_batch(
 
 __all__ = [
     "DEPLOYABLE_CLASSES",
+    "class_name",
     "MODEL_CLASSES",
     "EnsembleModel",
     "AtomisticModel",

@@ -87,7 +87,7 @@ class EnsembleModel(nn.Module):
     @classmethod
     def from_models(cls, models: list[nn.Module]) -> EnsembleModel:
         """A committee of trained models (their weights copied; dtype of the first)."""
-        from molsym.deploy.model_file import class_name
+        from molsym.models import class_name  # the package imports this module
 
         check_compatible(models)
         ensemble = cls([{"model_class": class_name(m), "config": m.config()} for m in models])
