@@ -19,7 +19,6 @@ import datetime
 import importlib.util
 import multiprocessing as mp
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from molsym.data.dataset import GraphDataset, read_structures
 from molsym.data.graph import atoms_to_graph, neighbour_list
 from scripts.benchmarks.common import DATA
 from scripts.benchmarks.common import REPO as ROOT
+from scripts.benchmarks.peers.report import machine as base_machine
 
 RMD17 = DATA / "rmd17" / "rmd17_aspirin_train_01.npz"
 SECTION = "## Data pipeline"
@@ -161,14 +161,6 @@ def bench_smiles(smiles: list[str], workers: int, repeats: int) -> list[tuple]:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for mod in ("torch", "torch_geometric", "ase", "rdkit", "vesin", "numpy"):
         try:
@@ -177,8 +169,7 @@ def machine() -> dict:
             versions[mod] = "?"
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                          capture_output=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "versions": versions, "commit": rev or "?", "load": os.getloadavg()}
+    return {**base_machine(), "versions": versions, "commit": rev or "?", "load": os.getloadavg()}
 
 
 def report(rows: list[tuple], info: dict, command: str, targets: list[str]) -> str:

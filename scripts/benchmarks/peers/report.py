@@ -66,16 +66,19 @@ def last_line(rat: dict[str, Any]) -> str:
             f"speedup_vs_nequip_infer={f(rat['nequip_infer'])}")
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo ("unknown" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+    return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {"nproc": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
 
 
 def docs_section(rows, rat, workers, info, args, argv, load, device: str = "cpu") -> str:
