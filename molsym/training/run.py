@@ -208,7 +208,9 @@ def _loggers(cfg: DictConfig, out: Path, resuming: bool) -> list:
             # continue logs/metrics.csv (Lightning's CSVLogger deletes it); also for runs
             # whose saved config names Lightning's logger
             extra = {"_target_": "molsym.training.resume.HistoryCSVLogger", "keep_history": True}
-        loggers.append(build(node, f"logger {name}", save_dir=str(out), **extra))
+        # a save_dir in the config is relative to the run dir
+        save_dir = out / str(node.save_dir) if node.get("save_dir") else out
+        loggers.append(build(node, f"logger {name}", save_dir=str(save_dir), **extra))
     return loggers
 
 
@@ -325,9 +327,16 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     )
     if trainer.is_global_zero:
         _write_outputs_before_fit(cfg, out, dm, stats)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:  # the run's config in every tracker (wandb, MLflow, ...)
+        logger.log_hyperparams(hparams)
+    from molsym.training.trackers import finish
 
-    return _test_and_deploy(cfg, out, trainer, module, dm, stats, record)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        return _test_and_deploy(cfg, out, trainer, module, dm, stats, record)
+    finally:
+        finish(trainer.loggers)
 
 
 def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm,
