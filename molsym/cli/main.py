@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict properties of molecules (SMILES, XYZ, SDF, ...) with a trained model",
     "export": "export a trained model for deployment",
     "ensemble": "combine trained models into one committee (mean and spread)",
+    "md": "molecular dynamics (NVE/NVT/NPT) with a trained model on a structure or SMILES",
 }
 
 USAGE = "usage: molsym [--version] <command> [args]\n\ncommands:\n" + "".join(
