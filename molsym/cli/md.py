@@ -82,7 +82,7 @@ def _fail(message: str, status: int = 2) -> int:
 def read_structure(arg: str, frame: int):
     """The structure of ``arg`` (file frame ``frame``, or an embedded SMILES) and '' , or
     None and why not."""
-    from molsym.inputs import gather, is_file_arg
+    from molsym.inference.inputs import gather, is_file_arg
 
     entries = gather([arg])
     if not entries:
@@ -121,8 +121,8 @@ def _outputs(args) -> tuple[Path, Path, Path, str]:
 
 
 def _run(args) -> int:
-    from molsym.calculator import MolsymCalculator
     from molsym.errors import MolsymError
+    from molsym.inference.calculator import MolsymCalculator
     from molsym.md.dynamics import initial_velocities, make_dynamics
     from molsym.md.plots import plot_md
     from molsym.md.run import run_md
