@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict properties of molecules (SMILES, XYZ, SDF, ...) with a trained model",
     "export": "export a trained model for deployment",
     "ensemble": "combine trained models into one committee (mean and spread)",
+    "learn": "active learning: SMILES + an oracle -> a committee potential and a report",
 }
 
 USAGE = "usage: molsym [--version] <command> [args]\n\ncommands:\n" + "".join(
