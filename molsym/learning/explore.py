@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -82,7 +83,9 @@ def _start(starts: Sequence[Atoms], settings: LoopSettings, rng, calculator):
     atoms = Atoms(numbers=base.numbers, positions=base.positions)
     atoms.info.update({k: v for k, v in base.info.items() if k in ("smiles", "total_charge",
                                                                  "multiplicity")})
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
+    with warnings.catch_warnings():  # ASE >= 3.29 renames it; older ones lack the new name
+        warnings.simplefilter("ignore", DeprecationWarning)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
     Stationary(atoms)
     ZeroRotation(atoms)
     atoms.set_constraint(FixCom())
