@@ -81,3 +81,15 @@ def test_start_set_has_conformers_and_rattled_copies_with_charge_info():
     assert {a.info["total_charge"] for a in out if a.info["smiles"] == "[NH4+]"} == {1.0}
     with pytest.raises(InputError, match="invalid SMILES"):
         start_structures(["CCO", "C1CC"], 1, 0, 0.05, 0)
+
+
+def test_smiles_come_from_a_string_a_list_or_a_smi_file(tmp_path):
+    from molsym.learning.start import smiles_list
+
+    path = tmp_path / "molecules.smi"
+    path.write_text("CCO ethanol\nCC(=O)O acetic\nCCO again\n")
+    assert smiles_list(str(path)) == ["CCO", "CC(=O)O"]  # each molecule once
+    assert smiles_list("CCO") == ["CCO"]
+    assert smiles_list(["CCO", "C"]) == ["CCO", "C"]
+    with pytest.raises(InputError, match="not found"):
+        smiles_list(str(tmp_path / "missing.smi"))
