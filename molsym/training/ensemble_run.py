@@ -57,6 +57,8 @@ def train_ensemble(cfg: DictConfig, out: str | Path, train_one) -> dict[str, Any
         member_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
         member_cfg.seed = int(cfg.seed) + k
         member_cfg.ensemble = {"size": 1}
+        if cfg.get("init_from"):  # a committee file: member k starts from member k
+            member_cfg.finetune = {**(cfg.get("finetune") or {}), "member": k}
         log.info("ensemble member %d of %d (seed %d) -> %s", k + 1, size, member_cfg.seed,
                  member_out)
         members.append(Path(train_one(member_cfg, member_out)["model"]))

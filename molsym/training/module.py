@@ -31,10 +31,11 @@ def parameter_groups(model: nn.Module, weight_decay: bool = True) -> list[dict]:
     parameters (``model.parameters()`` order, as checkpoints of optimizers without decay
     expect). With it, the per-element energy shifts and scales go in a second group with
     ``weight_decay=0``: decoupled decay would pull a -600 eV shift towards 0 at every step,
-    and the energy term would have to fight it."""
+    and the energy term would have to fight it. Frozen parameters (``requires_grad=False``,
+    ``finetune.freeze``) are left out."""
     if not weight_decay:
-        return [{"params": list(model.parameters())}]
-    named = list(model.named_parameters())
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     plain = [p for n, p in named if n.split(".")[-1] not in NO_WEIGHT_DECAY]
     kept = [p for n, p in named if n.split(".")[-1] in NO_WEIGHT_DECAY]
     groups = [{"params": plain}] if plain else []

@@ -249,6 +249,10 @@ def train(cfg: DictConfig, out: str | Path, overrides: list[str] | None = None
     # default, off), as is the thread count.
     from molsym.training.ensemble_run import ensemble_size, train_ensemble
 
+    if cfg.get("init_from"):
+        from molsym.training.finetune import adopt_architecture
+
+        cfg = adopt_architecture(cfg, overrides)  # the file's architecture, checked
     if ensemble_size(cfg) > 1:
         return train_ensemble(cfg, out, lambda member_cfg, member_out: train(member_cfg,
                                                                               member_out))
@@ -283,17 +287,29 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
     check_validation_split(cfg, dm)
     stats = dm.statistics().to_dict()
     user_elements = cfg.model.get("elements")
+    fine_tune = bool(cfg.get("init_from"))
+    if fine_tune:
+        from molsym.training import finetune
+
+        user_elements = finetune.start_elements(cfg, stats)
     check_elements(dm, list(user_elements) if user_elements else None, stats)
     check_neighbours(dm, stats, cfg.model)
     warn_energy_reference(stats)
     # reseed: reading/building graphs (or loading them from the cache) must not change the
     # initial weights
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
+    record, optimizer_kwargs = None, {}
+    if fine_tune:
+        model, record = finetune.start_model(cfg, stats)
+    else:
+        model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
     model = model.to(getattr(torch, str(cfg.get("dtype", "float32"))))
+    if fine_tune:
+        record.update(finetune.prepare(model, cfg, dm.datasets["train"], record))
+        optimizer_kwargs = finetune.optimizer_overrides(cfg)
     module = build(
         cfg.module, "module", model=model,
-        optimizer=build(cfg.optimizer, "optimizer"),
+        optimizer=build(cfg.optimizer, "optimizer", **optimizer_kwargs),
         scheduler=build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
     )
     if ckpt is not None:
@@ -311,11 +327,11 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
         _write_outputs_before_fit(cfg, out, dm, stats)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
-    return _test_and_deploy(cfg, out, trainer, module, dm, stats)
+    return _test_and_deploy(cfg, out, trainer, module, dm, stats, record)
 
 
 def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm,
-                     stats: dict) -> dict[str, Any]:
+                     stats: dict, finetune_record: dict | None = None) -> dict[str, Any]:
     """Load the best checkpoint (EMA weights), refit its energy shifts on the training set
     (``refit_energy_shift``), test it and write ``model.pt`` and ``metrics.json``."""
     metrics: dict = {}
@@ -359,6 +375,8 @@ def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm
         meta = {"statistics": stats, "test_metrics": metrics, "best_checkpoint": best,
                 "energy_shift_refit": refit, "energy_reference": stats.get("energy_reference"),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
+        if finetune_record is not None:
+            meta["finetune"] = finetune_record
         save_model(model, out / "model.pt", metadata=meta)
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return result
