@@ -24,7 +24,7 @@ from molsym.learning.explore import Exploration, explore
 from molsym.learning.frames import read_frames, write_frames
 from molsym.learning.labelling import count_labels, label_round, labels_of, read_labels
 from molsym.learning.progress import Progress
-from molsym.learning.retrain import retrain, warm_start_supported
+from molsym.learning.retrain import retrain
 from molsym.learning.select import is_candidate, select
 from molsym.learning.settings import MIN_LABELS, LoopSettings
 from molsym.learning.start import smiles_list, start_structures
@@ -80,11 +80,11 @@ class Loop:
     def _train(self, round_: int, previous: Path | None) -> tuple[Path, float]:
         out = self.run_dir / "rounds" / str(round_) / "train"
         size = self.cfg.ensemble.size
-        warm = previous is not None and warm_start_supported(self.cfg)
         self.say(f"training the committee ({size} members) on {self.labels()} labels"
-                 + (" (warm start)" if warm else ""), round_)
+                 + (" (warm start)" if previous is not None else ""), round_)
         t0 = time.perf_counter()
-        model = retrain(self.cfg, self.run_dir / "labels.extxyz", out, previous)
+        model = retrain(self.cfg, self.run_dir / "labels.extxyz", out,
+                        None if previous is None else previous / "model.pt")
         return model, time.perf_counter() - t0
 
     def start_round(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 
@@ -37,7 +38,8 @@ class Progress:
 
 class OnceFilter(logging.Filter):
     """Lets each distinct warning through once (every round trains K members, each would
-    repeat the same caveat about the data)."""
+    repeat the same caveat about the data); messages that differ only in their numbers
+    count as the same."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +48,7 @@ class OnceFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.getMessage())
+        key = (record.name, re.sub(r"\d+", "#", record.getMessage()))
         if key in self.seen:
             return False
         self.seen.add(key)

@@ -54,6 +54,12 @@ def test_two_rounds_give_labels_rounds_committee_and_report(tmp_path, capsys):
     assert records[2]["labels_total"] == len(keys) <= 40
     # round k trained on every label up to it
     assert len(label_keys(run / "rounds" / "2" / "train")) == len(keys)
+    from omegaconf import OmegaConf
+    member = OmegaConf.load(run / "rounds" / "2" / "train" / "members" / "1" / "config.yaml")
+    assert member.init_from == str(run / "rounds" / "1" / "train" / "model.pt")  # warm start
+    assert member.finetune.member == 1
+    assert OmegaConf.load(run / "rounds" / "0" / "train" / "members" / "0" / "config.yaml"
+                          ).init_from is None
     committee = load_model(run / "model.pt")
     assert isinstance(committee, EnsembleModel) and len(committee) == 2
     trained = (run / "rounds" / "2" / "train" / "model.pt").read_bytes()

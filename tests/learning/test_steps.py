@@ -93,3 +93,19 @@ def test_smiles_come_from_a_string_a_list_or_a_smi_file(tmp_path):
     assert smiles_list(["CCO", "C"]) == ["CCO", "C"]
     with pytest.raises(InputError, match="not found"):
         smiles_list(str(tmp_path / "missing.smi"))
+
+
+def test_each_warning_shows_once_even_when_only_its_numbers_change():
+    import logging
+
+    from molsym.learning.progress import OnceFilter
+
+    once = OnceFilter()
+
+    def record(level, msg):
+        return logging.LogRecord("molsym.x", level, __file__, 1, msg, None, None)
+
+    assert once.filter(record(logging.WARNING, "5 compositions span rank 1"))
+    assert not once.filter(record(logging.WARNING, "9 compositions span rank 1"))
+    assert once.filter(record(logging.WARNING, "another caveat"))
+    assert once.filter(record(logging.INFO, "5 compositions span rank 1"))
