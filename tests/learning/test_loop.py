@@ -131,3 +131,37 @@ def test_an_oracle_failing_everywhere_is_one_line_and_loses_no_label(tmp_path, c
     assert main(tiny(good, "learn.max_rounds=1", "learn.md_steps=5", *failing)) != 0
     one_error_line(capsys.readouterr().err)
     assert (good / "labels.extxyz").read_bytes() == before
+
+
+@pytest.mark.slow  # a real kill: about a minute on a loaded 2-core machine
+def test_a_run_killed_while_labelling_resumes_without_repeating_a_label(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run, counter = tmp_path / "run", tmp_path / "calls.txt"
+    args = tiny(run, "learn.max_rounds=1", *probe(counter), "+oracle.sleep_s=0.3")
+    command = [sys.executable, "-m", "molsym.cli.main", "learn", *args]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    labels = run / "labels.extxyz"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if labels.is_file() and labels.read_bytes().count(b"label_key=") >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the loop and its oracle workers
+    proc.wait()
+    done = len(label_keys(run))
+    assert 2 <= done < 7  # killed in the middle of the start set
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    keys = label_keys(run)
+    assert len(keys) == len(set(keys)) and len(keys) > done
+    calls = len(counter.read_text().splitlines())
+    # at most the structure in flight at the kill was computed twice (its label never written)
+    assert len(keys) <= calls <= len(keys) + 1
+    assert (run / "model.pt").is_file()
