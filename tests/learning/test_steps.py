@@ -109,3 +109,41 @@ def test_each_warning_shows_once_even_when_only_its_numbers_change():
     assert not once.filter(record(logging.WARNING, "9 compositions span rank 1"))
     assert once.filter(record(logging.WARNING, "another caveat"))
     assert once.filter(record(logging.INFO, "5 compositions span rank 1"))
+
+
+def _committee():
+    import torch
+
+    from molsym.calculator import MolsymCalculator
+    from molsym.models import EnsembleModel
+    from molsym.models.equivariant import EquivariantModel
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(EquivariantModel(elements=[1, 6, 8], num_channels=4, l_max=1,
+                                        num_radial=4, radial_hidden=8, readout_hidden=4,
+                                        energy_scale=0.1))
+    return MolsymCalculator(EnsembleModel.from_models(members), dtype="float64")
+
+
+def test_exploration_samples_every_trajectory_and_restarts_after_explosions():
+    from molsym.learning.explore import explore
+
+    calc, start = _committee(), molecule("CH3CH2OH")
+    start.info["smiles"] = "CCO"
+    calm = LoopSettings(num_trajectories=2, md_steps=20, sample_every=5, threshold=1e3,
+                        temperature=300.0)
+    found = explore(calc, [start], calm, seed=0)
+    assert [len(s) for s in found.spreads] == [4, 4] and not found.explosions
+    assert len(found.frames) == 8 and all(f.info["spread"] > 0 for f in found.frames)
+    assert {f.info["trajectory"] for f in found.frames} == {0, 1}
+    assert all(f.info["smiles"] == "CCO" for f in found.frames)
+    # explode_at below every spread: each sample is an explosion and a restart
+    wild = LoopSettings(num_trajectories=1, md_steps=20, sample_every=5, threshold=1e-9,
+                        explode_factor=2.0)
+    found = explore(calc, [start], wild, seed=0)
+    assert len(found.explosions) == 4 and found.frames == []
+    assert all("force spread" in e["reason"] for e in found.explosions)
+    summary = found.summary(wild.threshold)
+    assert summary["sampled_frames"] == 4 and len(summary["explosions"]) == 4
