@@ -21,6 +21,22 @@ def _error(message: str, status: int) -> int:
     return status
 
 
+def quote_smiles(argv: list[str]) -> list[str]:
+    """``smiles=CC(=O)O`` as Hydra needs it (``smiles='CC(=O)O'``): parentheses, ``=``,
+    ``#``, ``[...]`` and commas of SMILES are Hydra grammar. A value already in quotes is
+    left as it is; several SMILES are one comma-separated value (``smiles=CCO,CC(=O)O``)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") == "smiles" and value and value[0] not in "'\"":
+            value = value.replace("'", "\\'")
+            if value.endswith("\\"):
+                value += "\\"
+            arg = f"{key}='{value}'"
+        out.append(arg)
+    return out
+
+
 def _make_app():
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -51,7 +67,10 @@ def _make_app():
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``molsym learn``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = quote_smiles(list(sys.argv[1:] if argv is None else argv))
+    from molsym.learning.run_name import register
+
+    register()
     if not any(a in _INSPECT_FLAGS or a.startswith("--config") for a in argv):
         message = precheck([a for a in argv if a not in ("-m", "--multirun")], CONFIG_NAME)
         if message is not None:

@@ -12,7 +12,10 @@ from molsym.errors import InputError
 
 
 def smiles_list(smiles: str | Sequence[str]) -> list[str]:
-    """The SMILES of ``smiles``: one string, a list, or a ``.smi``/``.csv`` file of them."""
+    """The SMILES of ``smiles``: one string, several separated by commas (no SMILES holds a
+    comma), a list, or a ``.smi``/``.csv`` file of them."""
+    if isinstance(smiles, str) and "," in smiles:
+        return smiles_list([s.strip() for s in smiles.split(",") if s.strip()])
     if isinstance(smiles, str):
         path = Path(smiles)
         if path.suffix.lower() in (".smi", ".csv"):

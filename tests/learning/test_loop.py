@@ -165,3 +165,23 @@ def test_a_run_killed_while_labelling_resumes_without_repeating_a_label(tmp_path
     # at most the structure in flight at the kill was computed twice (its label never written)
     assert len(keys) <= calls <= len(keys) + 1
     assert (run / "model.pt").is_file()
+
+
+def test_the_documented_command_parses_and_names_its_own_folder():
+    from molsym.cli.learn import quote_smiles
+    from molsym.cli.train import precheck
+    from molsym.learning.run_name import register, run_name
+    from molsym.training.datasets import register_resolvers
+
+    register()
+    register_resolvers()
+    argv = ["smiles=CC(=O)Oc1ccccc1C(=O)O", "oracle=xtb", "learn.temperature=500",
+            "learn.max_labels=600"]
+    assert precheck(argv, "learn") is not None  # Hydra's grammar chokes on a bare SMILES
+    assert precheck(quote_smiles(argv), "learn") is None
+    assert quote_smiles(["smiles='C#N'", "seed=1"]) == ["smiles='C#N'", "seed=1"]
+    name = run_name("CC(=O)Oc1ccccc1C(=O)O", "molsym.oracles.XTBOracle")
+    assert name == run_name("CC(=O)Oc1ccccc1C(=O)O", "molsym.oracles.XTBOracle")
+    assert name.startswith("CCOOc1ccccc1COO-xtb-")
+    assert name != run_name("CC(=O)Oc1ccccc1C(=O)O", "molsym.oracles.EMTOracle")
+    assert "/" not in run_name("F/C=C/F", "x.EMTOracle")
