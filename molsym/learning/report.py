@@ -20,9 +20,12 @@ def _spreads(run_dir: Path, k: int) -> list[float]:
     return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
-def _test_forces(record: dict) -> tuple[float, str] | None:
+def _test_forces(record: dict) -> float | None:
+    """The committee's force MAE on its test split, in eV/Angstrom (metrics.json: meV)."""
     forces = (record.get("test_metrics") or {}).get("forces")
-    return (float(forces["mae"]), str(forces.get("unit", ""))) if forces else None
+    if not forces:
+        return None
+    return float(forces["mae"]) * (1e-3 if str(forces.get("unit", "")).startswith("meV") else 1)
 
 
 def _plots(run_dir: Path, rounds: list[dict], threshold: float) -> list[str]:
@@ -57,10 +60,7 @@ def _plots(run_dir: Path, rounds: list[dict], threshold: float) -> list[str]:
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
     tested = [(r["labels_total"], _test_forces(r)) for r in rounds if _test_forces(r)]
     if tested:
-        unit = tested[0][1][1]
-        scale = 1e-3 if unit.startswith("meV") else 1.0
-        ax.plot([n for n, _ in tested], [v[0] * scale for _, v in tested], "o-",
-                label="test split of the labels")
+        ax.plot(*zip(*tested, strict=True), "o-", label="test split of the labels")
     fresh = [(r["labels_total"] - r.get("labelled", 0), r["fresh_errors"]["forces_mae"])
              for r in rounds if (r.get("fresh_errors") or {}).get("count")]
     if fresh:
@@ -94,9 +94,10 @@ def _row(r: dict) -> str:
         f"{ex['spread_median']:.3g} / {ex['spread_max']:.3g}" if ex else "",
         str(len(ex.get("explosions", []))) if ex else "",
         f"{fresh['forces_mae']:.3g}" if fresh.get("count") else "",
-        f"{test[0]:.3g} {test[1]}" if test else "",
-        " ".join(f"{x}={r[x]:.0f}s" for x in ("oracle_seconds", "train_seconds") if x in r)
-        + (f" md={ex['md_seconds']:.0f}s" if ex else ""),
+        f"{test:.3g}" if test is not None else "",
+        ", ".join([f"{name} {r[x]:.0f} s" for x, name in (("oracle_seconds", "oracle"),
+                                                          ("train_seconds", "training"))
+                   if x in r] + ([f"MD {ex['md_seconds']:.0f} s"] if ex else [])),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -115,7 +116,7 @@ def write_report(run_dir: Path, rounds: list[dict], stop: str, settings: LoopSet
         f"{settings.threshold:g} eV/Angstrom on the largest per-atom force spread.", "",
         "| round | new labels | failed | total | frames above threshold | spread median / "
         "max (eV/A) | explosions | force MAE on its new labels, previous committee (eV/A) "
-        "| committee test force MAE | time |",
+        "| committee test force MAE (eV/A) | time |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *(_row(r) for r in rounds), "",
         "The force MAE on a round's new labels is that of the committee before the round, "
