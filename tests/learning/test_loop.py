@@ -113,13 +113,21 @@ def test_bad_input_is_one_line(tmp_path, capsys, override, status, message):
     assert not (run / "labels.extxyz").is_file() or not label_keys(run)
 
 
-def test_an_oracle_failing_everywhere_is_one_line_and_loses_no_label(tmp_path, capsys):
+FAILING = ["oracle._target_=tests.oracles.helpers.ProbeOracle", "+oracle.fail_all=true"]
+
+
+def test_an_oracle_failing_everywhere_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
-    failing = ["oracle._target_=tests.oracles.helpers.ProbeOracle", "+oracle.fail_all=true"]
-    assert main(tiny(run, *failing)) == 1
+    assert main(tiny(run, *FAILING)) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "oracle probe failed on" in line and "nothing labelled" in line
     assert (run / "failures.jsonl").read_text().count("SCF not converged") >= 1
+    assert not (run / "rounds" / "0" / "train").exists()
+
+
+@pytest.mark.slow  # two runs with a start set each: over 20 s on a loaded machine
+def test_a_spent_time_budget_then_a_failing_oracle_lose_no_label(tmp_path, capsys):
+    failing = FAILING
     # a time budget spent after the start set (nothing recorded, so a rerun goes on) ...
     good = tmp_path / "good"
     assert main(tiny(good, "learn.max_rounds=1", "learn.md_steps=5", "learn.max_hours=1e-6")) == 0
