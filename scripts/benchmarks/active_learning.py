@@ -190,10 +190,13 @@ def report(result: dict[str, Any]) -> str:
     rows = []
     for row in result["random"]:
         rows.append(["random 500 K MD", row["labels"], *_errors(row), row["oracle_calls"],
-                     f"train {row['train_s']} s"])
+                     f"train {row['train_s']:.0f} s"])
     for row in result["active"]["rounds"]:
-        rows.append([f"molsym learn, round {row['round']}", row["labels"], *_errors(row), "",
-                     f"oracle {row['oracle_s']} s, train {row['train_s']} s, md {row['md_s']} s"])
+        times = ", ".join(f"{what} {row[key]:.0f} s" for key, what in
+                          (("oracle_s", "oracle"), ("train_s", "train"), ("md_s", "MD"))
+                          if row.get(key) is not None)
+        rows.append([f"molsym learn, round {row['round']}", row["labels"], *_errors(row),
+                     row["labels"], times])
     header = ["recipe", "labels", "force MAE 500 K (meV/Å)", "energy MAE 500 K (meV/atom)",
               "force MAE 800 K (meV/Å)", "energy MAE 800 K (meV/atom)", "oracle calls", "time"]
     calib = (result["active"]["rounds"][-1].get("test_800K") or {}).get("calibration", {})
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stability-ps", type=float, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--learn", nargs="*", default=[], help="extra molsym learn overrides")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the section of the stored result, run nothing")
     args = parser.parse_args(argv)
     quick = {"smiles": "CCO", "budgets": "25,50", "test_frames": 60, "members": 2,
              "model": "small", "epochs": 60, "stability_ps": 1.0}
@@ -248,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, key, value)
     args.budgets = [int(b) for b in str(args.budgets).split(",")]
     name = "active_learning_quick" if args.quick else "active_learning"
+    if args.report_only:
+        print(report(common.load_result(name)))
+        return 0
     root = common.RUNS / name
     root.mkdir(parents=True, exist_ok=True)
     env = common.environment()
