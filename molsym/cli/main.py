@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a trained model for deployment",
     "ensemble": "combine trained models into one committee (mean and spread)",
     "md": "molecular dynamics (NVE/NVT/NPT) with a trained model on a structure or SMILES",
+    "learn": "active learning: SMILES + an oracle -> a committee potential and a report",
 }
 
 USAGE = "usage: molsym [--version] <command> [args]\n\ncommands:\n" + "".join(

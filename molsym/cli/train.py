@@ -27,8 +27,9 @@ def _first_line(exc: BaseException) -> str:
     return "; ".join(text[:2]) if text else type(exc).__name__
 
 
-def precheck(overrides: list[str]) -> str | None:
-    """Compose (and resolve) the config once; a message for the first problem, else None.
+def precheck(overrides: list[str], config_name: str = CONFIG_NAME) -> str | None:
+    """Compose (and resolve) the config ``config_name`` once; a message for the first
+    problem, else None.
 
     Sweep overrides (``a=1,2``) are checked with their first value.
     """
@@ -55,7 +56,7 @@ def precheck(overrides: list[str]) -> str | None:
         plain.append(text)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name=CONFIG_NAME, overrides=plain)
+            cfg = compose(config_name=config_name, overrides=plain)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as exc:  # noqa: BLE001 - composition/interpolation errors, one line
         return _describe(exc)
