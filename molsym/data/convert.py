@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from molsym import keys
 from molsym.atomic import write_text_atomic
 from molsym.data.dataset import build_store, read_structures, resolve_dtype
 from molsym.data.records import encode_graph
@@ -156,11 +157,14 @@ def _committed(out: Path) -> list[dict]:
 
 
 def _summary(graphs: list) -> dict:
-    """Per shard: how many graphs hold each field, and the records whose float labels are
-    not finite (so a reader checks presence and finiteness without reading records)."""
+    """Per shard: how many graphs hold each field, the records whose float labels are not
+    finite and the elements (so a reader checks presence, finiteness and elements without
+    reading records)."""
     present: dict[str, int] = {}
     nonfinite: dict[str, list[int]] = {}
+    elements: set[int] = set()
     for k, g in enumerate(graphs):
+        elements.update(g[keys.ATOMIC_NUMBERS].unique().tolist())
         for name, value in g.to_dict().items():
             if name == "num_nodes":
                 continue
@@ -168,4 +172,4 @@ def _summary(graphs: list) -> dict:
             if isinstance(value, torch.Tensor) and value.is_floating_point() \
                     and not bool(torch.isfinite(value).all()):
                 nonfinite.setdefault(name, []).append(k)
-    return {"fields": present, "nonfinite": nonfinite}
+    return {"fields": present, "nonfinite": nonfinite, "elements": sorted(elements)}

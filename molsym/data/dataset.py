@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
 from molsym.data.store import StoreLayout, concat_stores, graphs_to_store
@@ -225,6 +226,11 @@ class GraphDataset(torch.utils.data.Dataset):
         entry = self.store["fields"].get("id")
         ident = entry["strings"][self.indices[pos]] if entry and "strings" in entry else None
         return str(ident).rsplit(":", 1)[-1] if ident else str(pos)
+
+    def elements_bound(self) -> set[int]:
+        """Atomic numbers of the whole store (a superset of this subset's)."""
+        z = self.store["fields"][keys.ATOMIC_NUMBERS]["values"]
+        return {int(e) for e in torch.unique(z).tolist()}
 
     def field_names(self) -> set[str]:
         """Fields of the store (some graphs may lack some; see :meth:`first_missing`)."""

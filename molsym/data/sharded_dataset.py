@@ -87,6 +87,12 @@ class ShardedDataset(torch.utils.data.Dataset):
         names = {n for s in self.reader.shards for n in s["fields"]}
         return names if self.fields is None else names & self.fields
 
+    def elements_bound(self) -> set[int]:
+        """Atomic numbers of the shards that hold this dataset's graphs (from the manifest;
+        a superset of this dataset's)."""
+        shards = set(np.unique(self.shard_of_positions()).tolist())
+        return {int(z) for k in shards for z in self.reader.shards[k]["elements"]}
+
     def first_missing(self, name: str) -> int | None:
         """Position of the first graph without field ``name``, or None if all have it (from
         the manifest; records are read only when some shard lacks it)."""

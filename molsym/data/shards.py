@@ -208,11 +208,10 @@ def _open_shard(path: Path) -> lmdb.Transaction:
     identity = (st.st_ino, st.st_size, st.st_mtime_ns)
     key = str(path.resolve())
     cached = _OPEN.get(key)
-    if cached is not None and cached[0] == os.getpid():
-        if cached[1] == identity:
+    if cached is not None:
+        if cached[0] == os.getpid() and cached[1] == identity:
             return cached[3]
-        cached[3].abort()
-        cached[2].close()
+        cached[2].close()  # replaced file, or inherited over a fork: LMDB wants it reopened
     try:
         env = lmdb.open(key, subdir=False, readonly=True, lock=False, readahead=False)
     except lmdb.Error as err:
