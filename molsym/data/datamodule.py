@@ -252,7 +252,10 @@ class MolDataModule(pl.LightningDataModule):
             iso = None
             if self.isolated_atom_energies_path is not None:
                 iso = read_isolated_atom_energies(self.isolated_atom_energies_path)
-            self._statistics = compute_statistics(self.datasets["train"], iso)
+            train = self.datasets["train"]
+            if isinstance(train, ShardedDataset):  # one sequential pass, shard by shard
+                train = train.in_storage_order()
+            self._statistics = compute_statistics(train, iso)
         return self._statistics
 
     def save_splits(self, path: str | Path) -> None:

@@ -71,6 +71,16 @@ class ShardedDataset(torch.utils.data.Dataset):
     def __iter__(self) -> Iterator[Data]:
         return (self[i] for i in range(len(self)))
 
+    def in_storage_order(self) -> Iterator[Data]:
+        """Every graph once, in the order of the shards (sequential reads), each shard
+        unmapped after it: a pass over a store larger than memory (statistics)."""
+        order = np.sort(self.indices)
+        shards = np.searchsorted(np.asarray(self.reader.starts), order, side="right") - 1
+        for k, index in enumerate(order.tolist()):
+            yield self.reader.get(index, self.fields)
+            if k + 1 == len(order) or shards[k + 1] != shards[k]:
+                self.reader.release(int(shards[k]))
+
     def subset(self, indices: Sequence[int]) -> ShardedDataset:
         """The graphs at positions ``indices`` of this dataset."""
         ds = ShardedDataset(self.reader, self.indices[np.asarray(indices, int)], self.fields)

@@ -148,8 +148,6 @@ class ShardReader:
                     raise InputError(f"{path.stat().st_size} bytes, the manifest says "
                                      f"{entry['bytes']}: truncated or not this store's shard; "
                                      "copy it again or rerun molsym convert", str(path))
-        self._pid: int | None = None
-        self._txns: dict[int, lmdb.Transaction] = {}
 
     def __len__(self) -> int:
         return self.starts[-1]
@@ -162,12 +160,12 @@ class ShardReader:
         return shard, index - self.starts[shard]
 
     def _txn(self, shard: int) -> lmdb.Transaction:
-        if self._pid != os.getpid():  # a forked worker: LMDB handles do not cross a fork
-            self._pid, self._txns = os.getpid(), {}
-        txn = self._txns.get(shard)
-        if txn is None:
-            txn = self._txns[shard] = _open_shard(self.folder / self.shards[shard]["name"])
-        return txn
+        return _open_shard(self.folder / self.shards[shard]["name"])
+
+    def release(self, shard: int) -> None:
+        """Unmap shard ``shard`` in this process (its pages leave this process's resident
+        memory; the next read maps it again)."""
+        _close_shard(self.folder / self.shards[shard]["name"])
 
     def get(self, index: int, wanted=None) -> Data:
         """The graph of global record ``index`` (only the fields in ``wanted`` when given).
@@ -186,37 +184,36 @@ class ShardReader:
             raise InputError(f"corrupt record ({err}); copy the shard again or rerun molsym "
                              "convert", str(path), local) from None
 
-    def __getstate__(self) -> dict:  # DataLoader workers get a fresh, unopened reader
-        state = dict(self.__dict__)
-        state.update(_pid=None, _txns={})
-        return state
 
-
-#: Shards open in this process: LMDB opens a file once per process, so readers of the same
-#: store share its handles. path -> (pid, file identity, environment, read transaction).
-_OPEN: dict[str, tuple[int, tuple, lmdb.Environment, lmdb.Transaction]] = {}
+#: Shards open in this process: LMDB opens a file once per process, so every reader of a
+#: store shares its handles. path -> (pid, environment, read transaction); an entry of
+#: another pid was inherited over a fork (a DataLoader worker) and is reopened.
+_OPEN: dict[str, tuple[int, lmdb.Environment, lmdb.Transaction]] = {}
 
 
 def _open_shard(path: Path) -> lmdb.Transaction:
-    """A read transaction on shard ``path``, shared in this process (reopened when the file
-    was replaced since).
+    """A read transaction on shard ``path``, shared in this process.
 
     Raises:
         InputError: LMDB cannot open the file (names it).
     """
-    st = path.stat()
-    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-    key = str(path.resolve())
+    key = str(path)
     cached = _OPEN.get(key)
     if cached is not None:
-        if cached[0] == os.getpid() and cached[1] == identity:
-            return cached[3]
-        cached[2].close()  # replaced file, or inherited over a fork: LMDB wants it reopened
+        if cached[0] == os.getpid():
+            return cached[2]
+        _close_shard(path)
     try:
         env = lmdb.open(key, subdir=False, readonly=True, lock=False, readahead=False)
     except lmdb.Error as err:
         raise InputError(f"not a readable shard ({err}); copy it again or rerun molsym "
                          "convert", str(path)) from None
     txn = env.begin(buffers=True)
-    _OPEN[key] = (os.getpid(), identity, env, txn)
+    _OPEN[key] = (os.getpid(), env, txn)
     return txn
+
+
+def _close_shard(path: Path) -> None:
+    cached = _OPEN.pop(str(path), None)
+    if cached is not None:
+        cached[1].close()  # also ends its transaction
