@@ -1,0 +1,116 @@
+"""Scale check of the on-disk store: peak memory and throughput of `molsym train` from a
+store (`molsym convert`) against the in-memory path, at 10^4 and 10^5 frames.
+
+For each size: EMT-labelled random molecules (``molsym.data.synthetic.rotated_frames``,
+cheap) are written to extxyz and converted once; then `molsym train` runs the same short
+training (``--batches`` training batches per epoch, two epochs, the small model) from the
+file (graphs cached in memory) and from the store, ``--repeats`` times, alternating. The
+second epoch's wall time (data loading, forward, backward, optimizer, a few validation
+batches) gives frames per second. The training process's memory is sampled from
+/proc every 0.05 s: peak RSS and its private (RssAnon) and file-backed (RssFile: the
+mapped shards, page cache the kernel can reclaim) parts. The first run of each size
+builds the in-memory path's graph cache and is not reported.
+
+    python scripts/bench_store_scale.py --sizes 10000 100000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ase.io
+
+from molsym.data.synthetic import rotated_frames
+
+
+def sample_memory(pid: int, peaks: dict, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        for field in ("VmRSS", "RssAnon", "RssFile"):
+            m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+            if m:
+                peaks[field] = max(peaks.get(field, 0), int(m.group(1)) / 1024)
+        stop.wait(0.05)
+
+
+def train_once(data: Path, run_dir: Path, batches: int, batch_size: int, cache: Path) -> dict:
+    cmd = [sys.executable, "-m", "molsym.cli.main", "train", f"data.path={data}",
+           "data.num_val=200", "data.num_test=0", f"data.batch_size={batch_size}",
+           "model=small", "module.compile=false", "trainer.max_epochs=2",
+           f"+trainer.limit_train_batches={batches}", "+trainer.limit_val_batches=4",
+           "refit_energy_shift=false", "callbacks.progress_bar.refresh_rate=1000000",
+           f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "MOLSYM_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+    peaks: dict = {}
+    stop = threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    sampler = threading.Thread(target=sample_memory, args=(proc.pid, peaks, stop))
+    sampler.start()
+    out, _ = proc.communicate()
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"molsym train failed ({proc.returncode}):\n{out[-3000:]}")
+    epochs = [float(m.group(1)) for m in re.finditer(r"^epoch \d+/\d+\s+([\d.]+) s", out, re.M)]
+    return {"wall_s": time.perf_counter() - start, "epoch_s": epochs[-1],
+            "frames_per_s": batches * batch_size / epochs[-1],
+            **{f"peak_{k}_MiB": round(v, 1) for k, v in peaks.items()}}
+
+
+def prepare(size: int, work: Path) -> tuple[Path, Path, float]:
+    frames = work / f"frames-{size}.extxyz"
+    store = work / f"store-{size}"
+    if not frames.is_file():
+        ase.io.write(frames, list(rotated_frames(size, pool_size=1000, seed=size)))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "molsym.cli.main", "convert", str(frames), "-o",
+                    str(store), "--frames-per-shard", "10000"], check=True,
+                   capture_output=True)
+    return frames, store, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, default=Path("bench_store_scale"))
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "cache"
+    inputs = {}
+    for size in args.sizes:
+        frames, store, seconds = prepare(size, work)
+        inputs[size] = {"memory": frames, "store": store}
+        print(json.dumps({"size": size, "convert_s": round(seconds, 1),
+                          "store_MiB": round(sum(p.stat().st_size for p in store.iterdir())
+                                             / 2**20, 1), "load1": os.getloadavg()[0]}),
+              flush=True)
+        train_once(frames, work / "runs" / f"warm-{size}", 2, args.batch_size, cache)
+    for repeat in range(args.repeats):
+        for size in args.sizes:
+            for path in ("memory", "store"):
+                run_dir = work / "runs" / f"{path}-{size}-{repeat}"
+                result = train_once(inputs[size][path], run_dir, args.batches,
+                                    args.batch_size, cache)
+                print(json.dumps({"repeat": repeat, "size": size, "path": path, **result,
+                                  "load1": round(os.getloadavg()[0], 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
