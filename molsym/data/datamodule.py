@@ -220,7 +220,9 @@ class MolDataModule(pl.LightningDataModule):
         self.setup()
         ds = self.datasets[name]
         batch_size = self.batch_size if name == "train" else self.eval_batch_size
-        if isinstance(ds, ShardedDataset) and _world_size() > 1:
+        if isinstance(ds, ShardedDataset) and name == "train" and _world_size() > 1:
+            # each rank its own shards; val/test stay whole (Lightning shards val itself,
+            # the test split is evaluated once on rank 0)
             sampler = ShardDistributedSampler(ds, shuffle=shuffle, seed=self.seed)
             return DataLoader(ds, batch_size=batch_size, sampler=sampler,
                               num_workers=self.num_workers,
