@@ -13,10 +13,14 @@ mapped shards, page cache the kernel can reclaim) parts.
 Graphs are built once per size, by `molsym convert`; the in-memory path's graph cache (what
 ``GraphDataset.from_file`` loads for the extxyz file, same key) is filled with the store's
 graphs, which equal the file's (tests/data/test_shards.py), so that a loaded 2-core machine
-does not build 10^5 graphs twice. A short warm-up run per size loads that cache once and
-is not reported.
+does not build 10^5 graphs twice.
 
     python scripts/bench_store_scale.py --sizes 10000 100000 --repeats 2
+
+``--replicate`` (for a machine too busy to build 10^5 graphs in time): sizes above the
+smallest are made of copies of the smallest: its extxyz concatenated (the in-memory path)
+and its shards copied under new names with a manifest listing them all (the store). The
+records then repeat, which changes nothing that is measured here (memory, read throughput).
 """
 
 from __future__ import annotations
@@ -96,6 +100,31 @@ def fill_graph_cache(frames: Path, store: Path, cache: Path) -> None:
         torch.save({**packed, "errors": [], "graph_format": GRAPH_FORMAT_VERSION}, tmp)
 
 
+def replicate(base_frames: Path, base_store: Path, copies: int, size: int,
+              work: Path) -> tuple[Path, Path]:
+    """The ``copies``-fold set made of ``base_frames`` / ``base_store`` (see ``--replicate``)."""
+    import shutil
+
+    frames, store = work / f"frames-{size}-replicated.extxyz", work / f"store-{size}-replicated"
+    if not frames.is_file():
+        with open(frames, "wb") as out:
+            for _ in range(copies):
+                with open(base_frames, "rb") as src:
+                    shutil.copyfileobj(src, out)
+    if not (store / "manifest.json").is_file():
+        store.mkdir(parents=True, exist_ok=True)
+        manifest = json.loads((base_store / "manifest.json").read_text())
+        shards = []
+        for _ in range(copies):
+            for entry in manifest["shards"]:
+                name = f"shard-{len(shards):05d}.lmdb"
+                shutil.copyfile(base_store / entry["name"], store / name)
+                shards.append({**entry, "name": name})
+        manifest.update(shards=shards, num_frames=manifest["num_frames"] * copies)
+        (store / "manifest.json").write_text(json.dumps(manifest))
+    return frames, store
+
+
 def prepare(size: int, work: Path) -> tuple[Path, Path, float]:
     frames = work / f"frames-{size}.extxyz"
     store = work / f"store-{size}"
@@ -115,24 +144,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--replicate", action="store_true",
+                        help="larger sizes are copies of the smallest (see the docstring)")
+    parser.add_argument("--order", nargs="+", default=["store", "memory"],
+                        help="paths to run, in this order")
     parser.add_argument("--workdir", type=Path, default=Path("bench_store_scale"))
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
     inputs = {}
-    for size in args.sizes:
-        frames, store, seconds = prepare(size, work)
-        fill_graph_cache(frames, store, cache)
+    sizes = sorted(args.sizes)
+    for size in sizes:
+        if args.replicate and size != sizes[0]:
+            base = inputs[sizes[0]]
+            frames, store = replicate(base["memory"], base["store"], size // sizes[0], size,
+                                      work)
+            seconds = float("nan")
+        else:
+            frames, store, seconds = prepare(size, work)
         inputs[size] = {"memory": frames, "store": store}
         print(json.dumps({"size": size, "convert_s": round(seconds, 1),
                           "store_MiB": round(sum(p.stat().st_size for p in store.iterdir())
                                              / 2**20, 1), "load1": os.getloadavg()[0]}),
               flush=True)
-        train_once(frames, work / "runs" / f"warm-{size}", 2, args.batch_size, cache)
     for repeat in range(args.repeats):
-        for size in args.sizes:
-            for path in ("memory", "store"):
+        for size in sizes:
+            for path in args.order:
+                if path == "memory":
+                    fill_graph_cache(inputs[size]["memory"], inputs[size]["store"], cache)
                 run_dir = work / "runs" / f"{path}-{size}-{repeat}"
                 result = train_once(inputs[size][path], run_dir, args.batches,
                                     args.batch_size, cache)

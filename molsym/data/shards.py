@@ -13,9 +13,10 @@ synced, its sidecar is written atomically, then the file is renamed to its final
 a final-named shard always has a sidecar that states its size, a killed conversion leaves at
 most a temporary file, and without ``manifest.json`` no reader opens the folder.
 
-LMDB rather than HDF5: on random access to graph-sized records LMDB read 4-60x more records
-per second (``scripts/bench_store_backends.py``, docs/benchmarks.md), and a record is one
-memory-mapped lookup with no library-level cache or lock to tune per worker process.
+LMDB rather than HDF5: on random access to graph-sized records LMDB returned 3-60x more
+records per second than HDF5 (1.6-3.8x once each record is decoded into a graph;
+``scripts/bench_store_backends.py``, docs/benchmarks.md), and a record is one memory-mapped
+lookup with no library-level cache or lock to tune per worker process.
 """
 
 from __future__ import annotations
