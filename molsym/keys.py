@@ -39,6 +39,12 @@ STRUCTURE_KEYS = frozenset({
     NUM_ATOMS, TOTAL_CHARGE, MULTIPLICITY, ID, "ptr", "num_nodes",
 })
 
+#: dtype of every non-float field (int64 indices and counts, bool flags; ``id`` is a string);
+#: every other tensor field (positions, cell, shifts, labels) has the data set's float dtype.
+INDEX_KEYS = frozenset({ATOMIC_NUMBERS, EDGE_INDEX, PAIR_INDEX, BATCH, NUM_ATOMS})  # int64
+BOOL_KEYS = frozenset({PBC})  # bool
+STRING_KEYS = frozenset({ID})  # str
+
 # Per-structure fields every graph may carry; everything else in Atoms.info that is a
 # number becomes a (1,) scalar label of the same name (e.g. "homo", "lumo", "gap").
 PER_GRAPH_VECTOR_KEYS = (DIPOLE,)

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a model (Hydra config; `molsym train --help` lists the groups)",
     "eval": "errors of a trained model on a labelled data file (table, JSON, parity plots)",
     "predict": "predict properties of molecules (SMILES, XYZ, SDF, ...) with a trained model",
+    "convert": "structure files -> a sharded on-disk store for data sets larger than memory",
     "export": "export a trained model for deployment",
     "ensemble": "combine trained models into one committee (mean and spread)",
     "md": "molecular dynamics (NVE/NVT/NPT) with a trained model on a structure or SMILES",

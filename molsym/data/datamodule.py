@@ -1,5 +1,9 @@
 """``MolDataModule``: files -> cached graphs -> reproducible splits -> PyG DataLoaders.
 
+A ``path`` (or ``test_path``) that is a store folder written by ``molsym convert`` is read
+lazily from disk (:class:`molsym.data.sharded_dataset.ShardedDataset`); under DDP each rank
+then reads its own shards (:class:`molsym.data.sharded_dataset.ShardDistributedSampler`).
+
 The constructor arguments are the whole config (Hydra instantiates it with ``_target_``).
 """
 
@@ -15,6 +19,8 @@ from torch_geometric.loader import DataLoader
 
 from molsym import keys
 from molsym.data.dataset import GraphDataset
+from molsym.data.sharded_dataset import ShardDistributedSampler, ShardedDataset
+from molsym.data.shards import is_store
 from molsym.data.splits import Splits, random_split
 from molsym.data.statistics import (
     DatasetStatistics,
@@ -30,7 +36,9 @@ class MolDataModule(pl.LightningDataModule):
     """Data of one training run.
 
     Args:
-        path: structure file (any format ``molsym.data.readers.read_file`` reads).
+        path: structure file (any format ``molsym.data.readers.read_file`` reads), or a
+            store folder written by ``molsym convert`` (read lazily; its cutoff and dtype
+            must be the run's).
         format: reader format; None infers it from the extension.
         test_path: separate test file (all of it is the test set), e.g. rMD17 ``test_01``.
         cutoff: neighbour cutoff (Angstrom).
@@ -96,11 +104,16 @@ class MolDataModule(pl.LightningDataModule):
         self.cache_dir, self.use_cache = cache_dir, use_cache
         self.dtype, self.on_error = dtype, on_error
         self.splits: Splits | None = None
-        self.datasets: dict[str, GraphDataset] = {}
+        self.datasets: dict[str, GraphDataset | ShardedDataset] = {}
         self._statistics: DatasetStatistics | None = None
 
     # --- loading ---------------------------------------------------------------------------
-    def _load(self, path: str) -> GraphDataset:
+    def _load(self, path: str) -> GraphDataset | ShardedDataset:
+        if is_store(path):
+            ds = ShardedDataset.open(path, self.cutoff, self.dtype)
+            for msg in ds.errors:
+                log.warning("skipped at conversion: %s", msg)
+            return ds
         ds = GraphDataset.from_file(
             path, self.cutoff, format=self.format, dtype=self.dtype,
             reader_options=self.reader_options, on_error=self.on_error,
@@ -111,11 +124,12 @@ class MolDataModule(pl.LightningDataModule):
         return ds
 
     def prepare_data(self) -> None:
-        """Process the files into the cache (once, on one process); nothing without a cache."""
+        """Process the files into the cache (once, on one process); nothing without a cache
+        (nor for a store folder: it is read in place)."""
         if not self.use_cache:
             return
         for p in (self.path, self.test_path):
-            if p is not None:
+            if p is not None and not is_store(p):
                 self._load(p)
 
     def setup(self, stage: str | None = None) -> None:
@@ -205,11 +219,18 @@ class MolDataModule(pl.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
         ds = self.datasets[name]
+        batch_size = self.batch_size if name == "train" else self.eval_batch_size
+        if isinstance(ds, ShardedDataset) and name == "train" and _world_size() > 1:
+            # each rank its own shards; val/test stay whole (Lightning shards val itself,
+            # the test split is evaluated once on rank 0)
+            sampler = ShardDistributedSampler(ds, shuffle=shuffle, seed=self.seed)
+            return DataLoader(ds, batch_size=batch_size, sampler=sampler,
+                              num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
-            ds, batch_size=self.batch_size if name == "train" else self.eval_batch_size,
-            shuffle=shuffle, num_workers=self.num_workers, generator=generator,
-            persistent_workers=self.num_workers > 0,
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            generator=generator, persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -233,7 +254,10 @@ class MolDataModule(pl.LightningDataModule):
             iso = None
             if self.isolated_atom_energies_path is not None:
                 iso = read_isolated_atom_energies(self.isolated_atom_energies_path)
-            self._statistics = compute_statistics(self.datasets["train"], iso)
+            train = self.datasets["train"]
+            if isinstance(train, ShardedDataset):  # one sequential pass, shard by shard
+                train = train.in_storage_order()
+            self._statistics = compute_statistics(train, iso)
         return self._statistics
 
     def save_splits(self, path: str | Path) -> None:
@@ -242,6 +266,11 @@ class MolDataModule(pl.LightningDataModule):
         assert self.splits is not None
         self.splits.save(path)
 
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _plain(value):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from molsym import keys
 from molsym.atomic import atomic_path
 from molsym.data.cache import default_cache_dir
 from molsym.data.graph import atoms_to_graph
@@ -204,6 +205,11 @@ class GraphDataset(torch.utils.data.Dataset):
         entry = self.store["fields"].get("id")
         ident = entry["strings"][self.indices[pos]] if entry and "strings" in entry else None
         return str(ident).rsplit(":", 1)[-1] if ident else str(pos)
+
+    def elements_bound(self) -> set[int]:
+        """Atomic numbers of the whole store (a superset of this subset's)."""
+        z = self.store["fields"][keys.ATOMIC_NUMBERS]["values"]
+        return {int(e) for e in torch.unique(z).tolist()}
 
     def field_names(self) -> set[str]:
         """Fields of the store (some graphs may lack some; see :meth:`first_missing`)."""

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,77 +176,113 @@ def read_isolated_atom_energies(path: str | Path) -> dict[int, float]:
 
 
 def compute_statistics(
-    graphs: Sequence[Data],
+    graphs: Iterable[Data],
     isolated_atom_energies: dict[int, float] | None = None,
     energy_key: str = keys.ENERGY,
 ) -> DatasetStatistics:
-    """Statistics of ``graphs`` (pass the training split only).
+    """Statistics of ``graphs`` (pass the training split only), in one streaming pass: each
+    graph is read once and dropped; what is kept per graph is its composition, its energy and
+    its scalar targets (a few numbers), so an on-disk store is never held in memory.
 
     Raises:
         ConfigError: no graph, or ``isolated_atom_energies`` lacks an element of the data.
     """
-    if len(graphs) == 0:
+    acc = _Accumulator(energy_key)
+    for g in graphs:
+        acc.add(g)
+    if acc.num_graphs == 0:
         raise ConfigError("cannot compute statistics of an empty training set")
-    zs = torch.cat([g[keys.ATOMIC_NUMBERS] for g in graphs])
-    elements = sorted(int(z) for z in torch.unique(zs))
-    num_atoms = int(zs.numel())
-    num_edges = sum(int(g[keys.EDGE_INDEX].shape[1]) for g in graphs)
-
-    forces = [g[keys.FORCES] for g in graphs if keys.FORCES in g]
+    elements = sorted(acc.element_counts)
     forces_rms = None
-    if forces:
-        f = torch.cat(forces).double()
-        forces_rms = float(torch.sqrt((f * f).mean()))
+    if acc.force_components:
+        forces_rms = math.sqrt(acc.force_square_sum / acc.force_components)
 
     atomic_energies = residual_std = reference = None
-    has_energy = all(energy_key in g for g in graphs)
     if isolated_atom_energies is not None:
         missing = [z for z in elements if z not in isolated_atom_energies]
         if missing:
             raise ConfigError(f"isolated-atom energies lack element(s) {missing}")
         atomic_energies = [float(isolated_atom_energies[z]) for z in elements]
-    if has_energy:
-        comp = composition_matrix(graphs, elements)
-        energies = np.array([float(g[energy_key].reshape(-1)[0]) for g in graphs])
+    if acc.has_energy:
+        comp = acc.composition(elements)
+        energies = np.asarray(acc.energies)
         if atomic_energies is None:
             atomic_energies = fit_atomic_energies(comp, energies).tolist()
         residual = energies - comp @ np.asarray(atomic_energies)
         residual_std = float(residual.std())
         reference = energy_reference(comp, elements, isolated_atom_energies is not None)
 
-    mean, std = _scalar_target_moments(graphs)
+    mean, std = acc.target_moments()
     return DatasetStatistics(
         elements=elements,
         atomic_energies=atomic_energies,
-        avg_num_neighbors=num_edges / num_atoms,
+        avg_num_neighbors=acc.num_edges / acc.num_atoms,
         forces_rms=forces_rms,
         energy_residual_std=residual_std,
         target_mean=mean,
         target_std=std,
-        num_graphs=len(graphs),
-        num_atoms=num_atoms,
+        num_graphs=acc.num_graphs,
+        num_atoms=acc.num_atoms,
         energy_reference=reference,
     )
 
 
-def _scalar_target_moments(graphs: Sequence[Data]) -> tuple[dict, dict]:
-    """Mean and (population) std of every (1,)-shaped float field present in all graphs."""
-    skip = keys.STRUCTURE_KEYS
-    first = graphs[0]
-    names = [
-        k
-        for k in sorted(first.keys())
-        if k not in skip
-        and isinstance(first[k], torch.Tensor)
-        and first[k].is_floating_point()
-        and tuple(first[k].shape) == (1,)
-        and all(k in g for g in graphs)
-    ]
-    mean, std = {}, {}
-    for name in names:
-        values = torch.cat([g[name].reshape(1) for g in graphs]).double()
-        mean[name] = float(values.mean())
-        std[name] = float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
-        if not math.isfinite(mean[name]):
-            raise ConfigError(f"target {name!r} has non-finite values in the training set")
-    return mean, std
+class _Accumulator:
+    """What :func:`compute_statistics` keeps of the graphs it has seen."""
+
+    def __init__(self, energy_key: str):
+        self.energy_key = energy_key
+        self.num_graphs = self.num_atoms = self.num_edges = 0
+        self.element_counts: dict[int, int] = {}
+        self.compositions: list[tuple[np.ndarray, np.ndarray]] = []
+        self.force_square_sum, self.force_components = 0.0, 0
+        self.has_energy = True
+        self.energies: list[float] = []
+        self.targets: dict[str, list[float]] | None = None
+
+    def add(self, g: Data) -> None:
+        z = g[keys.ATOMIC_NUMBERS]
+        zs, counts = np.unique(z.numpy(), return_counts=True)
+        self.compositions.append((zs.astype(np.int16), counts.astype(np.int32)))
+        for el, c in zip(zs.tolist(), counts.tolist(), strict=True):
+            self.element_counts[el] = self.element_counts.get(el, 0) + c
+        self.num_graphs += 1
+        self.num_atoms += int(z.numel())
+        self.num_edges += int(g[keys.EDGE_INDEX].shape[1])
+        if keys.FORCES in g:
+            f = g[keys.FORCES].double()
+            self.force_square_sum += float((f * f).sum())
+            self.force_components += f.numel()
+        if self.has_energy and self.energy_key in g:
+            self.energies.append(float(g[self.energy_key].reshape(-1)[0]))
+        else:
+            self.has_energy, self.energies = False, []
+        if self.targets is None:  # the scalar float fields of the first graph
+            self.targets = {k: [] for k in sorted(g.keys()) if k not in keys.STRUCTURE_KEYS
+                            and isinstance(g[k], torch.Tensor) and g[k].is_floating_point()
+                            and tuple(g[k].shape) == (1,)}
+        for name in list(self.targets):
+            if name in g:
+                self.targets[name].append(float(g[name].reshape(-1)[0]))
+            else:
+                del self.targets[name]  # only targets that every graph has
+
+    def composition(self, elements: list[int]) -> np.ndarray:
+        col = {z: c for c, z in enumerate(elements)}
+        out = np.zeros((len(self.compositions), len(elements)))
+        for row, (zs, counts) in enumerate(self.compositions):
+            out[row, [col[int(z)] for z in zs]] = counts
+        return out
+
+    def target_moments(self) -> tuple[dict, dict]:
+        """Mean and (population) std of every scalar target present in all graphs."""
+        mean, std = {}, {}
+        for name, values in (self.targets or {}).items():
+            arr = np.asarray(values)
+            mean[name] = float(arr.mean())
+            std[name] = float(arr.std()) if arr.size > 1 else 0.0
+            if not math.isfinite(mean[name]):
+                raise ConfigError(f"target {name!r} has non-finite values in the training set")
+        return mean, std
+
+

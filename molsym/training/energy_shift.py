@@ -20,24 +20,39 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Subset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from molsym import keys
-from molsym.data.statistics import composition_matrix, fit_atomic_energies
+from molsym.data.statistics import fit_atomic_energies
 
 
-def _energies(model: nn.Module, graphs: Sequence[Data], batch_size: int) -> np.ndarray:
-    """Model energies (eV, float64) of ``graphs``, in order, without forces."""
+def _energies(model: nn.Module, graphs: Sequence[Data], batch_size: int,
+              elements: Sequence[int] | None = None) -> tuple[np.ndarray, ...]:
+    """Model energies (eV, float64) of ``graphs``, in order, without forces, batch by batch
+    (``graphs`` may be a lazy on-disk dataset: nothing is kept but per-graph numbers). With
+    ``elements`` also the label energies (G,) and the compositions (G, len(elements))."""
     from molsym.models import predict_batch
 
     device = next(model.parameters()).device
-    out = []
+    col = None if elements is None else {int(z): c for c, z in enumerate(elements)}
+    pred_out, ref_out, comp_out = [], [], []
     with torch.no_grad():
-        for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+        for batch in DataLoader(graphs, batch_size=batch_size, shuffle=False):
+            if col is not None:
+                ref_out.append(batch[keys.ENERGY].double().reshape(-1).numpy())
+                comp = np.zeros((batch.num_graphs, len(col)))
+                cols = [col[int(z)] for z in batch[keys.ATOMIC_NUMBERS].tolist()]
+                np.add.at(comp, (batch.batch.numpy(), cols), 1.0)
+                comp_out.append(comp)
             pred = predict_batch(model, batch.to(device), compute_forces=False)
-            out.append(pred[keys.ENERGY].detach().double().reshape(-1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            pred_out.append(pred[keys.ENERGY].detach().double().reshape(-1).cpu().numpy())
+    if not pred_out:
+        return (np.zeros(0),) if col is None else (np.zeros(0), np.zeros(0), np.zeros((0, 0)))
+    if col is None:
+        return (np.concatenate(pred_out),)
+    return np.concatenate(pred_out), np.concatenate(ref_out), np.concatenate(comp_out)
 
 
 def refit_energy_shift(
@@ -58,22 +73,26 @@ def refit_energy_shift(
     """
     shift = getattr(model, "atomic_energy_shift", None)
     outputs = getattr(model, "outputs", [])
-    labelled = [g for g in graphs if keys.ENERGY in g and g[keys.ENERGY] is not None]
-    if shift is None or keys.ENERGY not in outputs or not labelled:
+    if shift is None or keys.ENERGY not in outputs or len(graphs) == 0:
         return None
-    reference = np.array([float(g[keys.ENERGY].reshape(-1)[0]) for g in labelled])
-    composition = composition_matrix(labelled, model.elements)
-    num_atoms = composition.sum(axis=1, keepdims=True)
+    labelled = [k for k in range(len(graphs)) if keys.ENERGY in graphs[k]]
+    if not labelled:
+        return None
+    if len(labelled) < len(graphs):
+        graphs = Subset(graphs, labelled)
     was_training = model.training
     model.eval()
     try:
-        residual = reference - _energies(model, labelled, batch_size)
+        predicted, reference, composition = _energies(model, graphs, batch_size,
+                                                      model.elements)
+        num_atoms = composition.sum(axis=1, keepdims=True)
+        residual = reference - predicted
         if not np.isfinite(residual).all():
             return None  # a non-finite label or prediction: leave the model as it is
         delta = fit_atomic_energies(composition / num_atoms, residual / num_atoms[:, 0])
         with torch.no_grad():
             shift.add_(torch.as_tensor(delta, dtype=shift.dtype, device=shift.device))
-        after = _energies(model, labelled, batch_size) - reference
+        after = _energies(model, graphs, batch_size)[0] - reference
     finally:
         model.train(was_training)
     return {

@@ -33,7 +33,7 @@ def evaluate(
     acc = ErrorAccumulator()
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     outputs = set(getattr(model, "outputs", []))
-    for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+    for batch in DataLoader(graphs, batch_size=batch_size, shuffle=False):  # lazy datasets too
         want_forces = keys.FORCES in outputs and keys.FORCES in batch
         want_stress = keys.STRESS in outputs and keys.STRESS in batch
         with torch.enable_grad():

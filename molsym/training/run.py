@@ -71,7 +71,9 @@ def check_elements(dm, model_elements: list[int] | None, stats: dict) -> None:
     known = set(model_elements) if model_elements else set(stats["elements"])
     for split in ("train", "val", "test"):
         ds = dm.datasets.get(split)
-        missing = missing_elements(_graph_elements(ds.graphs), known) if ds is not None else []
+        missing = missing_elements(ds.elements_bound(), known) if ds is not None else []
+        if missing:  # the bound is the whole store's: look at this split's graphs
+            missing = missing_elements(_graph_elements(ds), known)
         if missing:
             source = dm.test_path if split == "test" and dm.test_path else dm.path
             names = element_names(missing)

@@ -74,3 +74,35 @@ def test_ddp_test_metrics_count_every_test_structure_once(tmp_path):
     from molsym.deploy.model_file import read_model_file
 
     assert read_model_file(run_dir / "model.pt")["metadata"]["test_metrics"] == got
+
+
+@pytest.mark.slow
+def test_ddp_from_a_store_trains_and_tests_every_structure_once(tmp_path):
+    """Two gloo ranks train from a store (`molsym convert`; each rank reads its own shards):
+    the run's test metrics equal the deployed model's on the test split read from the store."""
+    import json
+
+    from molsym.cli.convert import main as convert_main
+    from molsym.data.sharded_dataset import ShardedDataset
+    from molsym.deploy import load_model
+    from molsym.training.evaluate import evaluate
+
+    data = write_emt_frames(tmp_path / "frames.extxyz", n=39)
+    store = tmp_path / "store"
+    assert convert_main([str(data), "-o", str(store), "--frames-per-shard", "5",
+                         "--workers", "1"]) == 0
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "ddp_train.py"), str(store), str(run_dir)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test = json.loads((run_dir / "splits.json").read_text())["test"]
+    model = load_model(run_dir / "model.pt")
+    expected, _ = evaluate(model, ShardedDataset.open(store).subset(test))
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for target, m in expected.items():
+        assert got[target]["mae"] == pytest.approx(m["mae"], rel=1e-5, abs=1e-9), target
