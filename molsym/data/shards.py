@@ -15,8 +15,8 @@ most a temporary file, and without ``manifest.json`` no reader opens the folder.
 
 LMDB rather than HDF5: on random access to graph-sized records LMDB returned 3-60x more
 records per second than HDF5 (1.6-3.8x once each record is decoded into a graph;
-``scripts/benchmarks/bench_store_backends.py``, docs/benchmarks.md), and a record is one memory-mapped
-lookup with no library-level cache or lock to tune per worker process.
+``scripts/benchmarks/bench_store_backends.py``, docs/benchmarks.md), and a record is one
+memory-mapped lookup with no library-level cache or lock to tune per worker process.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from tests.cli.cli_helpers import compose_train_config as _compose
 
 GROUPS = ["data", "model", "trainer", "optimizer", "scheduler", "logger", "experiment"]
 REQUIRED = {"data=extxyz": ["data.path=x.extxyz"], "data=smiles_csv": ["data.path=x.csv"],
+            "data=store": ["data.path=store_dir"],
             "data=rmd17": ["data.molecule=ethanol"],
             "experiment=rmd17": ["data.molecule=ethanol"]}
 
