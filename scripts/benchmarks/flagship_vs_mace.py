@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     latest = results
                 latest.setdefault("runs", {}).setdefault(
                     table_key(molecule, args.max_steps), {}).setdefault(model, {})[str(n)] = res
-                latest["history"] = results["history"]
+                latest["history"] = [*[h for h in latest.get("history", [])
+                                       if h not in results["history"]], *results["history"]]
                 common.save_result(RESULT, latest)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
