@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from molsym.models.base import AtomisticModel, capture_config
-from molsym.nn.cartesian import ProductBlock, edge_tensors, num_components
+from molsym.nn.cartesian import ProductBlock, SpeciesLinear, edge_tensors, num_components
 from molsym.nn.interaction import CartesianInteraction
 from molsym.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from molsym.nn.readout import ScalarMLP
@@ -36,6 +36,11 @@ class EquivariantModel(AtomisticModel):
         full_paths: also couple neighbour features through higher edge harmonics (Y2-Y4 into
             l <= l_max, see :class:`~molsym.nn.CartesianInteraction`); off by default, so
             models saved before it load unchanged.
+        radial_layers: hidden layers of the radial MLP (1, the default, as in models saved
+            before this option; MACE uses 3).
+        species_linear: an element-dependent channel mixing of each layer's update
+            (:class:`~molsym.nn.cartesian.SpeciesLinear`, like MACE's element-dependent
+            weights); off by default, so saved models load unchanged.
         avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
         atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
             {str(Z): eV}; learnable, initialised from these values (default 0).
@@ -63,6 +68,8 @@ class EquivariantModel(AtomisticModel):
         readout_hidden: int = 16,
         envelope_exponent: int = 6,
         full_paths: bool = False,
+        radial_layers: int = 1,
+        species_linear: bool = False,
         avg_num_neighbors: float = 10.0,
         atomic_energies: list[float] | dict[str, float] | None = None,
         energy_scale: float = 1.0,
@@ -92,8 +99,11 @@ class EquivariantModel(AtomisticModel):
         )
         # one radial network for all layers and paths: one matmul instead of one per layer
         self.weight_sizes = [i.num_paths * num_channels for i in self.interactions]
-        self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes))
+        self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes), radial_layers)
         self.products = nn.ModuleList(ProductBlock(num_channels, l_max) for _ in range(num_layers))
+        self.species_mixing = nn.ModuleList(
+            SpeciesLinear(len(self.elements), num_channels, l_max) for _ in range(num_layers)
+        ) if species_linear else None
         self.readouts = nn.ModuleList(
             [nn.Linear(num_channels, 1, bias=False) for _ in range(num_layers - 1)]
             + [ScalarMLP(num_channels, readout_hidden, bias=False)]
@@ -111,11 +121,13 @@ class EquivariantModel(AtomisticModel):
         weights = self.radial_weights(length, paired)
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         node_energy = torch.zeros_like(species, dtype=h.dtype)
-        for interaction, product, readout, w in zip(
+        for t, (interaction, product, readout, w) in enumerate(zip(
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
-        ):
+        )):
             update = product(interaction(h, unit, w, edge_index, paired))
+            if self.species_mixing is not None:
+                update = self.species_mixing[t](update, species)
             if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
                 h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
             h = h + update

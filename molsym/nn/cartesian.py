@@ -86,6 +86,27 @@ class EquivariantLinear(nn.Module):
         return torch.bmm(h, weight)
 
 
+class SpeciesLinear(nn.Module):
+    """Element-dependent channel mixing, one matrix per l and element: ``h + h @ W[l, z]``.
+
+    Input (K, N, C) and species indices (N,); output (K, N, C). ``W`` starts at zero, so the
+    block starts as the identity; being a channel map of each l it commutes with rotations.
+    """
+
+    def __init__(self, num_elements: int, num_channels: int, l_max: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(l_max + 1, num_elements, num_channels,
+                                               num_channels))
+
+    def forward(self, h: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        k = h.shape[0]
+        sizes = [1, 3, 9][: {1: 1, 4: 2, 13: 3}[k]]
+        parts = h.split(sizes, dim=0)
+        mixed = [torch.einsum("knc,ncd->knd", part, self.weight[rank].index_select(0, species))
+                 for rank, part in enumerate(parts)]
+        return h + (mixed[0] if len(mixed) == 1 else torch.cat(mixed, dim=0))
+
+
 def _cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 

@@ -53,17 +53,25 @@ class PolynomialCutoff(nn.Module):
 
 
 class RadialMLP(nn.Module):
-    """Edge weights from the radial basis: ``Linear -> SiLU -> Linear`` times the envelope.
+    """Edge weights from the radial basis: ``Linear -> SiLU (-> Linear -> SiLU) x (L-1) ->
+    Linear`` times the envelope, ``L = num_layers`` hidden layers (1: the original network).
 
     Input: basis (E, num_radial), envelope (E,). Output (E, out_features); every output goes to
     zero smoothly at the cutoff because the last layer has no bias and is scaled by the envelope.
     """
 
-    def __init__(self, num_radial: int, hidden: int, out_features: int):
+    def __init__(self, num_radial: int, hidden: int, out_features: int, num_layers: int = 1):
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"RadialMLP: num_layers must be >= 1, got {num_layers}")
         self.lin1 = nn.Linear(num_radial, hidden)
+        # extra hidden layers only when asked: a 1-layer network keeps the saved keys
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
         self.lin2 = nn.Linear(hidden, out_features, bias=False)
         self.act = nn.SiLU()
 
     def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
-        return self.lin2(self.act(self.lin1(basis))) * envelope.unsqueeze(-1)
+        x = self.act(self.lin1(basis))
+        for layer in self.hidden:
+            x = self.act(layer(x))
+        return self.lin2(x) * envelope.unsqueeze(-1)

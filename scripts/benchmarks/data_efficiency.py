@@ -121,6 +121,17 @@ def last_wins(ovs: list[str]) -> list[str]:
     return out[::-1]
 
 
+#: rMD17 molecules a study may be named after ("aspirin", "aspirin_cut4", "ethanol", ...): the
+#: same split protocol (1000-frame pool of train_01, every 4th frame of test_01) for each
+RMD17_MOLECULES = ("aspirin", "ethanol")
+
+
+def rmd17_molecule(study: str) -> str | None:
+    """The rMD17 molecule of a study (its name up to the first "_"), None for QM9 studies."""
+    head = study.split("_", 1)[0]
+    return head if head in RMD17_MOLECULES else None
+
+
 def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
               protocol: list[str] = ()) -> list[str]:
     """``molsym train`` overrides of one run (see :func:`last_wins`)."""
@@ -130,10 +141,11 @@ def overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
 def _study_overrides(study: str, model: str, n: int, out: Path, qm9_pool: int,
                      protocol: list[str]) -> list[str]:
     protocol = [*STUDY_OVERRIDES.get(study, []), *protocol]
-    if study.startswith("aspirin"):
+    molecule = rmd17_molecule(study)
+    if molecule:
         test = list(range(0, 1000, ASPIRIN_TEST_EVERY))
         split = split_file(out / "split.json", 1000, n, 50, test, "test_path")
-        return ["experiment=rmd17", "data.molecule=aspirin", f"data_root={common.DATA}",
+        return ["experiment=rmd17", f"data.molecule={molecule}", f"data_root={common.DATA}",
                 f"model={model}", f"+data.split_file={split}", "seed=0",
                 *common.EXPERIMENT_OVERRIDES["rmd17"], *protocol]
     target = STUDIES[study][0]

@@ -45,8 +45,9 @@ def epochs_for(steps: int, n_train: int, batch_size: int = BATCH_SIZE) -> int:
     return max(1, -(-steps // steps_per_epoch(n_train, batch_size)))
 
 
-def write_point(out: Path, n_train: int) -> dict[str, Path]:
-    """The split of data_efficiency.py for ``n_train`` and its frames as MACE extxyz files."""
+def write_point(out: Path, n_train: int, molecule: str = "aspirin") -> dict[str, Path]:
+    """The split of data_efficiency.py for ``n_train`` frames of an rMD17 ``molecule`` and its
+    frames as MACE extxyz files."""
     from molsym.data.readers import read_file
 
     test = list(range(0, 1000, data_efficiency.ASPIRIN_TEST_EVERY))
@@ -54,8 +55,8 @@ def write_point(out: Path, n_train: int) -> dict[str, Path]:
     idx = json.loads(split.read_text())
     paths = {part: out / f"{part}.xyz" for part in ("train", "valid", "test")}
     if not all(p.is_file() for p in paths.values()):
-        pool = read_file(common.DATA / "rmd17" / "rmd17_aspirin_train_01.npz")
-        held = read_file(common.DATA / "rmd17" / "rmd17_aspirin_test_01.npz")
+        pool = read_file(common.DATA / "rmd17" / f"rmd17_{molecule}_train_01.npz")
+        held = read_file(common.DATA / "rmd17" / f"rmd17_{molecule}_test_01.npz")
         mace_peer.write_extxyz([pool[i] for i in idx["train"]], paths["train"])
         mace_peer.write_extxyz([pool[i] for i in idx["val"]], paths["valid"])
         mace_peer.write_extxyz([held[i] for i in idx["test"]], paths["test"])
@@ -63,9 +64,10 @@ def write_point(out: Path, n_train: int) -> dict[str, Path]:
 
 
 def run_mace(out: Path, n_train: int, steps: int, eval_interval: int,
-             budget_s: float | None, cutoff: float = 5.0) -> dict[str, Any]:
+             budget_s: float | None, cutoff: float = 5.0,
+             molecule: str = "aspirin") -> dict[str, Any]:
     """Train and test MACE at one N (a finished run folder is reused)."""
-    paths = write_point(out, n_train)
+    paths = write_point(out, n_train, molecule)
     epochs = epochs_for(steps, n_train)
     trained = mace_peer.train(out, paths["train"], paths["valid"], budget_s,
                               batch_size=BATCH_SIZE, max_epochs=epochs,
@@ -79,10 +81,13 @@ def run_mace(out: Path, n_train: int, steps: int, eval_interval: int,
 
 
 def run_molsym(out: Path, model: str, n_train: int, steps: int,
-               budget_s: float | None, cutoff: float = 5.0) -> dict[str, Any]:
-    """One ``molsym train`` run of the aspirin study's protocol (cosine, compiled) at N."""
-    protocol = [f"cutoff={cutoff:g}", *data_efficiency.protocol_overrides(steps, True, "cosine")]
-    ovs = data_efficiency.overrides("aspirin", data_efficiency.MODELS[model], n_train, out, 0,
+               budget_s: float | None, cutoff: float = 5.0, molecule: str = "aspirin",
+               extra: list[str] = ()) -> dict[str, Any]:
+    """One ``molsym train`` run of the aspirin study's protocol (cosine, compiled) at N, on an
+    rMD17 ``molecule``, with ``extra`` overrides last (they win over the protocol's)."""
+    protocol = [f"cutoff={cutoff:g}", *data_efficiency.protocol_overrides(steps, True, "cosine"),
+                *extra]
+    ovs = data_efficiency.overrides(molecule, data_efficiency.MODELS[model], n_train, out, 0,
                                     protocol)
     return common.molsym_train(out, ovs, budget_s, out.with_suffix(".log"))
 

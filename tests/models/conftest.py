@@ -16,6 +16,9 @@ CONFIGS = {
     "equivariant-l2": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2)),
     "equivariant-l2-full": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
                                                 full_paths=True)),
+    "equivariant-l2-species-radial3": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
+                                                           species_linear=True,
+                                                           radial_layers=3)),
     "invariant": ("invariant", dict(num_channels=16, num_layers=2)),
 }
 

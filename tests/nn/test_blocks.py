@@ -140,3 +140,53 @@ def test_interaction_uses_every_path_and_commutes_with_o3(l_in, l_max, full_path
     extra = inter.num_paths - CartesianInteraction(c, l_in, l_max, 4.0).num_paths
     assert extra == (0 if not full_paths else {(0, 1): 0, (1, 1): 1, (0, 2): 0, (1, 2): 2,
                                                (2, 2): 5}[(l_in, l_max)])
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_radial_mlp_vanishes_at_cutoff_with_its_derivative(num_layers):
+    from molsym.nn import RadialMLP
+
+    cutoff = 4.0
+    basis, env = BesselBasis(cutoff, 6).double(), PolynomialCutoff(cutoff, 6)
+    mlp = RadialMLP(6, 16, 5, num_layers).double()
+    assert len(mlp.hidden) == num_layers - 1
+    d = torch.tensor([cutoff - 1e-4, cutoff, cutoff + 0.5], dtype=torch.float64,
+                     requires_grad=True)
+    out = mlp(basis(d), env(d))
+    (grad,) = torch.autograd.grad(out.sum(), d)
+    assert out.abs().max() < 1e-8 and grad.abs().max() < 1e-6
+    inside = mlp(basis(torch.tensor([1.5], dtype=torch.float64)),
+                 env(torch.tensor([1.5], dtype=torch.float64)))
+    assert inside.abs().max() > 1e-3
+
+
+def test_radial_mlp_refuses_zero_layers():
+    from molsym.nn import RadialMLP
+
+    with pytest.raises(ValueError, match="num_layers"):
+        RadialMLP(6, 16, 5, 0)
+
+
+@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("proper", [True, False])
+def test_species_linear_commutes_with_o3_and_depends_on_the_element(l_max, proper):
+    from molsym.nn.cartesian import SpeciesLinear
+
+    k = {0: 1, 1: 4, 2: 13}[l_max]
+    block = SpeciesLinear(3, 4, l_max).double()
+    h = random_features(k)
+    species = torch.tensor([0, 1, 2, 1, 0])
+    assert torch.equal(block(h, species), h)  # the identity at initialisation
+    with torch.no_grad():
+        block.weight.normal_()
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(2), proper))
+    out = block(h, species)
+    assert torch.allclose(block(rotate_features(h, rot), species), rotate_features(out, rot),
+                          atol=1e-10)
+    # atoms 1 and 3 share an element, 0 and 1 do not: same input features, different maps
+    same = h.clone()
+    same[:, 3] = same[:, 1]
+    same[:, 0] = same[:, 1]
+    mixed = block(same, species)
+    assert torch.allclose(mixed[:, 1], mixed[:, 3])
+    assert not torch.allclose(mixed[:, 0], mixed[:, 1])

@@ -1,0 +1,179 @@
+"""Flagship variants against MACE at equal data and equal optimizer steps (issue 19, §1).
+
+The learning-curve splits of ``data_efficiency.py`` (nested training sets of train_01, the same
+50 validation frames, every 4th frame of test_01) for rMD17 aspirin and ethanol; every run
+makes ``--max-steps`` optimizer steps at batch 5, 1 thread. MACE runs with the recipe and
+model of ``data_efficiency_mace.py`` (its own venv, ``peers/mace``); each flagship variant is
+``model=default`` with the study's protocol (cosine schedule, compiled) plus the overrides of
+:data:`VARIANTS`. A finished run folder is reused, so pilots and the full curve share runs.
+
+    python scripts/benchmarks/flagship_vs_mace.py --molecules aspirin ethanol --sizes 25 50 \
+        --variants baseline forces_heavy --jobs 2
+    python scripts/benchmarks/flagship_vs_mace.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import data_efficiency_mace as de_mace  # noqa: E402
+import mace_peer  # noqa: E402
+
+RESULT = "flagship_vs_mace"
+HEADING = "Flagship variants vs MACE at equal steps"
+#: variant -> extra ``molsym train`` overrides of the flagship (after the protocol's)
+VARIANTS: dict[str, list[str]] = {
+    "baseline": [],
+    # E:F 1:100 as in MACE's recipe (energies per atom), instead of the study's 100:100
+    "forces_heavy": ["module.loss.weights.energy=1"],
+    "energy10": ["module.loss.weights.energy=10"],
+    "lr01": ["optimizer.lr=0.01"],
+    "radial3": ["model.radial_layers=3"],
+    "species_linear": ["model.species_linear=true"],
+    "cut4": ["cutoff=4.0"],
+}
+
+
+def table_key(molecule: str, steps: int) -> str:
+    """The results key of one molecule at one step count (one report table each)."""
+    return f"{molecule}, {steps} steps"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def metric(run: dict[str, Any] | None, key: str) -> float | None:
+    return ((run or {}).get("metrics") or {}).get(key, {}).get("mae")
+
+
+def run_one(root: Path, molecule: str, model: str, n: int, steps: int,
+            eval_interval: int, eager: bool = False, val_every: int = 1) -> dict[str, Any]:
+    """One MACE run (``model == "mace"``) or one flagship variant run at N (``eager``: without
+    torch.compile, the same model and numbers up to rounding, less CPU at 3000 steps;
+    ``val_every``: validate the flagship every this many epochs, as MACE's ``eval_interval``)."""
+    out = root / f"{molecule}-steps{steps}" / model / str(n)
+    if model == "mace":
+        return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule)
+    extra = [*VARIANTS[model], *(["module.compile=false"] if eager else []),
+             *([f"+trainer.check_val_every_n_epoch={val_every}"] if val_every > 1 else [])]
+    return de_mace.run_molsym(out, "flagship", n, steps, None, 5.0, molecule, extra)
+
+
+def import_stored(results: dict[str, Any]) -> None:
+    """Copy the aspirin 5 Å runs of ``data_efficiency_mace`` (same splits, steps, batch and
+    MACE recipe) into ``results``: MACE as "mace", the flagship as "baseline_stored"; each
+    keeps its command and environment under "source"."""
+    stored = (common.load_result(de_mace.RESULT) or {}).get("cutoffs", {}).get("5.0", {})
+    if stored.get("max_steps") != 3000:
+        return
+    envs = [h.get("env") for h in de_mace.history(stored)]
+    for model, name in (("mace", "mace"), ("flagship", "baseline_stored")):
+        for n, run in stored.get("runs", {}).get(model, {}).items():
+            entry = dict(run, source={"result": de_mace.RESULT, "env": envs[-1] if envs else None})
+            results.setdefault("runs", {}).setdefault(table_key("aspirin", 3000), {}).setdefault(
+                name, {}).setdefault(n, entry)
+
+
+def report(results: dict[str, Any]) -> str:
+    """One table per molecule: force and energy MAE of MACE and of each variant, with the
+    flagship / MACE force ratio (target <= 0.95) and energy ratio (target <= 1); the
+    results' "notes" (what a reader must know about how the runs were made) come first."""
+    parts = [*results.get("notes", []), ""] if results.get("notes") else []
+    for key, by_model in results.get("runs", {}).items():
+        mace = by_model.get("mace", {})
+        rows = []
+        for model, by_n in by_model.items():
+            if model == "mace":
+                continue
+            for n in sorted(by_n, key=int):
+                run, ref = by_n[n], mace.get(n)
+                f, e = metric(run, "forces"), metric(run, "energy")
+                rows.append([model, int(n), f, metric(ref, "forces"),
+                             ratio(f, metric(ref, "forces")), e, metric(ref, "energy"),
+                             ratio(e, metric(ref, "energy")), run.get("wall_s"),
+                             run.get("mean_load")])
+        parts += [f"**{key}** (optimizer steps per run, batch 5, 5 Å, 1 thread a run; force "
+                  "MAE meV/Å, energy MAE meV)", "",
+                  common.md_table(["variant", "N_train", "flagship F", "MACE F",
+                                   "F ratio", "flagship E", "MACE E", "E ratio",
+                                   "wall (s)", "mean load"], rows), ""]
+    parts += ["Commands:", ""]
+    for h in results.get("history", []):
+        parts.append(f"- `{h['command']}`: {common.env_line(h['env']) if h.get('env') else ''}")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50])
+    parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS))
+    parser.add_argument("--no-mace", action="store_true", help="flagship variants only")
+    parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument("--eval-interval", type=int, default=10,
+                        help="MACE validation every this many epochs")
+    parser.add_argument("--eager", action="store_true",
+                        help="flagship runs without torch.compile (module.compile=false)")
+    parser.add_argument("--flagship-val-every", type=int, default=1,
+                        help="validate the flagship every this many epochs (MACE: "
+                             "--eval-interval)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 thread each)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--import-stored", action="store_true",
+                        help="take the aspirin MACE and flagship runs of data_efficiency_mace "
+                             "(same splits and steps) instead of training them again")
+    args = parser.parse_args(argv)
+    results = common.load_result(RESULT) or {"runs": {}, "history": []}
+    if args.import_stored:
+        import_stored(results)
+        common.save_result(RESULT, results)
+    if not args.report_only:
+        if not args.no_mace and not mace_peer.available():
+            print("mace-torch venv not found (peers/mace): use --no-mace", file=sys.stderr)
+            return 1
+        command = "python scripts/benchmarks/flagship_vs_mace.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        results["history"].append({"command": command,
+                                   "env": common.environment(peers=("mace",), threads=1)})
+        models = ([] if args.no_mace else ["mace"]) + args.variants
+        tasks = [(mol, m, n) for n in args.sizes for mol in args.molecules for m in models
+                 if not (args.import_stored and mol == "aspirin" and m == "mace")]
+        root = common.RUNS / RESULT
+        lock = threading.Lock()
+
+        def one(task: tuple[str, str, int]) -> None:
+            molecule, model, n = task
+            res = run_one(root, molecule, model, n, args.max_steps, args.eval_interval,
+                          args.eager, args.flagship_val_every)
+            with lock:  # another invocation may have saved meanwhile: keep its runs
+                try:
+                    latest = common.load_result(RESULT) or results
+                except ValueError:  # caught mid-write by another invocation
+                    latest = results
+                latest.setdefault("runs", {}).setdefault(
+                    table_key(molecule, args.max_steps), {}).setdefault(model, {})[str(n)] = res
+                latest["history"] = [*[h for h in latest.get("history", [])
+                                       if h not in results["history"]], *results["history"]]
+                common.save_result(RESULT, latest)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+            for fut in [ex.submit(one, t) for t in tasks]:
+                fut.result()
+        results = common.load_result(RESULT) or results
+    text = report(results)
+    common.write_section(HEADING, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Flagship variants against MACE (scripts/benchmarks/flagship_vs_mace.py): ethanol gets the
+aspirin protocol's splits, the variant overrides win over the protocol's, and the report's
+ratios follow the numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
+fvm = pytest.importorskip("flagship_vs_mace")
+data_efficiency = pytest.importorskip("data_efficiency")
+
+
+def test_rmd17_molecule_of_a_study():
+    assert data_efficiency.rmd17_molecule("aspirin_cut4") == "aspirin"
+    assert data_efficiency.rmd17_molecule("ethanol") == "ethanol"
+    assert data_efficiency.rmd17_molecule("qm9_u0") is None
+
+
+def test_ethanol_runs_read_ethanol_with_the_aspirin_split_and_variant_overrides_win(tmp_path):
+    protocol = [*data_efficiency.protocol_overrides(3000, True, "cosine"),
+                *fvm.VARIANTS["forces_heavy"], "module.compile=false"]
+    args = data_efficiency.overrides("ethanol", "default", 25, tmp_path, 0, protocol)
+    assert "data.molecule=ethanol" in args
+    assert "module.compile=false" in args and "module.compile=true" not in args
+    assert "module.loss.weights.energy=1" in args
+    split = json.loads(Path(next(a for a in args if "split_file=" in a).split("=", 1)[1])
+                       .read_text())
+    assert len(split["train"]) == 25 and len(split["val"]) == 50 and len(split["test"]) == 250
+    assert not set(split["train"]) & set(split["val"])
+
+
+def _run(forces: float, energy: float) -> dict:
+    return {"metrics": {"forces": {"mae": forces}, "energy": {"mae": energy}}, "wall_s": 10.0}
+
+
+def test_report_ratios_and_missing_mace():
+    results = {"max_steps": 3000, "history": [{"command": "cmd-a", "env": {}}],
+               "runs": {"ethanol": {"mace": {"25": _run(40.0, 10.0)},
+                                    "baseline": {"25": _run(50.0, 5.0), "50": _run(30.0, 4.0)}}}}
+    text = fvm.report(results)
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+            for line in text.splitlines() if line.startswith("| baseline")}
+    assert rows["25"][:6] == ["50", "40", "1.25", "5", "10", "0.5"]
+    assert rows["50"][1] == "–" and rows["50"][2] == "–"
+    assert "`cmd-a`" in text
