@@ -7,9 +7,9 @@ model of ``data_efficiency_mace.py`` (its own venv, ``peers/mace``); each flagsh
 ``model=default`` with the study's protocol (cosine schedule, compiled) plus the overrides of
 :data:`VARIANTS`. A finished run folder is reused, so pilots and the full curve share runs.
 
-    python scripts/benchmarks/flagship_vs_mace.py --molecules aspirin ethanol --sizes 25 50 \
+    python -m scripts.benchmarks.flagship_vs_mace --molecules aspirin ethanol --sizes 25 50 \
         --variants baseline forces_heavy --jobs 2
-    python scripts/benchmarks/flagship_vs_mace.py --report-only
+    python -m scripts.benchmarks.flagship_vs_mace --report-only
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import data_efficiency_mace as de_mace  # noqa: E402
-import mace_peer  # noqa: E402
+from scripts.benchmarks import common, mace_peer
+from scripts.benchmarks import data_efficiency_mace as de_mace
 
 RESULT = "flagship_vs_mace"
 HEADING = "Flagship variants vs MACE at equal steps"
@@ -140,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_mace and not mace_peer.available():
             print("mace-torch venv not found (peers/mace): use --no-mace", file=sys.stderr)
             return 1
-        command = "python scripts/benchmarks/flagship_vs_mace.py " + " ".join(
+        command = "python -m scripts.benchmarks.flagship_vs_mace " + " ".join(
             argv if argv is not None else sys.argv[1:])
         results["history"].append({"command": command,
                                    "env": common.environment(peers=("mace",), threads=1)})

@@ -5,14 +5,10 @@ ratios follow the numbers."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-fvm = pytest.importorskip("flagship_vs_mace")
-data_efficiency = pytest.importorskip("data_efficiency")
+from scripts.benchmarks import data_efficiency
+from scripts.benchmarks import flagship_vs_mace as fvm
 
 
 def test_rmd17_molecule_of_a_study():
