@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,16 +235,19 @@ class _Accumulator:
         self.energy_key = energy_key
         self.num_graphs = self.num_atoms = self.num_edges = 0
         self.element_counts: dict[int, int] = {}
-        self.compositions: list[tuple[np.ndarray, np.ndarray]] = []
+        # compositions packed flat (a few bytes per graph): elements, counts, graph offsets
+        self._zs, self._counts, self._offsets = array("h"), array("l"), array("q", [0])
         self.force_square_sum, self.force_components = 0.0, 0
         self.has_energy = True
-        self.energies: list[float] = []
-        self.targets: dict[str, list[float]] | None = None
+        self.energies = array("d")
+        self.targets: dict[str, array] | None = None
 
     def add(self, g: Data) -> None:
         z = g[keys.ATOMIC_NUMBERS]
         zs, counts = np.unique(z.numpy(), return_counts=True)
-        self.compositions.append((zs.astype(np.int16), counts.astype(np.int32)))
+        self._zs.extend(zs.tolist())
+        self._counts.extend(counts.tolist())
+        self._offsets.append(len(self._zs))
         for el, c in zip(zs.tolist(), counts.tolist(), strict=True):
             self.element_counts[el] = self.element_counts.get(el, 0) + c
         self.num_graphs += 1
@@ -256,9 +260,9 @@ class _Accumulator:
         if self.has_energy and self.energy_key in g:
             self.energies.append(float(g[self.energy_key].reshape(-1)[0]))
         else:
-            self.has_energy, self.energies = False, []
+            self.has_energy, self.energies = False, array("d")
         if self.targets is None:  # the scalar float fields of the first graph
-            self.targets = {k: [] for k in sorted(g.keys()) if k not in keys.STRUCTURE_KEYS
+            self.targets = {k: array("d") for k in sorted(g.keys()) if k not in keys.STRUCTURE_KEYS
                             and isinstance(g[k], torch.Tensor) and g[k].is_floating_point()
                             and tuple(g[k].shape) == (1,)}
         for name in list(self.targets):
@@ -268,10 +272,13 @@ class _Accumulator:
                 del self.targets[name]  # only targets that every graph has
 
     def composition(self, elements: list[int]) -> np.ndarray:
-        col = {z: c for c, z in enumerate(elements)}
-        out = np.zeros((len(self.compositions), len(elements)))
-        for row, (zs, counts) in enumerate(self.compositions):
-            out[row, [col[int(z)] for z in zs]] = counts
+        lookup = np.zeros(max(elements) + 1, dtype=np.int64)
+        lookup[np.asarray(elements)] = np.arange(len(elements))
+        offsets = np.frombuffer(self._offsets, dtype=np.int64)
+        rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        out = np.zeros((len(offsets) - 1, len(elements)))
+        cols = lookup[np.frombuffer(self._zs, dtype=np.int16).astype(np.int64)]
+        out[rows, cols] = np.frombuffer(self._counts, dtype=np.dtype("l"))
         return out
 
     def target_moments(self) -> tuple[dict, dict]:
