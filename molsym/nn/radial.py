@@ -67,3 +67,10 @@ class RadialMLP(nn.Module):
 
     def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
         return self.lin2(self.act(self.lin1(basis))) * envelope.unsqueeze(-1)
+
+    def output_slice(self, basis: torch.Tensor, envelope: torch.Tensor, start: int,
+                     stop: int) -> torch.Tensor:
+        """Outputs ``start:stop`` of :meth:`forward` only (E, stop - start)."""
+        hidden = self.act(self.lin1(basis))
+        weight = self.lin2.weight[start:stop]
+        return nn.functional.linear(hidden, weight) * envelope.unsqueeze(-1)
