@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the model through torch.compile: the first batch compiles (tens "
                         "of seconds on a CPU), later ones run faster; worth it for long "
                         "inputs, not for a handful of molecules")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: fastest on a shared machine, see "
+                        "docs/cluster.md; 0: torch's default, one per core)")
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="memory one structure may use, e.g. 16GB (default: the "
                         "MOLSYM_MEMORY_LIMIT variable, else what the system has available); a "
@@ -185,11 +188,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, written: list[Path]) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run_with_threads(args, written)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_with_threads(args: argparse.Namespace, written: list[Path]) -> int:
+    import torch
+
     from molsym.predict import Predictor
 
     problem = check_outputs(args)  # before any work: a bad path must not waste the run
     if problem:
         return _fail(problem)
+    if args.threads < 0:
+        return _fail(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         predictor = Predictor(args.model, device=args.device, dtype=args.dtype,
                               batch_atoms=args.batch_atoms, compile=args.compile,

@@ -106,3 +106,27 @@ def test_predict_cli_refuses_with_an_error_row_and_a_message(water_model, big_bo
     table = pd.read_csv(out, keep_default_na=False)
     assert table["error"].iloc[0] == "" and table["energy_eV"].iloc[0] != ""
     assert "atoms of this density fit" in table["error"].iloc[1]
+
+
+def test_predict_threads_option_sets_and_restores_torch_threads(water_model, tmp_path, capsys):
+    model_file = tmp_path / "model.pt"
+    save_model(water_model, model_file)
+    structures = tmp_path / "box.extxyz"
+    ase.io.write(structures, [water_box(2)])
+    before = torch.get_num_threads()
+    seen = []
+    import molsym.predict as predict_module
+
+    original = predict_module.Predictor.run
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    predict_module.Predictor.run = spy
+    try:
+        assert main(["--model", str(model_file), str(structures), "--threads", "1"]) == 0
+    finally:
+        predict_module.Predictor.run = original
+    assert seen == [1] and torch.get_num_threads() == before
+    assert main(["--model", str(model_file), str(structures), "--threads", "-1"]) == 2
