@@ -15,6 +15,7 @@ eager model). While chunking, large blocks are allocated with ``mmap`` (:func:`l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import torch
@@ -31,15 +32,23 @@ MMAP_THRESHOLD = 4 * 2**20
 _malloc_set = False
 
 
+#: Set to 0 to leave glibc's allocator alone (faster, more memory; see :func:`lean_malloc`).
+LEAN_MALLOC_ENV = "MOLSYM_LEAN_MALLOC"
+
+
 def lean_malloc() -> None:
     """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (once per process; no-op off
-    glibc). glibc raises the threshold after each freed large block, up to 32 MB, so the
-    chunks' short-lived tensors then come from the heap, which fragments: a 10^4-atom water
-    box peaked at 1.7 GB resident against 0.67 GB with the threshold fixed (docs/benchmarks.md)."""
+    glibc or with ``MOLSYM_LEAN_MALLOC=0``). glibc raises the threshold after each freed
+    large block, up to 32 MB, so the chunks' short-lived tensors then come from the heap,
+    which fragments: a 10^4-atom water box peaked at 1.94 GB resident against 0.68 GB with
+    the threshold fixed, for 8 s more system time (page faults) on 12 s of user time
+    (docs/benchmarks.md, Large systems)."""
     global _malloc_set
     if _malloc_set:
         return
     _malloc_set = True
+    if os.environ.get(LEAN_MALLOC_ENV, "1") == "0":
+        return
     try:
         import ctypes
 
