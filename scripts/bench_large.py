@@ -173,8 +173,8 @@ def report(rows: list[dict]) -> str:
     """Markdown table; ``growth``: exponent of time and of step memory from the previous size
     of the same case (log ratio over log atom ratio; 1.0 = linear)."""
     lines = ["| system | atoms | edges | model | dtype | mode | task | ms/atom | peak GB | "
-             "step MB/1k atoms | growth t / mem | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "step MB/1k atoms | CPU ms/atom (1st step) | growth t / mem | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     last: dict[tuple, dict] = {}
     for r in sorted(rows, key=lambda r: (r["system"], r["model"], r["dtype"], r["mode"],
                                          r["task"], r["atoms"])):
@@ -184,7 +184,7 @@ def report(rows: list[dict]) -> str:
         why = r.get("skipped") or r.get("error") or ("unsupported" if r.get("unsupported")
                                                     else None)
         if why:
-            lines.append(f"{head} {why} | | | | |")
+            lines.append(f"{head} {why} | | | | | |")
             continue
         growth = ""
         prev = last.get(key)
@@ -195,7 +195,8 @@ def report(rows: list[dict]) -> str:
                       f"{math.log(memory) / ratio:.2f}")
         last[key] = r
         lines.append(f"{head} {r['us_per_atom'] / 1000:.2f} | {r['peak_rss_mb'] / 1024:.2f} | "
-                     f"{1000 * r['step_peak_mb'] / r['atoms']:.0f} | {growth} | "
+                     f"{1000 * r['step_peak_mb'] / r['atoms']:.0f} | "
+                     f"{1000 * r.get('first_step_cpu_s', math.nan) / r['atoms']:.2f} | {growth} | "
                      f"{r.get('load_before', '')} |")
     return "\n".join(lines)
 
