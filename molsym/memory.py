@@ -29,6 +29,8 @@ from molsym.errors import ConfigError, MolsymError
 
 #: Environment variable with the memory one prediction may use, e.g. ``16GB`` or ``500MB``.
 MEMORY_LIMIT_ENV = "MOLSYM_MEMORY_LIMIT"
+#: Without an explicit limit, structures estimated below this are not checked.
+UNCHECKED_BYTES = 2**27
 #: Graph bytes per edge independent of the float size (int64 indices, neighbour search).
 GRAPH_EDGE_BYTES = 96
 #: Graph floats per edge (cell shifts, edge vectors, their gradient, per-edge cell).
@@ -183,6 +185,8 @@ def check_fits(model: torch.nn.Module, num_atoms: int, num_edges: int, dtype: to
     """Raise :class:`MemoryLimitError` when :func:`needed_bytes` exceeds what is available;
     the message says how many atoms of this density fit (cost is linear in atoms)."""
     need = needed_bytes(model, num_atoms, num_edges, dtype)
+    if need < UNCHECKED_BYTES and memory_limit is None and not os.environ.get(MEMORY_LIMIT_ENV):
+        return  # small molecules: no need to read /proc for each one
     room, source = available_bytes(memory_limit)
     if need <= room:
         return
