@@ -188,7 +188,7 @@ def report(rows: list[dict]) -> str:
             continue
         growth = ""
         prev = last.get(key)
-        if prev:
+        if prev and prev["atoms"] != r["atoms"]:
             ratio = math.log(r["atoms"] / prev["atoms"])
             memory = max(r["step_peak_mb"], 1) / max(prev["step_peak_mb"], 1)
             growth = (f"{math.log(r['step_s'] / prev['step_s']) / ratio:.2f} / "
