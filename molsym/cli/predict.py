@@ -25,6 +25,7 @@ from molsym.data.readers.smiles import (
 )
 from molsym.errors import ConfigError, MolsymError
 from molsym.inference.inputs import FILE_SUFFIXES, gather, path_kind, read_input
+from molsym.memory import MEMORY_REFUSAL
 
 __all__ = ["FILE_SUFFIXES", "build_parser", "gather", "main", "read_input", "write_forces"]
 
@@ -73,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the model through torch.compile: the first batch compiles (tens "
                         "of seconds on a CPU), later ones run faster; worth it for long "
                         "inputs, not for a handful of molecules")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: fastest on a shared machine, see "
+                        "docs/cluster.md; 0: torch's default, one per core)")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="memory one structure may use, e.g. 16GB (default: the "
+                        "MOLSYM_MEMORY_LIMIT variable, else what the system has available); a "
+                        "structure estimated to need more is refused with a message saying how "
+                        "many atoms fit")
     p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
                    help=f"progress bar on stderr (auto: on a terminal, >= {PROGRESS_MIN} "
                         f"molecules)")
@@ -180,14 +189,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, written: list[Path]) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run_with_threads(args, written)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_with_threads(args: argparse.Namespace, written: list[Path]) -> int:
+    import torch
+
     from molsym.inference.predictor import Predictor
 
     problem = check_outputs(args)  # before any work: a bad path must not waste the run
     if problem:
         return _fail(problem)
+    if args.threads < 0:
+        return _fail(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         predictor = Predictor(args.model, device=args.device, dtype=args.dtype,
-                              batch_atoms=args.batch_atoms, compile=args.compile)
+                              batch_atoms=args.batch_atoms, compile=args.compile,
+                              memory_limit=args.memory_limit)
     except (ConfigError, MolsymError, OSError) as err:
         return _fail(str(err))
     if args.forces is not None and "forces" not in predictor.outputs:
@@ -215,6 +241,9 @@ def _run(args: argparse.Namespace, written: list[Path]) -> int:
     if failed:
         print(f"molsym predict: {failed} of {len(table)} molecule(s) failed; see the error "
               f"column", file=sys.stderr)
+        refused = [e.error for e in entries if MEMORY_REFUSAL in e.error]
+        if refused:
+            print(f"molsym predict: {refused[0]}", file=sys.stderr)
     return 1 if failed else 0
 
 

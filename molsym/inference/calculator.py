@@ -24,6 +24,7 @@ from molsym.errors import InputError
 from molsym.inference.extrapolation import composition_warning, energy_reference
 from molsym.inference.inputs import bare_atoms
 from molsym.inference.model import model_facts, prepare_model
+from molsym.memory import check_fits, estimated_edges
 from molsym.models.ensemble import std_key
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ class MolsymCalculator(Calculator):
         model: a molsym model, a deploy-file path or a pretrained name (e.g. ``"qm9"``).
         device: ``"cpu"`` or ``"cuda"`` (or a torch device).
         dtype: ``"float64"`` (default; best for MD and optimisation) or ``"float32"``.
+        memory_limit: memory one evaluation may use (bytes or e.g. ``"16GB"``; default: the
+            ``MOLSYM_MEMORY_LIMIT`` variable, else what the system has available); a structure
+            estimated to need more raises :class:`~molsym.memory.MemoryLimitError`, whose
+            message says how many atoms fit, before the model runs.
         compile: run the model through ``torch.compile(dynamic=True)``: the first call
             compiles (tens of seconds on a CPU), later calls, new geometries and other
             molecule sizes included, reuse the compiled graph. Worth it for MD.
@@ -58,12 +63,13 @@ class MolsymCalculator(Calculator):
 
     def __init__(self, model: Any, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype = "float64", compile: bool = False,
-                 **kwargs: Any) -> None:
+                 memory_limit: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         module, self.model, self._forward, self.device, self.dtype = prepare_model(
             model, device, dtype, compile)
         self.compiled = bool(compile)
         self.cutoff, self.elements, self.outputs = model_facts(module)
+        self.memory_limit = memory_limit
         self.energy_reference = (energy_reference(model) if keys.ENERGY in self.outputs
                                  else None)
         self._checked_compositions: set[tuple[int, ...]] = set()
@@ -101,7 +107,12 @@ class MolsymCalculator(Calculator):
             raise PropertyNotImplementedError(
                 f"this model predicts no forces or stress (outputs: {', '.join(self.outputs)})"
             )
-        graph = atoms_to_graph(bare_atoms(atoms), self.cutoff, dtype=self.dtype)
+        bare = bare_atoms(atoms)
+        check_fits(self.model, len(bare), estimated_edges(bare, self.cutoff), self.dtype,
+                   self.memory_limit, estimated=True)
+        graph = atoms_to_graph(bare, self.cutoff, dtype=self.dtype)
+        check_fits(self.model, len(bare), int(graph[keys.EDGE_INDEX].shape[1]), self.dtype,
+                   self.memory_limit)
         batch = Batch.from_data_list([graph]).to(self.device)
         forces = keys.FORCES in self.outputs
         with torch.set_grad_enabled(forces or stress):

@@ -43,6 +43,7 @@ from molsym.inference.inputs import (
     molecules_to_entries,
 )
 from molsym.inference.model import model_facts, prepare_model
+from molsym.memory import MemoryLimitError, check_fits, estimated_edges
 from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path
 
@@ -118,11 +119,16 @@ class Predictor:
         compile: run the model through ``torch.compile`` (see :func:`compile_model`): the
             first batch compiles (tens of seconds on a CPU), later ones run faster; results
             equal the eager ones to rounding.
+        memory_limit: memory one structure may use (bytes or e.g. ``"16GB"``; default: the
+            ``MOLSYM_MEMORY_LIMIT`` variable, else what the system has available). A structure
+            estimated to need more gets an error row saying how many atoms fit
+            (:mod:`molsym.memory`) and is not run.
     """
 
     def __init__(self, model: Any, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None,
-                 batch_atoms: int = DEFAULT_BATCH_ATOMS, compile: bool = False) -> None:
+                 batch_atoms: int = DEFAULT_BATCH_ATOMS, compile: bool = False,
+                 memory_limit: int | str | None = None) -> None:
         if batch_atoms < 1:
             raise ConfigError(f"batch_atoms must be >= 1, got {batch_atoms}")
         module, self.model, self._forward, self.device, self.dtype = prepare_model(
@@ -132,6 +138,7 @@ class Predictor:
         #: a committee (EnsembleModel): its spread gets columns too
         self.committee = hasattr(module, "members")
         self.batch_atoms = int(batch_atoms)
+        self.memory_limit = memory_limit
         metadata = model_metadata(model)
         self.periodic_training = trained_on_periodic(model, metadata)
         #: the deploy file's ``energy_reference`` (None: a model object, an older file or a
@@ -141,7 +148,8 @@ class Predictor:
         self.for_smiles: Predictor | None = None
         smiles_path = smiles_model_path(model) if isinstance(model, str) else None
         if smiles_path is not None:
-            self.for_smiles = Predictor(smiles_path, device, dtype, batch_atoms, compile)
+            self.for_smiles = Predictor(smiles_path, device, dtype, batch_atoms, compile,
+                                        memory_limit)
             if self.for_smiles.outputs != self.outputs:
                 raise ConfigError(f"pretrained {model!r}: its SMILES model predicts "
                                   f"{self.for_smiles.outputs}, the main one {self.outputs}")
@@ -210,9 +218,15 @@ class Predictor:
             if not atoms.pbc.any():
                 atoms.positions = atoms.positions - atoms.positions.mean(axis=0)
             try:
+                check_fits(self.model, len(atoms), estimated_edges(atoms, self.cutoff),
+                           self.dtype, self.memory_limit, estimated=True)
                 graph = atoms_to_graph(atoms, self.cutoff, dtype=self.dtype)
+                check_fits(self.model, len(atoms), int(graph[keys.EDGE_INDEX].shape[1]),
+                           self.dtype, self.memory_limit)
             except InputError as err:
                 message = err.reason
+            except MemoryLimitError as err:
+                message = str(err)
             else:
                 entry.warnings += extrapolation_warnings(
                     atoms, graph[keys.EDGE_INDEX].numpy(), self.cutoff, self.periodic_training)

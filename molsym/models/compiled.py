@@ -49,7 +49,12 @@ class CompiledModel(torch.nn.Module):
 
     def forward(self, z: torch.Tensor, pos: torch.Tensor, edge_index: torch.Tensor,
                 batch: torch.Tensor, num_graphs: int, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Same arguments and outputs as ``AtomisticModel.forward``."""
+        """Same arguments and outputs as ``AtomisticModel.forward``. A graph the model
+        evaluates in edge chunks (``chunks_edges``, :mod:`molsym.nn.chunks`) runs eager: a
+        compiled graph holds every edge tensor at once."""
+        chunks = getattr(self.model, "chunks_edges", None)
+        if chunks is not None and chunks(int(edge_index.shape[1])):
+            return self.model(z, pos, edge_index, batch, int(num_graphs), **kwargs)
         graphs = torch.empty(int(num_graphs), 0, device=pos.device)
         if kwargs.get("paired_edges") is None:
             # found here, in eager code: it reads the edge list (data-dependent)

@@ -12,9 +12,17 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from molsym.models.base import AtomisticModel, capture_config
 from molsym.nn.cartesian import ProductBlock, SpeciesLinear, edge_tensors, num_components
+from molsym.nn.chunks import (
+    CHUNK_ABOVE,
+    EDGE_CHUNK,
+    edge_chunk_bounds,
+    lean_malloc,
+    take_edges,
+)
 from molsym.nn.interaction import CartesianInteraction
 from molsym.nn.radial import BesselBasis, PolynomialCutoff, RadialMLP
 from molsym.nn.readout import ScalarMLP
@@ -108,6 +116,11 @@ class EquivariantModel(AtomisticModel):
             [nn.Linear(num_channels, 1, bias=False) for _ in range(num_layers - 1)]
             + [ScalarMLP(num_channels, readout_hidden, bias=False)]
         )
+        #: graphs with more than ``chunk_above`` edges (0: none) are evaluated in chunks of
+        #: ``edge_chunk`` edges (:mod:`molsym.nn.chunks`; eager mode only). Run-time
+        #: settings, not part of the config.
+        self.edge_chunk = EDGE_CHUNK
+        self.chunk_above = CHUNK_ABOVE
 
     def representation(
         self,
@@ -116,6 +129,8 @@ class EquivariantModel(AtomisticModel):
         edge_index: torch.Tensor,
         paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if self.chunks_edges(edge_vec.shape[0]) and not torch.compiler.is_compiling():
+            return self._chunked_representation(species, edge_vec, edge_index, paired)
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
         unit, _ = edge_tensors(edge_vec / length.unsqueeze(-1), min(self.l_max, 1))  # (3, E)
         weights = self.radial_weights(length, paired)
@@ -134,3 +149,53 @@ class EquivariantModel(AtomisticModel):
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors
+
+    def chunks_edges(self, num_edges: int) -> bool:
+        """Whether a graph of ``num_edges`` edges is evaluated in edge chunks (eager mode)."""
+        return 0 < self.chunk_above < num_edges
+
+    def _chunked_representation(
+        self,
+        species: torch.Tensor,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        paired: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`representation` with every interaction summed over edge chunks of at most
+        ``edge_chunk`` edges, each checkpointed (same result to rounding, bounded memory)."""
+        lean_malloc()
+        h = self.embedding(species).unsqueeze(0)
+        node_energy = torch.zeros_like(species, dtype=h.dtype)
+        offsets = [0]
+        for size in self.weight_sizes:
+            offsets.append(offsets[-1] + size)
+        bounds = list(edge_chunk_bounds(edge_vec.shape[0], self.edge_chunk, paired))
+        for t, (interaction, product, readout) in enumerate(
+            zip(self.interactions, self.products, self.readouts, strict=True)
+        ):
+            hu = interaction.up(h)
+            total = None
+            for start, stop in bounds:
+                vec, index = take_edges(edge_vec, edge_index, start, stop, paired)
+                part = checkpoint(self._chunk_sum, hu, vec, index, t, offsets[t],
+                                  offsets[t + 1], paired, use_reentrant=False)
+                total = part if total is None else total + part
+            update = product(interaction.finish(total))
+            if h.shape[0] < update.shape[0]:
+                h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
+            h = h + update
+            node_energy = node_energy + readout(h[0]).squeeze(-1)
+        vectors = h[1:4] if self.l_max >= 1 else None
+        return node_energy, h[0], vectors
+
+    def _chunk_sum(self, hu: torch.Tensor, vec: torch.Tensor, index: torch.Tensor, layer: int,
+                   start: int, stop: int, paired: bool) -> torch.Tensor:
+        """Raw neighbour sum of interaction ``layer`` over one chunk of edges; its radial
+        weights are outputs ``start:stop`` of the shared radial network."""
+        length = torch.linalg.vector_norm(vec, dim=-1)
+        unit, _ = edge_tensors(vec / length.unsqueeze(-1), min(self.l_max, 1))
+        if paired:
+            length = length[: length.shape[0] // 2]
+        weights = self.radial.output_slice(self.basis(length), self.envelope(length), start,
+                                           stop)
+        return self.interactions[layer].aggregate(hu, unit, weights, index, paired)

@@ -71,10 +71,23 @@ class CartesianInteraction(nn.Module):
         edge_index: torch.Tensor,
         paired: bool = False,
     ) -> torch.Tensor:
-        c, n = self.num_channels, h.shape[1]
+        return self.finish(self.aggregate(self.up(h), unit, weights, edge_index, paired))
+
+    def aggregate(
+        self,
+        hu: torch.Tensor,
+        unit: torch.Tensor | None,
+        weights: torch.Tensor,
+        edge_index: torch.Tensor,
+        paired: bool = False,
+    ) -> torch.Tensor:
+        """The raw neighbour sum (K, N, C) over the given edges of the mixed features
+        ``hu = self.up(h)``; linear in the edges, so sums over disjoint edge chunks add up to
+        the sum over all of them (:meth:`finish` then normalises it)."""
+        c, n = self.num_channels, hu.shape[1]
         # edge tensors as (..., D, E/D, C): D = 2 directions of each pair, or 1
         directions = 2 if paired else 1
-        hj = self.up(h).index_select(1, edge_index[1])
+        hj = hu.index_select(1, edge_index[1])
         hj = split_components(hj.view(hj.shape[0], directions, -1, c))
         # radial weights of each path by name, (E/D, C) each
         w = dict(zip(self.path_names, weights.view(-1, self.num_paths, c).unbind(1), strict=True))
@@ -113,9 +126,15 @@ class CartesianInteraction(nn.Module):
             messages.append(m2.reshape(9, -1, c))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
-        out = out.index_add_(1, edge_index[0], msg) * self.norm
+        return out.index_add_(1, edge_index[0], msg)
+
+    def finish(self, out: torch.Tensor) -> torch.Tensor:
+        """``A`` from the raw neighbour sum of :meth:`aggregate`: normalised, and the rank-2
+        part made symmetric-traceless (linear, so applied once on N atoms, not per edge)."""
+        out = out * self.norm
         if self.l_max < 2:
             return out
+        n, c = out.shape[1], out.shape[2]
         parts = split_components(out)
         rank2 = sym_traceless(parts[2]).reshape(9, n, c)
         return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)

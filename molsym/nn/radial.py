@@ -70,8 +70,17 @@ class RadialMLP(nn.Module):
         self.lin2 = nn.Linear(hidden, out_features, bias=False)
         self.act = nn.SiLU()
 
-    def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, basis: torch.Tensor) -> torch.Tensor:
         x = self.act(self.lin1(basis))
         for layer in self.hidden:
             x = self.act(layer(x))
-        return self.lin2(x) * envelope.unsqueeze(-1)
+        return x
+
+    def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        return self.lin2(self._hidden(basis)) * envelope.unsqueeze(-1)
+
+    def output_slice(self, basis: torch.Tensor, envelope: torch.Tensor, start: int,
+                     stop: int) -> torch.Tensor:
+        """Outputs ``start:stop`` of :meth:`forward` only (E, stop - start)."""
+        weight = self.lin2.weight[start:stop]
+        return nn.functional.linear(self._hidden(basis), weight) * envelope.unsqueeze(-1)
