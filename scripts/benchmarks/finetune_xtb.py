@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
     p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--pretrain-min", type=float, default=12.0)
+    p.add_argument("--pretrain-min", type=float, default=15.0)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     pretrain = common.molsym_train(
         pre_dir, ["data=extxyz", f"data.path={labels}", "data.num_train=900", "data.num_val=50",
                   "data.num_test=0", "seed=0", "module.loss.weights.forces=100",
-                  "callbacks.early_stopping.patience=1000", "module.compile=true"],
+                  "callbacks.early_stopping.patience=1000"],
         args.pretrain_min * 60, pre_dir / "train.log")
     results: dict[str, Any] = {"env": common.environment(), "steps": args.steps,
                                "xtb_frames": 950, "xtb_seconds": xtb_s, "pretrain": pretrain,
