@@ -154,12 +154,12 @@ def test_ctrl_c_during_a_long_embedding_stops_at_once(model_file, tmp_path):
            "C" * 450, "-o", str(out), "-j", "1"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(6)  # imports done, embedding running
+        time.sleep(15)  # imports done, embedding running (6 s was too short on a loaded CI machine)
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
-        assert time.monotonic() - sent < 5
+        assert time.monotonic() - sent < 10  # the embedding alone takes minutes
     finally:
         proc.kill()
     assert proc.returncode == 130
