@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"env": common.environment(), "steps": args.steps,
                                "xtb_frames": 950, "xtb_seconds": xtb_s, "pretrain": pretrain,
                                "command": "python -m scripts.benchmarks.finetune_xtb "
-                                          + " ".join(sys.argv[1:] if argv is None else argv), "runs": {}}
+                                          + " ".join(sys.argv[1:] if argv is None else argv),
+                               "runs": {}}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {n: pool.submit(run_pair, n, dft_subset(train, n, runs), test,
                                   Path(pretrain["model"]), args.steps, runs)
