@@ -11,8 +11,12 @@ of the members, the mean over members under the same name and the spread under
 ``<name>_std``: the standard deviation over members (``energy_std`` (B,) eV and each scalar
 property (B,)), and for vectors the root-mean-square deviation of the vector from the mean
 vector (``forces_std`` (N,) eV/Angstrom per atom, ``dipole_std`` (B,) e*Angstrom). Neighbour
-pairs are found once for all members; each member then runs its own forward and force
-gradient.
+pairs are found once for all members. In eval mode, members of one architecture run together
+in one batched pass (:mod:`molsym.models.stacked`: stacked weights, shared edge geometry, one
+force gradient for all); other members, and every member in training mode, with stress, in
+compiled graphs or on graphs past ``stack_max_edge_features`` (where the loop is faster on a
+CPU), run one after another. Both give
+the same outputs to rounding.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from torch import nn
 from molsym import keys
 from molsym.dtypes import model_dtype
 from molsym.errors import ConfigError
+from molsym.models.stacked import (
+    STACK_MAX_EDGE_FEATURES,
+    StackedEquivariant,
+    architecture_key,
+)
 from molsym.nn.pairs import default_pairing
 
 #: Outputs whose spread is the RMS deviation of a vector (last axis of size 3).
@@ -83,6 +92,10 @@ class EnsembleModel(nn.Module):
         self.cutoff = built[0].cutoff
         self.elements = list(built[0].elements)
         self.outputs = list(built[0].outputs)
+        self._groups = _stackable_groups(built)
+        #: graphs up to this many edges x members x channels run in one batched pass (0:
+        #: never); a run-time setting, not part of the config (:mod:`molsym.models.stacked`)
+        self.stack_max_edge_features = STACK_MAX_EDGE_FEATURES
 
     @classmethod
     def from_models(cls, models: list[nn.Module]) -> EnsembleModel:
@@ -110,20 +123,57 @@ class EnsembleModel(nn.Module):
         if kwargs.get("paired_edges") is None and not torch.compiler.is_compiling():
             edge_index, kwargs["paired_edges"] = default_pairing(
                 edge_index, kwargs.get("cell_shifts") is not None)
-        outs = [m(z, pos, edge_index, batch, num_graphs, **kwargs) for m in self.members]
+        stacked = self._run_stacked(z, pos, edge_index, batch, num_graphs, kwargs)
+        if len(stacked) == 1 and stacked[0][0] == list(range(len(self.members))):
+            return combine_stacked(stacked[0][1])  # all members in one pass
+        outs: list[dict[str, torch.Tensor] | None] = [None] * len(self.members)
+        for indices, out in stacked:
+            for k, i in enumerate(indices):
+                outs[i] = {name: value[k] for name, value in out.items()}
+        for i, member in enumerate(self.members):
+            if outs[i] is None:
+                outs[i] = member(z, pos, edge_index, batch, num_graphs, **kwargs)
         return combine(outs)
+
+    def _run_stacked(self, z, pos, edge_index, batch, num_graphs, kwargs):
+        """[(member indices, stacked outputs)] of the groups that run together here (none in
+        the cases the module docstring lists)."""
+        if (self.training or kwargs.get("compute_stress") or torch.compiler.is_compiling()
+                or not self._groups):
+            return []
+        num_edges = edge_index.shape[1] * (2 if kwargs.get("paired_edges") else 1)
+        return [(indices, group(z, pos, edge_index, batch, num_graphs, **{
+                    k: v for k, v in kwargs.items() if k != "compute_stress"}))
+                for indices, group in self._groups
+                if group.can_run(num_edges, self.stack_max_edge_features)]
+
+
+def _stackable_groups(members: list[nn.Module]) -> list[tuple[list[int], StackedEquivariant]]:
+    """The members that share an architecture :class:`StackedEquivariant` takes, by index
+    (groups of two or more)."""
+    by_key: dict[str, list[int]] = {}
+    for i, member in enumerate(members):
+        key = architecture_key(member)
+        if key is not None:
+            by_key.setdefault(key, []).append(i)
+    return [(indices, StackedEquivariant([members[i] for i in indices]))
+            for indices in by_key.values() if len(indices) > 1]
 
 
 def combine(outs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Mean under each name and spread under ``<name>_std`` of the members' output dicts."""
+    return combine_stacked({name: torch.stack([o[name] for o in outs]) for name in outs[0]})
+
+
+def combine_stacked(stacked: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`combine` of the members' outputs stacked along a first axis, {name: (M, ...)}."""
     result: dict[str, torch.Tensor] = {}
-    for name in outs[0]:
-        stacked = torch.stack([o[name] for o in outs])
-        mean = stacked.mean(0)
+    for name, values in stacked.items():
+        mean = values.mean(0)
         result[name] = mean
         if name in NO_SPREAD:
             continue
-        deviation = stacked - mean
+        deviation = values - mean
         if name in VECTOR_OUTPUTS:
             result[std_key(name)] = deviation.pow(2).sum(-1).mean(0).sqrt()
         else:

@@ -151,31 +151,44 @@ class ProductBlock(nn.Module):
     def forward(self, a_in: torch.Tensor) -> torch.Tensor:
         x = self.mix(a_in)
         k, n, c2 = x.shape
-        c = c2 // 2
-        a_full, b_full = x.view(k, n, 2, c).unbind(2)
-        a, b = split_components(a_full), split_components(b_full)
-        a0, b0 = a[0], b[0]
-        scalars = [a0, a0 * b0]
+        a_full, b_full = x.view(k, n, 2, c2 // 2).unbind(2)
+        scalars, vectors, tensors = product_terms(a_full, b_full, self.l_max)
+        s_out = self.out_scalar(scalars).unsqueeze(0)
         if self.l_max == 0:
-            return self.out_scalar(_cat_channels(scalars)).unsqueeze(0)
-        a1, b1 = a[1], b[1]
-        dot = (a1 * b1).sum(0)
-        scalars += [dot, dot * b0]
-        vectors = [a1, b0 * a1, dot * b1]
-        if self.l_max >= 2:
-            a2, b2 = a[2], b[2]
-            b2a1 = (b2 * a1).sum(1)  # b2 @ a1, (3, N, C)
-            scalars += [(a2 * b2).sum((0, 1)), (a1 * b2a1).sum(0)]
-            vectors.append(b2a1)
-            tensors = [
-                a2,
-                b0 * a2,
-                sym_traceless(a1.unsqueeze(1) * b1),
-                sym_traceless(torch.einsum("abnc,bdnc->adnc", a2, b2)),
-            ]
-            t_out = _cat_channels([t.reshape(9, n, c) for t in tensors]) @ self.out_tensor
-        s_out = self.out_scalar(_cat_channels(scalars)).unsqueeze(0)
-        v_out = _cat_channels(vectors) @ self.out_vector
+            return s_out
+        v_out = vectors @ self.out_vector
         if self.l_max == 1:
             return torch.cat([s_out, v_out], dim=0)
-        return torch.cat([s_out, v_out, t_out], dim=0)
+        return torch.cat([s_out, v_out, tensors @ self.out_tensor], dim=0)
+
+
+def product_terms(
+    a_full: torch.Tensor, b_full: torch.Tensor, l_max: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The products of :class:`ProductBlock` from its two mixed copies ``a``, ``b`` (K, N, C),
+    concatenated along channels for its output maps: scalars (N, S*C), vectors (3, N, V*C)
+    and tensors (9, N, 4*C) (None below their ``l_max``). Elementwise over the trailing axes:
+    a committee (:mod:`molsym.models.stacked`) passes (K, N, M, C) and gets (..., M, S*C)."""
+    a, b = split_components(a_full), split_components(b_full)
+    a0, b0 = a[0], b[0]
+    scalars = [a0, a0 * b0]
+    if l_max == 0:
+        return _cat_channels(scalars), None, None
+    a1, b1 = a[1], b[1]
+    dot = (a1 * b1).sum(0)
+    scalars += [dot, dot * b0]
+    vectors = [a1, b0 * a1, dot * b1]
+    tensors = None
+    if l_max >= 2:
+        a2, b2 = a[2], b[2]
+        b2a1 = (b2 * a1).sum(1)  # b2 @ a1, (3, N, C)
+        scalars += [(a2 * b2).sum((0, 1)), (a1 * b2a1).sum(0)]
+        vectors.append(b2a1)
+        parts = [
+            a2,
+            b0 * a2,
+            sym_traceless(a1.unsqueeze(1) * b1),
+            sym_traceless(torch.einsum("ab...,bd...->ad...", a2, b2)),
+        ]
+        tensors = _cat_channels([t.reshape(9, *t.shape[2:]) for t in parts])
+    return _cat_channels(scalars), _cat_channels(vectors), tensors

@@ -83,16 +83,23 @@ class CartesianInteraction(nn.Module):
     ) -> torch.Tensor:
         """The raw neighbour sum (K, N, C) over the given edges of the mixed features
         ``hu = self.up(h)``; linear in the edges, so sums over disjoint edge chunks add up to
-        the sum over all of them (:meth:`finish` then normalises it)."""
-        c, n = self.num_channels, hu.shape[1]
-        # edge tensors as (..., D, E/D, C): D = 2 directions of each pair, or 1
+        the sum over all of them (:meth:`finish` then normalises it).
+
+        Committees evaluated together (:mod:`molsym.models.stacked`) pass M members at once:
+        ``hu`` (K, N, M, C), ``unit`` (3, E, M) and ``weights`` (E/D, num_paths, M, C); the
+        same code then runs on the trailing (M, C) axes."""
+        n, features = hu.shape[1], hu.shape[2:]  # features: (C,), or (M, C) for a committee
+        # edge tensors as (..., D, E/D, *features): D = 2 directions of each pair, or 1
         directions = 2 if paired else 1
         hj = hu.index_select(1, edge_index[1])
-        hj = split_components(hj.view(hj.shape[0], directions, -1, c))
-        # radial weights of each path by name, (E/D, C) each
-        w = dict(zip(self.path_names, weights.view(-1, self.num_paths, c).unbind(1), strict=True))
+        hj = split_components(hj.unflatten(1, (directions, -1)))
+        # radial weights of each path by name, (E/D, *features) each
+        if weights.dim() == 2:
+            weights = weights.view(weights.shape[0], self.num_paths, *features)
+        w = dict(zip(self.path_names, weights.unbind(1), strict=True))
         sj = hj[0]
-        u = unit.view(3, directions, -1, 1) if unit is not None else None  # (3, D, E/D, 1)
+        # (3, D, E/D, 1), or (3, D, E/D, M, 1) for a committee
+        u = unit.unflatten(1, (directions, -1)).unsqueeze(-1) if unit is not None else None
         vj = hj[1] if self.l_in >= 1 else None
         tu = (hj[2] * u).sum(1) if self.l_in >= 2 else None  # T_j u, (3, D, E/D, C)
         vu = (vj * u).sum(0) if vj is not None else None  # v_j.u
@@ -102,14 +109,14 @@ class CartesianInteraction(nn.Module):
             m0 = m0 + w["v.u"] * vu
         if utu is not None:
             m0 = m0 + w["u.T.u"] * utu
-        messages = [m0.reshape(1, -1, c)]
+        messages = [m0.reshape(1, -1, *features)]
         if self.l_max >= 1:
             m1 = self._along_u(w, "u", sj, vu, utu) * u
             if vj is not None:
                 m1 = m1 + w["v"] * vj
             if tu is not None:
                 m1 = m1 + w["T u"] * tu
-            messages.append(m1.reshape(3, -1, c))
+            messages.append(m1.reshape(3, -1, *features))
         if self.l_max >= 2:
             # sym0(u (x) q) with q = R s_j u + R' v_j (+ the full paths' terms) covers the s Y2
             # and sym0(u v) paths; the symmetric-traceless projection is linear, so it is
@@ -120,12 +127,12 @@ class CartesianInteraction(nn.Module):
                 q = q + w["sym(u v)"] * vj
             if self.full_paths and tu is not None:
                 q = q + w["sym(u T u)"] * tu
-            m2 = u.unsqueeze(1) * q  # (3, 3, D, E/D, C): u_a q_b
+            m2 = u.unsqueeze(1) * q  # (3, 3, D, E/D, *features): u_a q_b
             if self.l_in >= 2:
                 m2 = m2 + w["T"] * hj[2]
-            messages.append(m2.reshape(9, -1, c))
+            messages.append(m2.reshape(9, -1, *features))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
-        out = torch.zeros(msg.shape[0], n, c, dtype=msg.dtype, device=msg.device)
+        out = torch.zeros(msg.shape[0], n, *features, dtype=msg.dtype, device=msg.device)
         return out.index_add_(1, edge_index[0], msg)
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
@@ -134,9 +141,8 @@ class CartesianInteraction(nn.Module):
         out = out * self.norm
         if self.l_max < 2:
             return out
-        n, c = out.shape[1], out.shape[2]
         parts = split_components(out)
-        rank2 = sym_traceless(parts[2]).reshape(9, n, c)
+        rank2 = sym_traceless(parts[2]).reshape(9, *out.shape[1:])
         return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)
 
 

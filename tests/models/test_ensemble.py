@@ -94,3 +94,55 @@ def test_cli_combines_files_and_refuses_incompatible_ones(tmp_path, capsys):
     assert ensemble_main([str(paths[0]), str(elements), "-o", str(tmp_path / "bad.pt")]) == 2
     assert "elements" in capsys.readouterr().err
     assert ensemble_main([str(paths[0]), "-o", str(paths[0])]) == 2
+
+
+def _loop_and_stacked(committee, batch, **kw):
+    """Outputs with the members one by one and in one batched pass."""
+    committee.stack_max_edge_features = 0
+    loop = predict_batch(committee, batch, **kw)
+    committee.stack_max_edge_features = 10**9
+    return loop, predict_batch(committee, batch, **kw)
+
+
+@pytest.mark.parametrize("config", [dict(l_max=2), dict(l_max=1), dict(l_max=0),
+                                    dict(l_max=2, full_paths=True, species_linear=True,
+                                         radial_layers=2)])
+def test_one_batched_pass_equals_the_members_one_by_one(tmp_path, config):
+    members = [_member(s, outputs=OUTPUTS + ["dipole_moment"], property_mean={"homo": s},
+                       property_std={"homo": 1.0 + s}, atomic_energies=[-s, -2.0, -3.0],
+                       **config) for s in range(4)]
+    with torch.no_grad():  # no path trivially zero
+        for m in members:
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn_like(p) * (p.abs().mean() + 0.1))
+    path = save_model(EnsembleModel.from_models(members).eval(), tmp_path / "committee.pt")
+    committee = load_model(path)  # weights_only=True, members from the allowlist
+    assert [indices for indices, _ in committee._groups] == [[0, 1, 2, 3]]
+    from torch_geometric.data import Batch
+
+    frames = [molecule("CH3CH2OH"), molecule("CH3COOH")]
+    batch = Batch.from_data_list([atoms_to_graph(a, 4.0, dtype=torch.float64) for a in frames])
+    loop, stacked = _loop_and_stacked(committee, batch)
+    members_out = [predict_batch(m, batch) for m in committee.members]
+    assert torch.allclose(loop["forces"], torch.stack([o["forces"] for o in members_out]).mean(0))
+    assert set(stacked) == set(loop) >= {"energy_std", "forces_std", "dipole_std", "homo_std",
+                                         "dipole_moment_std", "charges"}
+    for key in loop:
+        scale = float(loop[key].abs().max())
+        assert float((stacked[key] - loop[key]).abs().max()) <= 1e-10 * scale + 1e-14, key
+    assert float(stacked["forces_std"].min()) > 0
+
+
+def test_batched_pass_serves_periodic_graphs_and_unpaired_edges():
+    committee = EnsembleModel.from_models([_member(s) for s in range(3)]).eval()
+    atoms = molecule("H2O")
+    atoms.set_cell([3.0, 3.2, 3.4])
+    atoms.pbc = True
+    graph = atoms_to_graph(atoms, 4.0, dtype=torch.float64)
+    loop, stacked = _loop_and_stacked(committee, graph)
+    for key in loop:
+        torch.testing.assert_close(stacked[key], loop[key], rtol=1e-10, atol=1e-12)
+    args = (graph.z, graph.pos, graph.edge_index, torch.zeros_like(graph.z), 1)
+    kw = dict(cell=graph.cell, cell_shifts=graph.cell_shifts, compute_stress=True)
+    with_stress = committee(*args, **kw)  # stress: the members one by one
+    assert with_stress["stress"].shape == (1, 3, 3)
