@@ -28,6 +28,7 @@ from molsym.learning.retrain import retrain
 from molsym.learning.select import is_candidate, select
 from molsym.learning.settings import MIN_LABELS, LoopSettings
 from molsym.learning.start import smiles_list, start_structures
+from molsym.learning.threshold import reference_frames, round_threshold, spreads_and_errors
 from molsym.learning.validate import fresh_errors
 from molsym.oracles import OracleError, check_elements
 
@@ -128,8 +129,14 @@ class Loop:
         from molsym.inference.calculator import MolsymCalculator
 
         s = self.settings
-        calc = MolsymCalculator(str(previous / "model.pt"), dtype="float64")
         starts = read_labels(self.run_dir)
+        spreads = errors = None
+        if s.threshold_mode == "calibrated":
+            self.say("calibrating the threshold: the committee's spread and error on its "
+                     "labelled frames", k)
+            spreads, errors = spreads_and_errors(previous / "model.pt", reference_frames(starts))
+        threshold, ratio = round_threshold(s, spreads, errors)
+        calc = MolsymCalculator(str(previous / "model.pt"), dtype="float64")
 
         def on_trajectory(t: int, n: int) -> None:
             self.say(f"MD with the committee: trajectory {t + 1}/{n}, {s.md_steps} steps at "
@@ -137,9 +144,10 @@ class Loop:
 
         found: Exploration = explore(calc, starts, s, seed=s.seed * 1000 + k,
                                      on_trajectory=on_trajectory)
-        candidates = [f for f in found.frames if is_candidate(f, s.threshold)]
+        candidates = [f for f in found.frames if is_candidate(f, threshold)]
         write_frames(folder / "candidates.extxyz", candidates)
-        summary = {**found.summary(s.threshold), "threshold": s.threshold,
+        summary = {**found.summary(threshold), "threshold": threshold,
+                   "threshold_mode": s.threshold_mode, "error_to_spread": ratio,
                    "spreads": found.spreads}
         write_text_atomic(folder / EXPLORE, json.dumps(summary))
         return summary
@@ -153,21 +161,22 @@ class Loop:
             self.rounds.append(record)
             return (None if record.get("stop") else folder / "train"), record.get("stop")
         summary = self._explore(k, previous)
+        threshold = summary["threshold"]
         record = {"round": k, "exploration": {x: v for x, v in summary.items()
                                               if x != "spreads"}}
         self.say(f"MD: {summary['above_threshold']} of {summary['sampled_frames']} frames "
-                 f"above {s.threshold:g} eV/A, largest spread {summary['spread_max']:.3g}, "
+                 f"above {threshold:.3g} eV/A, largest spread {summary['spread_max']:.3g}, "
                  f"{len(summary['explosions'])} explosion(s)", k)
         if summary["above_threshold"] == 0 and not summary["explosions"]:
             return self._finish_round(folder, record, "converged: the committee's force "
-                                      f"spread stayed under {s.threshold:g} eV/Angstrom for "
+                                      f"spread stayed under {threshold:.3g} eV/Angstrom for "
                                       "the whole round")
         selected_file = folder / "selected.extxyz"
         if selected_file.is_file():
             selected = read_frames(selected_file)
         else:
             budget = max(0, s.max_labels - self.labels())
-            selected = select(read_frames(folder / "candidates.extxyz"), s.threshold,
+            selected = select(read_frames(folder / "candidates.extxyz"), threshold,
                               min(s.labels_per_round, budget), s.min_frame_distance,
                               read_labels(self.run_dir))
             selected = write_frames(selected_file, selected)

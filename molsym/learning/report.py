@@ -28,6 +28,12 @@ def _test_forces(record: dict) -> float | None:
     return float(forces["mae"]) * (1e-3 if str(forces.get("unit", "")).startswith("meV") else 1)
 
 
+def _thresholds(rounds: list[dict], default: float) -> list[tuple[int, float]]:
+    """(round, selection threshold in eV/Angstrom) of each explored round."""
+    return [(r["round"], float((r.get("exploration") or {}).get("threshold", default)))
+            for r in rounds if r["round"] > 0]
+
+
 def _plots(run_dir: Path, rounds: list[dict], threshold: float) -> list[str]:
     import matplotlib
 
@@ -51,7 +57,12 @@ def _plots(run_dir: Path, rounds: list[dict], threshold: float) -> list[str]:
         ax.boxplot([np.maximum(v, 1e-4) for _, v in explored],
                    positions=[k for k, _ in explored], whis=(0, 100))
         ax.set_yscale("log")
-    ax.axhline(threshold, color="C3", ls="--", label=f"threshold {threshold:g}")
+    per_round = _thresholds(rounds, threshold)
+    if per_round:
+        ax.plot(*zip(*per_round, strict=True), "_", color="C3", ms=20, mew=2,
+                label="threshold of the round")
+    else:
+        ax.axhline(threshold, color="C3", ls="--", label=f"threshold {threshold:g}")
     ax.set_xlabel("round (MD with the previous committee)")
     ax.set_ylabel("largest force spread (eV/Angstrom)")
     ax.legend()
@@ -90,6 +101,7 @@ def _row(r: dict) -> str:
     cells = [
         str(r["round"]), str(r.get("labelled", 0)), str(r.get("failed", 0)),
         str(r.get("labels_total", "")),
+        f"{ex['threshold']:.3g}" if "threshold" in ex else "",
         f"{ex['above_threshold']}/{ex['sampled_frames']}" if ex else "",
         f"{ex['spread_median']:.3g} / {ex['spread_max']:.3g}" if ex else "",
         str(len(ex.get("explosions", []))) if ex else "",
@@ -102,6 +114,14 @@ def _row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _threshold_rule(settings: LoopSettings) -> str:
+    if settings.threshold_mode == "absolute":
+        return f"threshold {settings.threshold:g} eV/Angstrom"
+    return (f"threshold calibrated every round: a force error tolerance of "
+            f"{settings.threshold:g} eV/Angstrom over the committee's error/spread ratio on "
+            f"its labelled frames ({settings.threshold_quantile:g} quantiles)")
+
+
 def write_report(run_dir: Path, rounds: list[dict], stop: str, settings: LoopSettings,
                  oracle: str) -> Path:
     """Write ``run_dir/report.md`` (and its PNGs); returns its path."""
@@ -112,12 +132,12 @@ def write_report(run_dir: Path, rounds: list[dict], stop: str, settings: LoopSet
         f"Stopped: {stop}.", "",
         f"Oracle `{oracle}`; {labels} labels (budget {settings.max_labels}); MD at "
         f"{settings.temperature:g} K, {settings.num_trajectories} trajectories of "
-        f"{settings.md_steps} steps of {settings.timestep_fs:g} fs per round; threshold "
-        f"{settings.threshold:g} eV/Angstrom on the largest per-atom force spread.", "",
-        "| round | new labels | failed | total | frames above threshold | spread median / "
-        "max (eV/A) | explosions | force MAE on its new labels, previous committee (eV/A) "
-        "| committee test force MAE (eV/A) | time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"{settings.md_steps} steps of {settings.timestep_fs:g} fs per round; "
+        + _threshold_rule(settings) + " on the largest per-atom force spread.", "",
+        "| round | new labels | failed | total | threshold (eV/A) | frames above threshold "
+        "| spread median / max (eV/A) | explosions | force MAE on its new labels, previous "
+        "committee (eV/A) | committee test force MAE (eV/A) | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(_row(r) for r in rounds), "",
         "The force MAE on a round's new labels is that of the committee before the round, "
         "on frames picked where it disagreed most: a pessimistic, out-of-sample number. The "

@@ -15,6 +15,9 @@ class LoopSettings:
     """Budgets, start set, exploration, selection, explosion and labelling settings.
 
     Units: Angstrom, eV/Angstrom, K, fs; ``friction`` in 1/fs; ``max_hours`` in hours.
+    ``threshold`` is the threshold on the force spread with ``threshold_mode="absolute"``, the
+    force error tolerance the spread is calibrated to with ``"calibrated"``
+    (:mod:`molsym.learning.threshold`).
     """
 
     max_labels: int = 600
@@ -30,6 +33,8 @@ class LoopSettings:
     md_steps: int = 400
     sample_every: int = 10
     threshold: float = 0.1
+    threshold_mode: str = "calibrated"
+    threshold_quantile: float = 0.5
     labels_per_round: int = 50
     min_frame_distance: float = 0.1
     explode_factor: float = 10.0
@@ -56,6 +61,11 @@ class LoopSettings:
         for name in ("temperature", "timestep_fs", "friction", "threshold"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"learn.{name} must be positive, got {getattr(self, name)}")
+        if self.threshold_mode not in ("calibrated", "absolute"):
+            raise ConfigError(f"learn.threshold_mode must be 'calibrated' or 'absolute', got "
+                              f"{self.threshold_mode!r}")
+        if not 0 < self.threshold_quantile <= 1:
+            raise ConfigError("learn.threshold_quantile must be in (0, 1]")
         if self.explode_factor <= 1 or self.bond_stretch <= 1:
             raise ConfigError("learn.explode_factor and learn.bond_stretch must be above 1")
         if self.min_frame_distance < 0:
@@ -63,5 +73,7 @@ class LoopSettings:
 
     @property
     def explode_at(self) -> float:
-        """Force spread (eV/Angstrom) past which a trajectory has exploded."""
+        """Force spread (eV/Angstrom) past which a trajectory has exploded: ``explode_factor``
+        times ``threshold`` as configured, in either mode (a calibrated threshold can be far
+        lower, and would then stop every trajectory of a barely trained committee)."""
         return self.explode_factor * self.threshold

@@ -12,13 +12,14 @@ from molsym.models import EnsembleModel
 
 
 def tiny(run_dir, *extra):
-    """A 2-round loop in seconds: 2 members, tiny model, 3 epochs, short MD, low threshold
-    (the committee of a few epochs disagrees little but errs a lot)."""
+    """A 2-round loop in seconds: 2 members, tiny model, 3 epochs, short MD; the default
+    relative threshold (the committee of a few epochs disagrees little but errs a lot, so an
+    absolute 0.1 eV/Angstrom would pick nothing)."""
     return ["smiles=CCO", "oracle=emt", "model=small", "model.num_channels=8",
             "model.radial_hidden=16", "ensemble.size=2", "trainer.max_epochs=3",
             "learn.num_conformers=2", "learn.rattled_copies=3", "learn.num_trajectories=2",
             "learn.md_steps=30", "learn.sample_every=5", "learn.labels_per_round=4",
-            "learn.threshold=0.002", "learn.min_frame_distance=0.01", "learn.max_rounds=2",
+            "learn.min_frame_distance=0.01", "learn.max_rounds=2",
             "learn.max_labels=40", f"hydra.run.dir={run_dir}", *extra]
 
 
