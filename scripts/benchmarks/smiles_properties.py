@@ -53,7 +53,15 @@ def _labels(frames) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _element_counts(frames, elements: list[int]) -> np.ndarray:
+    return np.array([[int((m.numbers == z).sum()) for z in elements] for m in frames], float)
+
+
 def prepare(data: Path, out: Path) -> dict:
+    """Chemprop CSVs of molsym's split. U0 is given to Chemprop relative to per-element
+    reference energies (least squares on the training molecules, what molsym's energy shift
+    does), because Chemprop standardises its targets and absolute U0 spans -1,000 to
+    -20,000 eV; ``evaluate`` adds the references back (``u0_reference.json``)."""
     import ase.io
 
     split = json.loads((data / "trainval_split.json").read_text())
@@ -62,12 +70,30 @@ def prepare(data: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sets = {"train": [trainval[i] for i in split["train"]],
             "val": [trainval[i] for i in split["val"]], "test": test}
+    elements = sorted({int(z) for frames in sets.values() for m in frames for z in m.numbers})
+    train_u0 = _labels(sets["train"])["u0_eV"].to_numpy(float)
+    refs, *_ = np.linalg.lstsq(_element_counts(sets["train"], elements), train_u0, rcond=None)
+    reference = {"elements": elements, "energy_eV": refs.tolist()}
+    (out / "u0_reference.json").write_text(json.dumps(reference))
     for name, frames in sets.items():
         df = _labels(frames)
-        df[["smiles", *REPORT]].to_csv(out / f"{name}.csv", index=False)
+        shifted = df.copy()
+        shifted["u0_eV"] = df["u0_eV"] - _element_counts(frames, elements) @ refs
+        shifted[["smiles", *REPORT]].to_csv(out / f"{name}.csv", index=False)
         if name == "test":
             df.to_csv(out / "test_labels.csv", index=False)
     return {k: len(v) for k, v in sets.items()}
+
+
+def _chemprop_predictions(out: Path, test_frames) -> pd.DataFrame:
+    """Chemprop's test predictions with U0's per-element references added back."""
+    pred = pd.read_csv(out / "chemprop_test_predictions.csv")[list(REPORT)]
+    reference = out / "u0_reference.json"
+    if reference.is_file():
+        ref = json.loads(reference.read_text())
+        counts = _element_counts(test_frames, ref["elements"])
+        pred["u0_eV"] = pred["u0_eV"] + counts @ np.asarray(ref["energy_eV"])
+    return pred
 
 
 def chemprop(out: Path, budget_s: float, threads: int, seed: int) -> dict:
@@ -144,7 +170,7 @@ def evaluate(data: Path, out: Path, models: dict[str, str], conformers: int = 1,
             seconds[f"molsym {name}, {geometry}"] = time.perf_counter() - t0
     chem = out / "chemprop_test_predictions.csv"
     if chem.is_file():
-        preds["Chemprop, SMILES"] = pd.read_csv(chem)[list(REPORT)]
+        preds["Chemprop, SMILES"] = _chemprop_predictions(out, dft)
     common = np.ones(n, bool)
     for df in preds.values():
         common &= np.isfinite(df.to_numpy(float)).all(axis=1)

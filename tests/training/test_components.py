@@ -99,6 +99,33 @@ def test_warmup_cosine_schedule():
     assert all(x >= y - 1e-12 for x, y in zip(lrs[10:], lrs[11:], strict=False))
 
 
+def test_cosine_follows_a_wall_clock_budget_and_keeps_it_across_a_resume(monkeypatch):
+    from molsym.training import schedules
+
+    clock = [100.0]
+    monkeypatch.setattr(schedules.time, "monotonic", lambda: clock[0])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=10_000, min_lr_ratio=0.1, time_budget_s=60.0)
+    opt.step()
+    clock[0] += 30.0  # half the budget after one of 10,000 steps: the clock leads
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 + 0.9 * 0.5)
+    state = sched.state_dict()
+    assert state["elapsed_s"] == pytest.approx(30.0) and "_clock_start" not in state
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = WarmupCosineLR(opt2, total_steps=10_000, min_lr_ratio=0.1, time_budget_s=60.0)
+    resumed.load_state_dict(state)
+    clock[0] += 1000.0  # time between the runs does not count
+    opt2.step()
+    resumed.step()
+    clock[0] += 30.0
+    opt2.step()
+    resumed.step()  # 30 s before + 30 s now: the whole budget
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="time_budget_s"):
+        WarmupCosineLR(opt2, total_steps=10, time_budget_s=0)
+
+
 def test_train_restores_process_wide_torch_state(tmp_path):
     """`train` flushes denormals and may set threads while it runs, and restores both."""
     from molsym.training.run import train
