@@ -271,7 +271,7 @@ def profile_only(args: argparse.Namespace, base: Path) -> dict[str, Any]:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     run = run_molsym(run_dir, 2, molsym_overrides(model_size(), args.threads), args.timeout,
-                     extra=(f"trainer.limit_train_batches={args.steps}",))
+                     extra=(f"+trainer.limit_train_batches={args.steps}",))
     return {"molsym": {"run": run, "profile": molsym_profile(run_dir)}}
 
 
