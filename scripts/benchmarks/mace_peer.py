@@ -52,17 +52,21 @@ def write_extxyz(structures: list[ase.Atoms], path: Path) -> Path:
 def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float | None,
           batch_size: int = 5, e0s: str = "average", forces_weight: float = 100.0,
           seed: int = 0, max_epochs: int = 100000, eval_interval: int = 1,
-          patience: int = 1000, r_max: float = 5.0) -> dict[str, Any]:
+          patience: int = 1000, r_max: float = 5.0, model_args: list[str] | None = None,
+          finish: bool = True) -> dict[str, Any]:
     """Train MACE for ``budget_s`` seconds (None: no cap) or ``max_epochs`` epochs, whichever
     ends first; returns {"model", "wall_s", "epochs_to_best", "command"}. ``patience`` counts
     validations (every ``eval_interval`` epochs) without improvement; ``r_max`` is the cutoff
-    in Angstrom."""
+    in Angstrom; ``model_args``: the model's flags instead of :data:`MACE_ARGS`. ``finish``:
+    after the first call, finish a run that the budget stopped (a second call, see the module
+    docstring); a run that ends by ``max_epochs`` writes its model in the first call."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model = run_dir / "mace.model"
     args = [str(MACE_BIN / "mace_run_train"), "--name", "mace", "--work_dir", str(run_dir),
             "--train_file", str(train_xyz), "--valid_file", str(valid_xyz),
             "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", e0s,
-            *MACE_ARGS, "--r_max", f"{r_max:g}", "--batch_size", str(batch_size),
+            *(MACE_ARGS if model_args is None else model_args), "--r_max", f"{r_max:g}",
+            "--batch_size", str(batch_size),
             "--valid_batch_size", "25",
             "--energy_weight", "1.0", "--forces_weight", str(forces_weight), "--lr", "0.01",
             "--ema", "--ema_decay", "0.99", "--eval_interval", str(eval_interval),
@@ -73,7 +77,8 @@ def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float | Non
     wall = None
     if not model.is_file():
         _, wall = run_logged(args + ["--max_num_epochs", str(max_epochs)], log, timeout=budget_s)
-        run_logged(args + ["--max_num_epochs", "1"], log)
+        if finish:
+            run_logged(args + ["--max_num_epochs", "1"], log)
         found = sorted(run_dir.rglob("mace*.model"))
         if found and not model.is_file():
             best = [p for p in found if "compiled" not in p.name]
@@ -103,6 +108,32 @@ def setup_seconds(run_dir: Path) -> float | None:
             stamps.append((datetime.fromisoformat(match.group(1)), match.group(2)))
     start = next((t for t, msg in stamps if "TRAINING" in msg), None)
     return (start - stamps[0][0]).total_seconds() if stamps and start else None
+
+
+def _log_stamps(run_dir: Path) -> list[tuple[float, str]]:
+    """(UNIX time, message) of the INFO lines of MACE's first log in ``run_dir/logs``."""
+    import re
+    from datetime import datetime
+
+    logs = sorted((run_dir / "logs").glob("*.log"))
+    stamps = []
+    for line in (logs[0].read_text().splitlines() if logs else []):
+        match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)", line)
+        if match:
+            stamps.append((datetime.fromisoformat(match.group(1)).timestamp(), match.group(2)))
+    return stamps
+
+
+def epoch_boundaries(run_dir: Path) -> list[float]:
+    """UNIX times of MACE's validation lines in its log: ``Initial`` (before epoch 0), then
+    ``Epoch k`` (after epoch k's training and validation; ``eval_interval`` 1), first line of
+    each; the epoch clock of ``bench_train``."""
+    out: dict[str, float] = {}
+    for t, msg in _log_stamps(run_dir):
+        head = msg.split(":", 1)[0]
+        if (head == "Initial" or head.startswith("Epoch ")) and head not in out:
+            out[head] = t
+    return list(out.values())
 
 
 def evaluate(model: Path, test_xyz: Path, out_xyz: Path, log: Path) -> dict[str, Any]:

@@ -73,8 +73,14 @@ def type_names(xyz: Path) -> list[str]:
 def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
            types: list[str], batch_size: int = 5, lr: float = 0.01,
            forces_weight: float = 1.0, ema_decay: float = 0.99,
-           seed: int = 0) -> dict[str, Any]:
-    """The ``nequip-train`` config (a plain dict, dumped to YAML by ``train``)."""
+           seed: int = 0, model: dict[str, Any] | None = None,
+           max_epochs: int = 100000,
+           callbacks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``nequip-train`` config (a plain dict, dumped to YAML by ``train``).
+
+    ``model``: NequIPGNNModel hyperparameters instead of :data:`MODEL`; ``max_epochs``: stop
+    after that many epochs (or ``budget_s``, whichever comes first); ``callbacks``: more
+    Trainer callbacks (``_target_`` dicts, classes of ``lightning.pytorch``)."""
     run_dir = run_dir.resolve()
     loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": batch_size,
               "num_workers": 0}
@@ -103,7 +109,7 @@ def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
             "_target_": "lightning.Trainer",
             "accelerator": "cpu",
             "devices": 1,
-            "max_epochs": 100000,
+            "max_epochs": max_epochs,
             "max_time": minutes(budget_s),
             "check_val_every_n_epoch": 1,
             "num_sanity_val_steps": 0,
@@ -118,6 +124,7 @@ def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
                  "filename": "best", "save_top_k": 1, "save_last": True},
                 {"_target_": "lightning.pytorch.callbacks.LearningRateMonitor",
                  "logging_interval": "epoch"},
+                *(callbacks or []),
             ],
         },
         "training_module": {
@@ -139,7 +146,7 @@ def config(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
                 "model_dtype": "float32",
                 "type_names": types,
                 "r_max": CUTOFF,
-                **MODEL,
+                **(MODEL if model is None else model),
                 "avg_num_neighbors": "${training_data_stats:per_type_num_neighbors_mean}",
                 "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
                 "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",

@@ -115,18 +115,23 @@ def _rel(path: str) -> str:
 
 
 def train(run_dir: Path, train_xyz: Path, valid_xyz: Path, budget_s: float,
-          seed: int = 0, **kwargs: Any) -> dict[str, Any]:
-    """Train PaiNN with SchNetPack for ``budget_s`` seconds of fitting.
+          seed: int = 0, model: dict[str, Any] | None = None, max_epochs: int = 100000,
+          epoch_clock: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Train PaiNN with SchNetPack for ``budget_s`` seconds of fitting or ``max_epochs``
+    epochs, whichever ends first.
 
     Returns {"model": best model or None, "wall_s", "status", "epochs", "epochs_to_best",
     "setup_s", "command", "config"}; reuses a finished run (``done.json``) in ``run_dir``.
-    ``kwargs`` override ``TRAINING``.
+    ``model`` replaces ``MODEL``; ``kwargs`` override ``TRAINING``; ``epoch_clock``: a JSON
+    file for the epoch start times (:func:`scripts.benchmarks.epoch_clock.epoch_clock`).
     """
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = {"train_xyz": str(Path(train_xyz).resolve()),
            "valid_xyz": str(Path(valid_xyz).resolve()), "run_dir": str(run_dir),
-           "max_time": minutes(budget_s), "seed": seed, "cutoff": CUTOFF, "model": MODEL,
+           "max_time": minutes(budget_s), "max_epochs": max_epochs, "seed": seed,
+           "cutoff": CUTOFF, "model": MODEL if model is None else model,
+           "epoch_clock": None if epoch_clock is None else str(epoch_clock),
            "training": {**TRAINING, **kwargs}}
     cmd = [*module_command(SPK_BIN / "python", THIS), "train", str(run_dir / "config.json")]
     model, done = run_dir / "best_model", run_dir / "done.json"
@@ -260,8 +265,12 @@ def train_in_venv(config_path: str) -> None:
         spk.train.ExponentialMovingAverage(decay=tr["ema_decay"]),
         LearningRateMonitor(logging_interval="epoch"), FitStart(),
     ]
+    if cfg.get("epoch_clock"):  # bench_train: epoch start times
+        from scripts.benchmarks.epoch_clock import epoch_clock
+
+        callbacks.append(epoch_clock(cfg["epoch_clock"]))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, precision=32, max_epochs=100000,
+        accelerator="cpu", devices=1, precision=32, max_epochs=cfg.get("max_epochs", 100000),
         max_time=cfg["max_time"], check_val_every_n_epoch=1, num_sanity_val_steps=0,
         inference_mode=False, log_every_n_steps=50, enable_progress_bar=False,
         default_root_dir=str(run_dir), callbacks=callbacks,
