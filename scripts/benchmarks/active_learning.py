@@ -13,7 +13,10 @@ committee's MD stays intact for ``--stability-ps`` at 500 K.
     python -m scripts.benchmarks.active_learning            # aspirin, the full study
     python -m scripts.benchmarks.active_learning --quick    # ethanol, small budgets
 
-MACE on the random frames is not part of this script yet (see docs/benchmarks.md).
+Every committee member makes at most ``--max-steps`` optimizer steps (batch 5) in each
+training, for both recipes and every round of ``molsym learn``; with ``--mace``, MACE (its own
+venv, ``peers/mace``) trains on the random recipe's largest training/validation split for the
+same number of steps.
 """
 
 from __future__ import annotations
@@ -82,9 +85,12 @@ def molsym_eval(model: Path, data: Path, out: Path, log: Path) -> dict[str, Any]
 
 
 def train_overrides(args) -> list[str]:
-    """The committee both recipes train (the same model, epochs and members)."""
+    """The committee both recipes train (the same model, epochs, steps, members, split
+    fractions and early stopping)."""
+    steps = [] if args.max_steps is None else [f"trainer.max_steps={args.max_steps}"]
     return [f"model={args.model}", f"ensemble.size={args.members}",
-            f"trainer.max_epochs={args.epochs}", f"seed={args.seed}"]
+            f"trainer.max_epochs={args.epochs}", *steps, "data.num_val=0.1",
+            "data.num_test=0.1", "callbacks.early_stopping.patience=30", f"seed={args.seed}"]
 
 
 def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path) -> list[dict]:
@@ -100,8 +106,8 @@ def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path) -> list[
         if not data.is_file():
             ase.io.write(data, [frames[i] for i in order[:n]], format="extxyz")
         trained = common.molsym_train(
-            run_dir, ["data=extxyz", f"data.path={data}", "data.num_val=0.1", "data.num_test=0",
-                      "targets=[energy,forces]", "callbacks.progress_bar=null",
+            run_dir, ["data=extxyz", f"data.path={data}", "targets=[energy,forces]",
+                      "callbacks.progress_bar=null",
                       *train_overrides(args)], None, root / "random.log")
         row = {"labels": n, "train_s": trained.get("wall_s"), "command": trained["command"],
                "oracle_calls": n}
@@ -116,7 +122,8 @@ def active_learning(args, tests: dict[str, Path], root: Path) -> dict[str, Any]:
     """One ``molsym learn`` run up to the largest budget; every round's committee tested."""
     run_dir = root / "learn"
     overrides = [f"smiles={args.smiles}", "oracle=xtb", "learn.temperature=500",
-                 f"learn.max_labels={max(args.budgets)}", *train_overrides(args), *args.learn]
+                 f"learn.max_labels={args.learn_max_labels or max(args.budgets)}",
+                 *train_overrides(args), *args.learn]
     cmd = [str(common.MOLSYM), "learn", *overrides, f"hydra.run.dir={run_dir}"]
     status, wall = common.run_logged(cmd, root / "learn.log")
     rounds = []
@@ -140,6 +147,34 @@ def active_learning(args, tests: dict[str, Path], root: Path) -> dict[str, Any]:
     return {"command": "molsym learn " + " ".join(overrides), "status": status,
             "wall_s": round(wall, 1), "rounds": rounds, "labels": labels,
             "oracle_calls": calls, "model": str(run_dir / "model.pt")}
+
+
+def mace_at(args, n: int, tests: dict[str, Path], root: Path) -> dict[str, Any]:
+    """MACE on the training/validation frames of the random recipe's committee at ``n``
+    labels (its splits.json), for as many optimizer steps as one committee member made."""
+    import ase.io
+
+    from scripts.benchmarks import data_efficiency_mace as de_mace
+    from scripts.benchmarks import mace_peer
+
+    run_dir = root / f"random_{n}"
+    splits = json.loads(next(run_dir.rglob("splits.json")).read_text())
+    frames = ase.io.read(root / f"random_{n}.extxyz", index=":")
+    out = root / f"mace_{n}"
+    train = mace_peer.write_extxyz([frames[i] for i in splits["train"]], out / "train.xyz")
+    valid = mace_peer.write_extxyz([frames[i] for i in splits["val"]], out / "valid.xyz")
+    steps = args.max_steps or 2000
+    epochs = de_mace.epochs_for(steps, len(splits["train"]))
+    trained = mace_peer.train(out / "run", train, valid, None, batch_size=5, max_epochs=epochs,
+                              eval_interval=10, patience=100000)
+    row: dict[str, Any] = {"labels": n, "epochs": epochs, "train_s": trained["wall_s"],
+                           "command": trained["command"]}
+    for name, test in tests.items():
+        test_xyz = mace_peer.write_extxyz(ase.io.read(test, index=":"), out / f"{name}.xyz")
+        if trained["model"]:
+            row[name] = mace_peer.evaluate(Path(trained["model"]), test_xyz,
+                                           out / f"pred_{name}.xyz", out / "eval.log")
+    return row
 
 
 def stability(model: Path, start: Path, ps: float, seed: int) -> dict[str, Any]:
@@ -189,6 +224,9 @@ def report(result: dict[str, Any]) -> str:
     for row in result["random"]:
         rows.append(["random 500 K MD", row["labels"], *_errors(row), row["oracle_calls"],
                      f"train {row['train_s']:.0f} s"])
+    for row in result.get("mace", []):
+        rows.append(["MACE, random 500 K MD", row["labels"], *_errors(row), row["labels"],
+                     f"train {row['train_s'] or 0:.0f} s"])
     for row in result["active"]["rounds"]:
         times = ", ".join(f"{what} {row[key]:.0f} s" for key, what in
                           (("oracle_s", "oracle"), ("train_s", "train"), ("md_s", "MD"))
@@ -238,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--stability-ps", type=float, default=None)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="optimizer steps per member and training (trainer.max_steps)")
+    parser.add_argument("--learn-max-labels", type=int, default=None,
+                        help="molsym learn's label budget (default: the largest budget)")
+    parser.add_argument("--mace", action="store_true",
+                        help="MACE on the random frames at the largest budget, equal steps")
     parser.add_argument("--learn", nargs="*", default=[], help="extra molsym learn overrides")
     parser.add_argument("--report-only", action="store_true",
                         help="print the section of the stored result, run nothing")
@@ -267,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                               "model": args.model, "epochs": args.epochs,
                               "budgets": args.budgets, "xtb_md_s": round(md_s, 1)}
     result["random"] = random_recipe(args, pool, tests, root)
+    common.save_result(name, result)
+    if args.mace:
+        result["mace"] = [mace_at(args, max(args.budgets), tests, root)]
+        common.save_result(name, result)
     result["active"] = active_learning(args, tests, root)
     model = Path(result["active"]["model"])
     result["stability"] = (stability(model, tests["test_500K"], args.stability_ps, args.seed)
