@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -93,8 +94,12 @@ def train_overrides(args) -> list[str]:
             "data.num_test=0.1", "callbacks.early_stopping.patience=30", f"seed={args.seed}"]
 
 
-def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path) -> list[dict]:
-    """Committees trained on n frames drawn at random (nested) from the 500 K run, per budget."""
+def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path,
+                  stored: dict[int, dict]) -> list[dict]:
+    """Committees trained on n frames drawn at random (nested) from the 500 K run, per budget.
+    A row in ``stored`` (an earlier run's result, by budget) is kept when its run folder is
+    gone and it ran the same command; MACE's budget is always trained here (it needs the
+    split)."""
     import ase.io
 
     frames = ase.io.read(pool, index=":")
@@ -105,10 +110,15 @@ def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path) -> list[
         data = root / f"random_{n}.extxyz"
         if not data.is_file():
             ase.io.write(data, [frames[i] for i in order[:n]], format="extxyz")
-        trained = common.molsym_train(
-            run_dir, ["data=extxyz", f"data.path={data}", "targets=[energy,forces]",
-                      "callbacks.progress_bar=null",
-                      *train_overrides(args)], None, root / "random.log")
+        overrides = ["data=extxyz", f"data.path={data}", "targets=[energy,forces]",
+                     "callbacks.progress_bar=null", *train_overrides(args)]
+        earlier = stored.get(n)
+        needed = args.mace and n == max(args.budgets)
+        if (earlier and not needed and not run_dir.exists()
+                and earlier["command"].startswith("molsym train " + shlex.join(overrides))):
+            rows.append({**earlier, "reused_from": earlier.get("reused_from", "stored result")})
+            continue
+        trained = common.molsym_train(run_dir, overrides, None, root / "random.log")
         row = {"labels": n, "train_s": trained.get("wall_s"), "command": trained["command"],
                "oracle_calls": n}
         for name, test in tests.items():
@@ -241,14 +251,25 @@ def report(result: dict[str, Any]) -> str:
              f"Molecule `{result['smiles']}`; test sets of {result['test_frames']} frames of "
              "GFN2-xTB Langevin MD (every 20th step of 0.5 fs) at 500 K and 800 K; committee "
              f"of {result['members']} `model={result['model']}` members, "
-             f"{result['epochs']} epochs, for both recipes.", "",
-             common.md_table(header, rows), "",
+             f"{result['epochs']} epochs, at most {result.get('max_steps')} optimizer steps "
+             "per member and training, for both recipes.", "",
+             common.md_table(header, rows), "", *_reused(result),
              f"molsym learn: {result['active']['labels']} labels, "
              f"{result['active']['oracle_calls']} oracle calls, {result['active']['wall_s']} s "
              f"in all. Spearman (largest per-atom force spread against the per-frame force "
              f"error, 800 K set, last committee): {_round(spearman)}. "
              f"MD of the final committee at 500 K: {result['stability']}.", ""]
     return "\n".join(lines)
+
+
+def _reused(result: dict[str, Any]) -> list[str]:
+    reused = [row for row in result["random"] if row.get("reused_from")]
+    if not reused:
+        return []
+    budgets = ", ".join(str(row["labels"]) for row in reused)
+    return [f"Random-recipe rows at {budgets} labels are kept from the run of "
+            f"{reused[0]['reused_from']} (same command; the test sets and the pool are "
+            "regenerated from the same seeds).", ""]
 
 
 def _round(value: float | None) -> float | None:
@@ -283,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mace", action="store_true",
                         help="MACE on the random frames at the largest budget, equal steps")
     parser.add_argument("--learn", nargs="*", default=[], help="extra molsym learn overrides")
+    parser.add_argument("--reuse-stored", action="store_true",
+                        help="keep the stored random-recipe rows whose runs are gone "
+                             "(same command; the test sets are regenerated from their seeds)")
     parser.add_argument("--report-only", action="store_true",
                         help="print the section of the stored result, run nothing")
     args = parser.parse_args(argv)
@@ -309,8 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"environment": env, "smiles": args.smiles,
                               "test_frames": args.test_frames, "members": args.members,
                               "model": args.model, "epochs": args.epochs,
-                              "budgets": args.budgets, "xtb_md_s": round(md_s, 1)}
-    result["random"] = random_recipe(args, pool, tests, root)
+                              "budgets": args.budgets, "max_steps": args.max_steps,
+                              "xtb_md_s": round(md_s, 1)}
+    stored = {}
+    if args.reuse_stored:
+        earlier = common.load_result(name) or {"random": []}
+        stored = {row["labels"]: {**row, "reused_from": row.get(
+            "reused_from", f"{earlier['environment']['date']} "
+                           f"(commit {earlier['environment']['molsym_commit']})")}
+                  for row in earlier.get("random", [])}
+    result["random"] = random_recipe(args, pool, tests, root, stored)
     common.save_result(name, result)
     if args.mace:
         result["mace"] = [mace_at(args, max(args.budgets), tests, root)]
