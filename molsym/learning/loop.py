@@ -152,12 +152,20 @@ class Loop:
         write_text_atomic(folder / EXPLORE, json.dumps(summary))
         return summary
 
+    def _finished(self, k: int) -> bool:
+        """Whether round ``k`` is on disk complete (a resumed run replays it: its committee
+        is the one the next round and the final ``model.pt`` start from)."""
+        folder = self.run_dir / "rounds" / str(k)
+        record = _read_json(folder / ROUND)
+        return bool(record) and bool(record.get("stop")
+                                     or (folder / "train" / "model.pt").is_file())
+
     def learning_round(self, k: int, previous: Path) -> tuple[Path | None, str | None]:
         """Round ``k``: ``(its committee's folder or None, stop reason or None)``."""
         s = self.settings
         folder = self.run_dir / "rounds" / str(k)
         record = _read_json(folder / ROUND)
-        if record and (record.get("stop") or (folder / "train" / "model.pt").is_file()):
+        if self._finished(k):
             self.rounds.append(record)
             return (None if record.get("stop") else folder / "train"), record.get("stop")
         summary = self._explore(k, previous)
@@ -209,10 +217,11 @@ class Loop:
         last = self.start_round()
         stop = None
         for k in range(1, self.settings.max_rounds + 1):
-            if self.labels() >= self.settings.max_labels:
-                stop = f"label budget spent ({self.labels()} of {self.settings.max_labels})"
-            elif self.out_of_time():
-                stop = "time budget spent"
+            if not self._finished(k):  # a finished round is replayed whatever the budget
+                if self.labels() >= self.settings.max_labels:
+                    stop = f"label budget spent ({self.labels()} of {self.settings.max_labels})"
+                elif self.out_of_time():
+                    stop = "time budget spent"
             if stop:
                 break
             trained, stop = self.learning_round(k, last)

@@ -100,6 +100,15 @@ def test_resume_repeats_no_label(tmp_path, capsys):
     assert (run / "labels.extxyz").read_bytes().startswith(first_labels)
     assert (run / "rounds" / "0" / "train" / "model.pt").stat().st_mtime_ns == first_model
     assert (run / "rounds" / "2" / "round.json").is_file()
+    # rerun with the budget already spent: the finished rounds are replayed, so the final
+    # committee is still round 2's, not round 0's, and nothing is labelled or trained
+    calls = len(counter.read_text().splitlines())
+    assert main(tiny(run, f"learn.max_labels={len(keys)}", "learn.max_rounds=5",
+                     *probe(counter))) == 0
+    assert len(counter.read_text().splitlines()) == calls
+    assert (run / "model.pt").read_bytes() == (
+        run / "rounds" / "2" / "train" / "model.pt").read_bytes()
+    assert "label budget spent" in (run / "report.md").read_text()
 
 
 @pytest.mark.parametrize("override, status, message", [
