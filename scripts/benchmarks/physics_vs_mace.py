@@ -216,7 +216,29 @@ def evaluate(model: str, model_path: Path, data: dict[str, Any], out: Path) -> d
     for label, (frames, coord) in data["curves"].items():
         energy = predict(frames, label)["energy"]
         curves[label] = curve_errors(frames, coord, energy, label in DISTANCE_CURVES)
-    return {"tests": tests, "curves": curves}
+    out = {"tests": tests, "curves": curves}
+    if model == "molsym":
+        out["symmetry"] = symmetry_check(model_path, next(iter(data["tests"].values())))
+    return out
+
+
+def symmetry_check(model_path: Path, frames: list, count: int = 10,
+                   trials: int = 4) -> dict[str, dict[str, float]]:
+    """The symmetry suite of ``symmetry.py`` on the trained model: the largest energy change
+    (meV) and force deviation (meV/Angstrom) over ``count`` test frames moved by ``trials``
+    proper and ``trials`` improper random rotations with random translations, per dtype."""
+    import torch
+
+    from molsym.deploy import load_model
+    from molsym.testing import random_orthogonal
+    from scripts.benchmarks.symmetry import molsym_errors
+
+    rng = np.random.default_rng(0)
+    rots = [random_orthogonal(rng, proper=k % 2 == 0) for k in range(2 * trials)]
+    shifts = [rng.normal(scale=3.0, size=3) for _ in rots]
+    return {str(dtype).split(".")[-1]: molsym_errors(load_model(model_path, dtype=dtype),
+                                                     frames[:count], rots, shifts)
+            for dtype in (torch.float32, torch.float64)}
 
 
 def rmse(metrics: dict | None, key: str) -> float | None:
@@ -243,6 +265,12 @@ def report(results: dict[str, Any]) -> str:
                              "F RMSE (meV/Å)"], rows), ""]
         if name == "3bpa":
             lines += [PUBLISHED, ""]
+        sym = (by_model.get("molsym") or {}).get("symmetry")
+        if sym:
+            lines += ["Symmetry suite on the trained molsym model (10 test frames, 4 proper + 4 "
+                      "improper rotations with translations; largest change): " + "; ".join(
+                          f"{dtype} energy {v['energy_meV']:.2g} meV, forces "
+                          f"{v['forces_meV_per_A']:.2g} meV/Å" for dtype, v in sym.items()), ""]
         curve_rows = []
         for model, entry in by_model.items():
             for label, groups in (entry.get("curves") or {}).items():

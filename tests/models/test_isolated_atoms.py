@@ -50,7 +50,8 @@ def test_atoms_without_neighbours_have_exactly_their_shifts(cls):
     g = Batch.from_data_list([atoms_to_graph(ethanol, 4.0, dtype=torch.float64)])
     f_exact, f_plain = predict_batch(model, g)[keys.FORCES], predict_batch(plain, g)[keys.FORCES]
     torch.testing.assert_close(f_exact, f_plain)
-    lone = plain.isolated_node_energy(torch.float64, torch.device("cpu")) * plain.atomic_energy_scale
+    cpu = torch.device("cpu")
+    lone = plain.isolated_node_energy(torch.float64, cpu) * plain.atomic_energy_scale
     shift = float((lone.detach() * torch.tensor([6.0, 2.0, 1.0], dtype=torch.float64)).sum())
     assert float(predict_batch(plain, g)[keys.ENERGY] - predict_batch(model, g)[keys.ENERGY]) \
         == pytest.approx(shift, abs=1e-9)

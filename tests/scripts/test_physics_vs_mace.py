@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from scripts.benchmarks.physics_vs_mace import curve_errors, split, TASKS
+from scripts.benchmarks.physics_vs_mace import TASKS, curve_errors, split
 
 
 def morse(r, depth=4.0, a=1.8, r0=1.1):
