@@ -99,8 +99,11 @@ def prepare(name: str, root: Path) -> dict[str, Any]:
     tests = {label: ([frames[i] for i in parts["test"]] if rel is None else read_frames(rel))
              for label, rel in task["tests"].items()}
     curves = {label: (read_frames(rel), coord) for label, (rel, coord) in task["curves"].items()}
+    present = {int(z) for i in parts["train"] for z in frames[i].numbers}
+    iso = {z: e for z, e in isolated_energies(task).items() if z in present}  # MACE: E0 per
+    # element of its training data only (ethanol's file also has N)
     return {"split": split_path, "mace": mace_files, "tests": tests, "curves": curves,
-            "iso": isolated_energies(task), "n_train": len(parts["train"])}
+            "iso": iso, "n_train": len(parts["train"])}
 
 
 def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[str, Any]:
