@@ -12,6 +12,8 @@ committee's MD stays intact for ``--stability-ps`` at 500 K.
 
     python -m scripts.benchmarks.active_learning            # aspirin, the full study
     python -m scripts.benchmarks.active_learning --quick    # ethanol, small budgets
+    python -m scripts.benchmarks.active_learning --tag ethylammonium --smiles 'CC[NH3+]' \
+        --budgets 50,100,200 --test-frames 200 --max-steps 500   # a second, charged molecule
 
 Every committee member makes at most ``--max-steps`` optimizer steps (batch 5) in each
 training, for both recipes and every round of ``molsym learn``; with ``--mace``, MACE (its own
@@ -115,7 +117,7 @@ def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path,
         earlier = stored.get(n)
         needed = args.mace and n == max(args.budgets)
         if (earlier and not needed and not run_dir.exists()
-                and earlier["command"].startswith("molsym train " + shlex.join(overrides))):
+                and _same_settings(earlier["command"], "molsym train " + shlex.join(overrides))):
             rows.append({**earlier, "reused_from": earlier.get("reused_from", "stored result")})
             continue
         trained = common.molsym_train(run_dir, overrides, None, root / "random.log")
@@ -126,6 +128,15 @@ def random_recipe(args, pool: Path, tests: dict[str, Path], root: Path,
                                     root / "random.log")
         rows.append(row)
     return rows
+
+
+def _same_settings(a: str, b: str) -> bool:
+    """Whether two ``molsym train`` commands differ at most in where files are (data.path,
+    hydra.run.dir: the study's folder may have been given relative or absolute)."""
+    def settings(command: str) -> list[str]:
+        return [t for t in shlex.split(command)
+                if not t.startswith(("data.path=", "hydra.run.dir="))]
+    return settings(a) == settings(b)
 
 
 def active_learning(args, tests: dict[str, Path], root: Path) -> dict[str, Any]:
@@ -162,14 +173,13 @@ def active_learning(args, tests: dict[str, Path], root: Path) -> dict[str, Any]:
 def mace_at(args, n: int, tests: dict[str, Path], root: Path) -> dict[str, Any]:
     """MACE on the training/validation frames of the random recipe's committee at ``n``
     labels (its splits.json), for as many optimizer steps as one committee member made."""
-    import ase.io
-
+    from molsym.data.readers import read_file  # labels in info/arrays (ase.io.read: calc)
     from scripts.benchmarks import data_efficiency_mace as de_mace
     from scripts.benchmarks import mace_peer
 
     run_dir = root / f"random_{n}"
     splits = json.loads(next(run_dir.rglob("splits.json")).read_text())
-    frames = ase.io.read(root / f"random_{n}.extxyz", index=":")
+    frames = read_file(root / f"random_{n}.extxyz")
     out = root / f"mace_{n}"
     train = mace_peer.write_extxyz([frames[i] for i in splits["train"]], out / "train.xyz")
     valid = mace_peer.write_extxyz([frames[i] for i in splits["val"]], out / "valid.xyz")
@@ -180,7 +190,7 @@ def mace_at(args, n: int, tests: dict[str, Path], root: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"labels": n, "epochs": epochs, "train_s": trained["wall_s"],
                            "command": trained["command"]}
     for name, test in tests.items():
-        test_xyz = mace_peer.write_extxyz(ase.io.read(test, index=":"), out / f"{name}.xyz")
+        test_xyz = mace_peer.write_extxyz(read_file(test), out / f"{name}.xyz")
         if trained["model"]:
             row[name] = mace_peer.evaluate(Path(trained["model"]), test_xyz,
                                            out / f"pred_{name}.xyz", out / "eval.log")
@@ -258,7 +268,9 @@ def report(result: dict[str, Any]) -> str:
              f"{result['active']['oracle_calls']} oracle calls, {result['active']['wall_s']} s "
              f"in all. Spearman (largest per-atom force spread against the per-frame force "
              f"error, 800 K set, last committee): {_round(spearman)}. "
-             f"MD of the final committee at 500 K: {result['stability']}.", ""]
+             f"MD of the final committee at 500 K: {result['stability']}.", "",
+             f"Command: `{result.get('command', 'python -m scripts.benchmarks.active_learning')}`"
+             ".", ""]
     return "\n".join(lines)
 
 
@@ -307,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-stored", action="store_true",
                         help="keep the stored random-recipe rows whose runs are gone "
                              "(same command; the test sets are regenerated from their seeds)")
+    parser.add_argument("--tag", default=None,
+                        help="a second study beside the first (another molecule): results "
+                             "active_learning_<tag>.json, runs and docs section of its own")
     parser.add_argument("--report-only", action="store_true",
                         help="print the section of the stored result, run nothing")
     args = parser.parse_args(argv)
@@ -319,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, key, value)
     args.budgets = [int(b) for b in str(args.budgets).split(",")]
     name = "active_learning_quick" if args.quick else "active_learning"
+    if args.tag:
+        name = f"{name}_{args.tag}"
     if args.report_only:
         print(report(common.load_result(name)))
         return 0
@@ -330,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                                   root / f"test_{t}K.extxyz") for t in (500, 800)}
     pool = xtb_md(args.smiles, 500, 2 * max(args.budgets), 1003, root / "pool_500K.extxyz")
     md_s = time.perf_counter() - t0
-    result: dict[str, Any] = {"environment": env, "smiles": args.smiles,
+    command = "python -m scripts.benchmarks.active_learning " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
+    result: dict[str, Any] = {"environment": env, "command": command, "smiles": args.smiles,
                               "test_frames": args.test_frames, "members": args.members,
                               "model": args.model, "epochs": args.epochs,
                               "budgets": args.budgets, "max_steps": args.max_steps,
@@ -355,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     section = report(result)
     print(section)
     if not args.quick:
-        common.write_section("Active learning", section)
+        common.write_section("Active learning" + (f": {args.smiles}" if args.tag else ""),
+                             section)
     print(f"results: {path}")
     return 0
 
