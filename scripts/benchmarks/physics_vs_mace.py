@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, by_model in results.get("tasks", {}).items():
         if all(e.get("curves") for e in by_model.values()):
             plot(name, by_model, common.REPO / "docs" / "img" / f"physics_vs_mace_{name}.png")
-    text = report(results)
+    text = report(common.portable(results))  # this machine's paths as the results store them
     if not args.report_only:
         common.write_section(HEADING, text)
     print(text)
