@@ -142,6 +142,8 @@ def load_model(
     in; ``dtype`` (e.g. ``torch.float64``) converts the floating-point weights after loading.
     """
     from molsym.models import DEPLOYABLE_CLASSES
+    from molsym.models.base import saved_config
+    from molsym.models.ensemble import EnsembleModel
 
     payload = read_model_file(path)
     name = payload["model_class"]
@@ -154,6 +156,8 @@ def load_model(
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: 'config' must be a dict of constructor arguments")
     state = payload["state_dict"]
+    if name != EnsembleModel.model_name:  # a committee completes its members' configs
+        config = saved_config(config)
     if "dipole_moment_from_vector" not in config and any(
         k.startswith("property_heads.dipole_moment.") for k in state
     ):  # saved before dipole_moment came from the dipole vector: its scalar head

@@ -32,7 +32,7 @@ UNIX_SOCKET_PREFIX = "/tmp/ipi_"
 def run_client(model: Any, atoms: ase.Atoms, *, unixsocket: str | None = None,
                port: int | None = None, host: str = "localhost", device: str = "cpu",
                dtype: str = "float64", compile: bool = False,
-               timeout: float | None = None) -> int:
+               timeout: float | None = None, connect_wait_s: float = 60.0) -> int:
     """Serve i-PI's force requests with ``model`` until i-PI sends EXIT; returns the number of
     force evaluations.
 
@@ -43,12 +43,12 @@ def run_client(model: Any, atoms: ase.Atoms, *, unixsocket: str | None = None,
             (from the model's stress), else zeros.
         unixsocket: name of i-PI's unix socket (``<address>`` with ``mode="unix"``), or
         port/host: i-PI's inet socket.
+        connect_wait_s: how long to retry while i-PI is not listening yet (it creates its
+            socket file before it accepts connections, and a busy machine widens the gap).
     """
-    from ase.calculators.socketio import SocketClient
-
     atoms = atoms.copy()
     atoms.calc = MolsymCalculator(model, device=device, dtype=dtype, compile=compile)
-    client = SocketClient(host=host, port=port, unixsocket=unixsocket, timeout=timeout)
+    client = _connect(host, port, unixsocket, timeout, connect_wait_s)
     calls = 0
     try:
         for _ in client.irun(atoms, use_stress=bool(atoms.pbc.all())):
@@ -56,6 +56,28 @@ def run_client(model: Any, atoms: ase.Atoms, *, unixsocket: str | None = None,
     finally:
         client.close()
     return calls
+
+
+def _connect(host: str, port: int | None, unixsocket: str | None, timeout: float | None,
+             wait_s: float):
+    """ASE's ``SocketClient`` on i-PI's socket, retried every 0.2 s for ``wait_s`` seconds
+    while the connection is refused or the socket file is not there yet."""
+    import time
+
+    from ase.calculators.socketio import SocketClient
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return SocketClient(host=host, port=port, unixsocket=unixsocket, timeout=timeout)
+        except (ConnectionRefusedError, FileNotFoundError):
+            if time.monotonic() >= deadline:
+                where = (UNIX_SOCKET_PREFIX + unixsocket if unixsocket is not None
+                         else f"{host}:{port}")
+                raise ConnectionRefusedError(
+                    f"i-PI does not accept connections on {where} after {wait_s:g} s: is it "
+                    "running with that <address> in its input?") from None
+            time.sleep(0.2)
 
 
 def write_ipi_xyz(atoms: ase.Atoms, path: str | Path) -> Path:

@@ -22,6 +22,16 @@ from molsym.nn.scatter import scatter_sum
 #: Outputs with a fixed meaning; any other name in ``outputs`` is a scalar property head.
 STRUCTURAL_OUTPUTS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.DIPOLE)
 
+#: Constructor options added after models were saved without them, with the value that
+#: rebuilds those files unchanged (a file's config lacks the key: it gets this value).
+SAVED_BEFORE = {"exact_isolated_atoms": False}
+
+
+def saved_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's constructor kwargs, with :data:`SAVED_BEFORE` filling the options it
+    was saved before."""
+    return {**SAVED_BEFORE, **config}
+
 
 def vector_norm(vectors: torch.Tensor) -> torch.Tensor:
     """|v| over the last axis with a finite gradient at v = 0 (where it is exactly 0)."""
@@ -87,6 +97,7 @@ class AtomisticModel(nn.Module):
         readout_hidden: int,
         vector_channels: int | None,
         dipole_moment_from_vector: bool = True,
+        exact_isolated_atoms: bool = False,
     ) -> None:
         if float(cutoff) <= 0:
             raise ConfigError(f"cutoff must be positive, got {cutoff}")
@@ -109,6 +120,9 @@ class AtomisticModel(nn.Module):
         shifts = _per_element(atomic_energies, elements, 0.0, "atomic_energies")
         self.atomic_energy_shift = nn.Parameter(torch.tensor(shifts))
         self.atomic_energy_scale = nn.Parameter(torch.full((len(elements),), float(energy_scale)))
+        # an atom without neighbours has exactly its element's shift as energy
+        # (isolated_node_energy is subtracted); False: as in models saved before the option
+        self.exact_isolated_atoms = bool(exact_isolated_atoms)
         # dipole_moment (a magnitude) as |dipole vector|: zero by construction wherever the
         # molecule's symmetry forbids a dipole; False: a free scalar head (files saved before)
         self.dipole_moment_from_vector = bool(dipole_moment_from_vector)
@@ -161,6 +175,30 @@ class AtomisticModel(nn.Module):
         if paired:
             length = length[: length.shape[0] // 2]
         return self.radial(self.basis(length), self.envelope(length))
+
+    def isolated_node_energy(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The representation's atomic energy (S,) of one atom of each element of ``elements``
+        with no neighbours: with ``exact_isolated_atoms`` it is subtracted from every atom's,
+        so that a lone atom's energy is its element's ``atomic_energy_shift`` (eV) exactly and
+        a molecule pulled apart tends to the sum of its atoms' shifts."""
+        species = torch.arange(len(self.elements), device=device)
+        no_edges = torch.zeros(0, 3, dtype=dtype, device=device)
+        no_index = torch.zeros(2, 0, dtype=torch.long, device=device)
+        return self.representation(species, no_edges, no_index, False)[0]
+
+    def isolated_energies(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """:meth:`isolated_node_energy`, kept between calls in eval mode (until a weight
+        changes: a new tensor or an in-place update), so MD and prediction do not evaluate
+        the lone atoms at every step; computed afresh in training and in traced graphs."""
+        if self.training or torch.compiler.is_compiling():
+            return self.isolated_node_energy(dtype, device)
+        key = (dtype, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self.__dict__.get("_isolated_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, self.isolated_node_energy(dtype, device))
+            self.__dict__["_isolated_cache"] = cached
+        return cached[1]
 
     def representation(
         self,
@@ -323,6 +361,9 @@ class AtomisticModel(nn.Module):
         node_energy, scalars, vectors = self.representation(
             species, edge_vec, edge_index, paired_edges
         )
+        if self.exact_isolated_atoms:
+            isolated = self.isolated_energies(edge_vec.dtype, edge_vec.device)
+            node_energy = node_energy - isolated.index_select(0, species)
         node_energy = (
             node_energy * self.atomic_energy_scale.index_select(0, species)
             + self.atomic_energy_shift.index_select(0, species)

@@ -30,6 +30,7 @@ from torch import nn
 from molsym import keys
 from molsym.dtypes import model_dtype
 from molsym.errors import ConfigError
+from molsym.models.base import saved_config
 from molsym.models.stacked import (
     STACK_MAX_EDGE_FEATURES,
     StackedEquivariant,
@@ -84,7 +85,7 @@ class EnsembleModel(nn.Module):
             cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
             if cls is None:
                 raise ConfigError(f"ensemble member {i}: unknown model class {name!r}")
-            built.append(cls(**spec["config"]))
+            built.append(cls(**saved_config(spec["config"])))
         check_compatible(built)
         self._config = {"members": [{"model_class": s["model_class"], "config": s["config"]}
                                     for s in members]}

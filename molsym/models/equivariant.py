@@ -59,6 +59,11 @@ class EquivariantModel(AtomisticModel):
             of the equivariant dipole vector (charges x positions + atomic dipoles), exactly
             zero where symmetry forbids a dipole; False: a free scalar head (as in models
             saved before this option, which load with False).
+        exact_isolated_atoms: an atom without neighbours has exactly its element's energy
+            shift as energy (the network's output for a lone atom is subtracted), so a
+            molecule pulled apart tends to the sum of its atoms' shifts (with
+            ``data.isolated_atom_energies_path``: the isolated atoms' reference energies);
+            models saved before this option load with False.
     """
 
     model_name = "equivariant"
@@ -85,6 +90,7 @@ class EquivariantModel(AtomisticModel):
         property_std: dict[str, float] | None = None,
         property_pooling: dict[str, str] | None = None,
         dipole_moment_from_vector: bool = True,
+        exact_isolated_atoms: bool = True,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -94,6 +100,7 @@ class EquivariantModel(AtomisticModel):
             property_std, property_pooling, num_channels, readout_hidden,
             vector_channels=num_channels if l_max >= 1 else None,
             dipole_moment_from_vector=dipole_moment_from_vector,
+            exact_isolated_atoms=exact_isolated_atoms,
         )
         self.l_max = int(l_max)
         self.basis = BesselBasis(cutoff, num_radial)

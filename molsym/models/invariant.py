@@ -38,6 +38,7 @@ class InvariantModel(AtomisticModel):
         property_std: dict[str, float] | None = None,
         property_pooling: dict[str, str] | None = None,
         dipole_moment_from_vector: bool = True,
+        exact_isolated_atoms: bool = True,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -45,6 +46,7 @@ class InvariantModel(AtomisticModel):
             cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
             property_std, property_pooling, num_channels, readout_hidden, vector_channels=None,
             dipole_moment_from_vector=dipole_moment_from_vector,
+            exact_isolated_atoms=exact_isolated_atoms,
         )
         self.basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)

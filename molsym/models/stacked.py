@@ -141,6 +141,10 @@ class StackedEquivariant:
                                                    edge_cell).unsqueeze(1)
             scalars, vectors, node_energy = self._representation(
                 w, species, edge_vec, edge_index, paired_edges)
+            if first.exact_isolated_atoms:  # as AtomisticModel._energy, member by member
+                isolated = torch.stack([m.isolated_energies(edge_vec.dtype, edge_vec.device)
+                                        for m in self.members], dim=1)  # (S, M)
+                node_energy = node_energy - isolated.index_select(0, species)
             scale = w["atomic_energy_scale"].index_select(1, species).transpose(0, 1)
             shift = w["atomic_energy_shift"].index_select(1, species).transpose(0, 1)
             energy = scatter_sum(node_energy * scale + shift, batch, num_graphs)  # (B, M)

@@ -47,8 +47,11 @@ class ExponentialMovingAverage(nn.Module):
         """Fold the current parameters of ``model`` into the average."""
         n = int(self.num_updates)
         d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
-        shadows = list(self._shadows())
-        params = [p.detach().to(s.dtype) for s, p in zip(shadows, self._params(model), strict=True)]
+        # frozen parameters (pinned energy shifts) keep their value: lerp would round it
+        pairs = [(s, p) for s, p in zip(self._shadows(), self._params(model), strict=True)
+                 if p.requires_grad]
+        shadows = [s for s, _ in pairs]
+        params = [p.detach().to(s.dtype) for s, p in pairs]
         # one fused call instead of two small ops per tensor: 30 vs 250 us per update for the
         # default flagship's 22 tensors on one CPU core (~2% of a compiled training step)
         if shadows:

@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from molsym.errors import ConfigError
+from molsym.models.base import saved_config
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,15 @@ def read_init_file(path: str) -> dict[str, Any]:
 
 
 def member_specs(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """``[{"model_class", "config"}]``: one entry, or one per member of a committee file."""
+    """``[{"model_class", "config"}]``: one entry, or one per member of a committee file
+    (configs completed by :func:`~molsym.models.base.saved_config`)."""
     if payload["model_class"] == "ensemble":
         members = payload["config"].get("members") if isinstance(payload["config"], dict) else None
         if not isinstance(members, list) or not members:
             raise ConfigError("init_from: the committee file lists no members")
-        return members
-    return [{"model_class": payload["model_class"], "config": payload["config"]}]
+    else:
+        members = [{"model_class": payload["model_class"], "config": payload["config"]}]
+    return [{**spec, "config": saved_config(spec["config"])} for spec in members]
 
 
 def member_state(payload: dict[str, Any], member: int | None) -> dict[str, torch.Tensor]:

@@ -98,6 +98,9 @@ class MolsymModule(pl.LightningModule):
         self.compute_stress = (keys.STRESS in outputs) if compute_stress is None else compute_stress
         self.errors = {"val": ErrorAccumulator(), "test": ErrorAccumulator()}
         self.results: dict[str, dict] = {}
+        # the epoch's batch-size weighted training-loss sums (see _accumulate_train_losses)
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_count = 0
         # not a submodule: checkpoints keep the plain model's parameter names
         self.__dict__["_compiled"] = compile_model(model) if compile else None
 
@@ -131,14 +134,15 @@ class MolsymModule(pl.LightningModule):
     # max_time) logs them in ``on_train_epoch_end``.
     def _accumulate_train_losses(self, loss: torch.Tensor, terms: dict[str, torch.Tensor],
                                  batch_size: int) -> None:
-        sums = self.__dict__.setdefault("_train_sums", {})
+        sums = self._train_sums
         for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
             weighted = value.detach() * batch_size  # as Lightning: in the loss's dtype
             sums[name] = weighted if name not in sums else sums[name] + weighted
-        self.__dict__["_train_count"] = self.__dict__.get("_train_count", 0) + batch_size
+        self._train_count += batch_size
 
     def _log_train_losses(self) -> None:
-        sums, count = self.__dict__.pop("_train_sums", {}), self.__dict__.pop("_train_count", 0)
+        sums, count = self._train_sums, self._train_count
+        self._train_sums, self._train_count = {}, 0
         if not sums:
             return
         names = list(sums)

@@ -306,6 +306,7 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
         model, record = finetune.start_model(cfg, stats)
     else:
         model = build(cfg.model, "model", **model_kwargs(cfg.model, stats))
+    pinned = not fine_tune and pin_isolated_atom_energies(model, dm)
     model = model.to(resolve_dtype(cfg.get("dtype", "float32")))
     if fine_tune:
         record.update(finetune.prepare(model, cfg, dm.datasets["train"], record))
@@ -335,22 +336,39 @@ def _train(cfg: DictConfig, out: str | Path, overrides: list[str] | None) -> dic
 
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-        return _test_and_deploy(cfg, out, trainer, module, dm, stats, record)
+        return _test_and_deploy(cfg, out, trainer, module, dm, stats, record, pinned)
     finally:
         finish(trainer.loggers)
 
 
+def pin_isolated_atom_energies(model, dm) -> bool:
+    """With ``data.isolated_atom_energies_path`` the per-element energy shifts are the
+    isolated atoms' reference energies and stay them: frozen in training, not refitted after
+    it (with ``exact_isolated_atoms`` a lone atom's energy is then that reference exactly).
+    Returns whether the shifts were pinned."""
+    shift = getattr(model, "atomic_energy_shift", None)
+    if getattr(dm, "isolated_atom_energies_path", None) is None or shift is None:
+        return False
+    shift.requires_grad_(False)
+    log.info("energy shifts pinned to the isolated-atom energies of %s",
+             dm.isolated_atom_energies_path)
+    return True
+
+
 def _test_and_deploy(cfg: DictConfig, out: Path, trainer: pl.Trainer, module, dm,
-                     stats: dict, finetune_record: dict | None = None) -> dict[str, Any]:
+                     stats: dict, finetune_record: dict | None = None,
+                     pinned: bool = False) -> dict[str, Any]:
     """Load the best checkpoint (EMA weights), refit its energy shifts on the training set
-    (``refit_energy_shift``), test it and write ``model.pt`` and ``metrics.json``."""
+    (``refit_energy_shift``; not when they are pinned to isolated-atom energies, see
+    :func:`pin_isolated_atom_energies`), test it and write ``model.pt`` and
+    ``metrics.json``."""
     metrics: dict = {}
     best = _best_checkpoint(trainer)
     if best is not None:  # our own checkpoint, written by this run
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     refit = None
-    if cfg.get("refit_energy_shift", True):
+    if cfg.get("refit_energy_shift", True) and not pinned:
         refit = module.refit_energy_shift(dm.datasets["train"])
         if refit is not None:
             log.info("energy shift refit on %d training structures: energy MAE %.3g -> %.3g meV "

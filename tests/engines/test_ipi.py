@@ -92,3 +92,12 @@ def test_classical_nve_conserves_energy(tmp_path):
     print(f"drift {drift * 1e3:.3f} meV, potential swing {np.ptp(props[:, 4]) * 1e3:.1f} meV")
     assert np.ptp(props[:, 4]) > 0.02
     assert drift < 5e-3
+
+
+def test_no_server_is_a_clear_error_after_the_wait():
+    name = f"molsym-nobody-{uuid.uuid4().hex[:8]}"
+    start = time.monotonic()
+    with pytest.raises(ConnectionRefusedError,
+                       match=f"i-PI does not accept connections on {UNIX_SOCKET_PREFIX}{name}"):
+        run_client(make_model(), molecule("H2O"), unixsocket=name, connect_wait_s=0.5)
+    assert 0.5 <= time.monotonic() - start < 30

@@ -234,3 +234,46 @@ def test_extrapolation_warnings():
     assert "net charge +1 e" in w[3]
     assert w[4] == "" and w[5] == ""
     assert (df["error"] == "").all()
+
+
+def test_embedding_workers_die_with_a_killed_parent(tmp_path):
+    """SIGKILL leaves the parent no chance to clean up: its embedding workers must not go on
+    as orphans (Linux: the kernel kills them with it)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signal: Linux only")
+    script = tmp_path / "embed.py"
+    script.write_text(
+        "import os, sys\n"
+        "from molsym.data.readers.smiles import read_smiles\n"
+        "print(os.getpid(), flush=True)\n"
+        "read_smiles(['C' * 450], num_workers=1, embed_timeout=600)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        parent = int(proc.stdout.readline())
+        deadline = time.monotonic() + 120
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.5)
+            children = [int(c) for c in
+                        Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+        assert children, "no embedding worker started"
+        proc.kill()
+        proc.wait(timeout=30)
+        for _ in range(100):
+            if not any(Path(f"/proc/{c}").exists() and "zombie" not in _state(c)
+                       for c in children):
+                break
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{c}").exists() and "zombie" not in _state(c)
+                       for c in children), "an embedding worker outlived its killed parent"
+    finally:
+        proc.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"

@@ -171,3 +171,42 @@ def test_energy_reference_rank_and_coverage():
     assert not composition_covered({8: 1}, partial)
     assert energy_reference(aspirin, [1, 6, 8], isolated=True)["determined"]
     assert composition_covered({1: 2, 8: 1}, None)  # files without the record
+
+
+def test_isolated_atom_energies_stay_the_shifts_and_fix_the_dissociation_limit(tmp_path):
+    """With ``data.isolated_atom_energies_path`` the shifts are pinned (not trained, not
+    refitted) and, with ``exact_isolated_atoms``, a molecule pulled apart has the sum of its
+    isolated atoms' energies: here a C-O pair at three cutoffs apart."""
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from molsym.deploy import load_model
+    from molsym.training.run import train
+    from tests.cli.cli_helpers import tiny_train_config, write_emt_frames
+
+    isolated = {}
+    lone = []
+    for symbol in ("H", "C", "O"):
+        atom = Atoms(symbol, positions=[[0.0, 0.0, 0.0]])
+        atom.calc = EMT()
+        isolated[symbol] = atom.get_potential_energy()
+        atom.calc = SinglePointCalculator(atom, energy=isolated[symbol])
+        lone.append(atom)
+    iso_path = tmp_path / "iso.extxyz"
+    ase.io.write(iso_path, lone, format="extxyz")
+    data = write_emt_frames(tmp_path / "frames.extxyz", n=40)
+    cfg = tiny_train_config(data, tmp_path / "run", f"data.isolated_atom_energies_path={iso_path}",
+                            "trainer.max_epochs=3", "optimizer.lr=0.02")
+    result = train(cfg, tmp_path / "run")
+
+    assert result["energy_shift_refit"] is None
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert model.exact_isolated_atoms
+    expected = [isolated[s] for s in ("H", "C", "O")]
+    np.testing.assert_allclose(model.atomic_energy_shift.detach().numpy(), expected, atol=1e-6)
+    far = 3 * model.cutoff
+    pair = Atoms("CO", positions=[[0.0, 0.0, 0.0], [far, 0.0, 0.0]])
+    energy = predict_batch(model, Batch.from_data_list([atoms_to_graph(pair, model.cutoff)]))
+    assert float(energy[keys.ENERGY]) == pytest.approx(isolated["C"] + isolated["O"], abs=1e-5)

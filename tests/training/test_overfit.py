@@ -1,29 +1,18 @@
 """Training drives the loss down on one batch (the model can fit what it sees)."""
 
-import functools
 
-import torch
 from torch_geometric.data import Batch
 
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
-from molsym.data.statistics import compute_statistics
-from molsym.models import EquivariantModel
-from molsym.training import Loss, MolsymModule
 from tests.cli.cli_helpers import write_emt_frames
+from tests.training.small_module import small_module
 
 
 def test_overfitting_one_batch_drives_the_loss_down(tmp_path):
     frames = read_file(write_emt_frames(tmp_path / "f.extxyz", n=4, seed=3))
     graphs = [atoms_to_graph(a, 4.0) for a in frames]
-    stats = compute_statistics(graphs)
-    model = EquivariantModel(cutoff=4.0, elements=stats.elements, num_channels=16,
-                             num_layers=2, l_max=1, radial_hidden=16,
-                             atomic_energies=stats.atomic_energies,
-                             avg_num_neighbors=stats.avg_num_neighbors,
-                             energy_scale=stats.forces_rms)
-    module = MolsymModule(model, Loss({"energy": 1.0, "forces": 10.0}),
-                          optimizer=functools.partial(torch.optim.Adam, lr=1e-2))
+    module = small_module(graphs, num_channels=16, num_layers=2, radial_hidden=16)
     opt = module.configure_optimizers()
     batch = Batch.from_data_list(graphs)
     losses = []

@@ -5,7 +5,6 @@ still shows them, and an epoch cut short logs them too."""
 from __future__ import annotations
 
 import copy
-import functools
 import io
 
 import pytest
@@ -15,11 +14,10 @@ from torch_geometric.loader import DataLoader
 
 from molsym.data.graph import atoms_to_graph
 from molsym.data.readers import read_file
-from molsym.data.statistics import compute_statistics
-from molsym.models import EquivariantModel
-from molsym.training import Loss, MolsymModule
+from molsym.training import MolsymModule
 from molsym.training.logs import EpochLines
 from tests.cli.cli_helpers import write_emt_frames
+from tests.training.small_module import small_module
 
 
 class StepLogging(MolsymModule):
@@ -45,14 +43,7 @@ def graphs(tmp_path_factory):
 
 def _module(cls, graphs):
     torch.manual_seed(0)
-    stats = compute_statistics(graphs)
-    model = EquivariantModel(cutoff=4.0, elements=stats.elements, num_channels=8,
-                             num_layers=1, l_max=1, radial_hidden=8,
-                             atomic_energies=stats.atomic_energies,
-                             avg_num_neighbors=stats.avg_num_neighbors,
-                             energy_scale=stats.forces_rms)
-    return cls(model, Loss({"energy": 1.0, "forces": 10.0}),
-               optimizer=functools.partial(torch.optim.Adam, lr=1e-2))
+    return small_module(graphs, cls)
 
 
 def _fit(module, graphs, stream=None, **trainer_kwargs):

@@ -4,13 +4,14 @@ RDKit's embedding runs in C++: it neither honours Ctrl-C nor, for every path, it
 ``timeout``. Running it in child processes bounds each task (a child past ``timeout`` seconds
 is killed and the task gets an error string) and keeps the parent responsive: Ctrl-C raises
 ``KeyboardInterrupt`` in the parent at once, and the children (which ignore SIGINT) are killed
-on the way out.
+on the way out; on Linux they also die with the parent when it is killed outright.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,24 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 
-def _serve(func: Callable[[Any], Any], conn: Connection) -> None:
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies, even by SIGKILL (no
+    cleanup of the parent's runs then; an orphan would go on embedding for minutes)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+
+
+def _serve(func: Callable[[Any], Any], conn: Connection, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the request took effect
+        return
     while True:
         try:
             item = conn.recv()
@@ -33,7 +50,7 @@ def _serve(func: Callable[[Any], Any], conn: Connection) -> None:
 class _Worker:
     def __init__(self, ctx, func: Callable[[Any], Any]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(func, child), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(func, child, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.task: int | None = None
