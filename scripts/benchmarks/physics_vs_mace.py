@@ -289,8 +289,9 @@ def report(results: dict[str, Any]) -> str:
                       f"![{name} curves](img/physics_vs_mace_{name}.png)", "",
                       common.md_table(["curve", "model", "RMSE", "RMSE minus offset",
                                        "extra minima", "hole"], curve_rows), "",
-                      "The dimers lie far outside the training data (an ethanol MD has no "
-                      "H-H, O-O or C-C pair at these distances) and their DFT limits are not "
+                      "The dimers lie far outside the training data (two atoms with no other "
+                      "neighbour never occur in ethanol MD, and ethanol has no O-O pair at all) "
+                      "and their DFT limits are not "
                       "the isolated-atom energies both models use (spin states), so their RMSEs "
                       "are dominated by the offset and the shortest separations: read their "
                       "shapes in the plot.", ""]
