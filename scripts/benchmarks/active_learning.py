@@ -244,6 +244,9 @@ def report(result: dict[str, Any]) -> str:
     for row in result["random"]:
         rows.append(["random 500 K MD", row["labels"], *_errors(row), row["oracle_calls"],
                      f"train {row['train_s']:.0f} s"])
+    for row in result.get("controls", []):  # e.g. the random recipe with more steps
+        rows.append([row["recipe"], row["labels"], *_errors(row), row["labels"],
+                     f"train {row['train_s'] or 0:.0f} s"])
     for row in result.get("mace", []):
         rows.append(["MACE, random 500 K MD", row["labels"], *_errors(row), row["labels"],
                      f"train {row['train_s'] or 0:.0f} s"])
@@ -262,7 +265,9 @@ def report(result: dict[str, Any]) -> str:
              "GFN2-xTB Langevin MD (every 20th step of 0.5 fs) at 500 K and 800 K; committee "
              f"of {result['members']} `model={result['model']}` members, "
              f"{result['epochs']} epochs, at most {result.get('max_steps')} optimizer steps "
-             "per member and training, for both recipes.", "",
+             "per member and training, for both recipes. `molsym learn` warm-starts each "
+             "round from the last committee, so round k's members have had up to (k + 1) "
+             "times as many steps in all as a random-recipe committee.", "",
              common.md_table(header, rows), "", *_reused(result),
              f"molsym learn: {result['active']['labels']} labels, "
              f"{result['active']['oracle_calls']} oracle calls, {result['active']['wall_s']} s "
@@ -270,7 +275,8 @@ def report(result: dict[str, Any]) -> str:
              f"error, 800 K set, last committee): {_round(spearman)}. "
              f"MD of the final committee at 500 K: {result['stability']}.", "",
              f"Command: `{result.get('command', 'python -m scripts.benchmarks.active_learning')}`"
-             ".", ""]
+             ".", "", *[f"{row['recipe']}: `{row['command']}`." for row in
+                        result.get("controls", [])]]
     return "\n".join(lines)
 
 
