@@ -154,7 +154,7 @@ def test_ctrl_c_during_a_long_embedding_stops_at_once(model_file, tmp_path):
            "C" * 450, "-o", str(out), "-j", "1"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(15)  # imports done, embedding running (6 s was too short on a loaded CI machine)
+        _wait_for_a_worker(proc.pid)  # imports done, embedding running in a worker
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -165,6 +165,26 @@ def test_ctrl_c_during_a_long_embedding_stops_at_once(model_file, tmp_path):
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _wait_for_a_worker(pid: int, limit_s: float = 120.0) -> None:
+    """Until ``pid`` has a child process (its embedding worker; Linux), at most ``limit_s``;
+    elsewhere 15 s (a fixed 6 s was too short on a loaded CI machine, 15 s too under load 4:
+    SIGINT then came before the embedding)."""
+    if not sys.platform.startswith("linux"):
+        time.sleep(15)
+        return
+    deadline = time.monotonic() + limit_s
+    while not _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the worker has its task
 
 
 def test_directory_input_says_so(model_file, tmp_path, capsys):
@@ -256,8 +276,7 @@ def test_embedding_workers_die_with_a_killed_parent(tmp_path):
         children: list[int] = []
         while not children and time.monotonic() < deadline:
             time.sleep(0.5)
-            children = [int(c) for c in
-                        Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+            children = _children(parent)
         assert children, "no embedding worker started"
         proc.kill()
         proc.wait(timeout=30)
