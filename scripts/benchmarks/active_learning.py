@@ -243,7 +243,8 @@ def report(result: dict[str, Any]) -> str:
     rows = []
     for row in result["random"]:
         rows.append(["random 500 K MD", row["labels"], *_errors(row), row["oracle_calls"],
-                     f"train {row['train_s']:.0f} s"])
+                     f"train {row['train_s'] or 0:.0f} s" if row.get("train_s") else
+                     "train (run folder reused)"])
     for row in result.get("controls", []):  # e.g. the random recipe with more steps
         rows.append([row["recipe"], row["labels"], *_errors(row), row["labels"],
                      f"train {row['train_s'] or 0:.0f} s"])
@@ -270,14 +271,20 @@ def report(result: dict[str, Any]) -> str:
              "times as many steps in all as a random-recipe committee.", "",
              common.md_table(header, rows), "", *_reused(result),
              f"molsym learn: {result['active']['labels']} labels, "
-             f"{result['active']['oracle_calls']} oracle calls, {result['active']['wall_s']} s "
-             f"in all. Spearman (largest per-atom force spread against the per-frame force "
+             f"{result['active']['oracle_calls']} oracle calls; oracle "
+             f"{_total(result, 'oracle_s')} s, training {_total(result, 'train_s')} s, MD "
+             f"{_total(result, 'md_s')} s over "
+             f"its rounds. Spearman (largest per-atom force spread against the per-frame force "
              f"error, 800 K set, last committee): {_round(spearman)}. "
              f"MD of the final committee at 500 K: {result['stability']}.", "",
              f"Command: `{result.get('command', 'python -m scripts.benchmarks.active_learning')}`"
              ".", "", *[f"{row['recipe']}: `{row['command']}`." for row in
                         result.get("controls", [])]]
     return "\n".join(lines)
+
+
+def _total(result: dict[str, Any], key: str) -> int:
+    return round(sum(r.get(key) or 0 for r in result["active"]["rounds"]))
 
 
 def _reused(result: dict[str, Any]) -> list[str]:
