@@ -27,6 +27,12 @@ STRUCTURAL_OUTPUTS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.DIPOLE)
 SAVED_BEFORE = {"exact_isolated_atoms": False}
 
 
+def weights_version(params) -> tuple:
+    """A key that changes whenever one of ``params`` is replaced or updated in place (caches
+    of values derived from weights: lone-atom energies, a committee's stacked weights)."""
+    return tuple((p.data_ptr(), p._version) for p in params)
+
+
 def saved_config(config: dict[str, Any]) -> dict[str, Any]:
     """A saved model's constructor kwargs, with :data:`SAVED_BEFORE` filling the options it
     was saved before."""
@@ -192,7 +198,7 @@ class AtomisticModel(nn.Module):
         the lone atoms at every step; computed afresh in training and in traced graphs."""
         if self.training or torch.compiler.is_compiling():
             return self.isolated_node_energy(dtype, device)
-        key = (dtype, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        key = (dtype, device, weights_version(self.parameters()))
         cached = self.__dict__.get("_isolated_cache")
         if cached is None or cached[0] != key:
             with torch.no_grad():

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from molsym import keys
-from molsym.models.base import vector_norm
+from molsym.models.base import vector_norm, weights_version
 from molsym.models.equivariant import EquivariantModel
 from molsym.nn.cartesian import product_terms
 from molsym.nn.pairs import with_reverse_edges
@@ -100,7 +100,7 @@ class StackedEquivariant:
     def weights(self) -> dict[str, torch.Tensor]:
         """The members' parameters stacked, {name: (M, *shape)}, detached."""
         params = [list(m.named_parameters()) for m in self.members]
-        version = tuple((p.data_ptr(), p._version) for ps in params for _, p in ps)
+        version = weights_version(p for ps in params for _, p in ps)
         if self._cache is None or self._cache[0] != version:
             with torch.no_grad():
                 stacked = {name: torch.stack([dict(ps)[name] for ps in params])
