@@ -149,16 +149,25 @@ def test_interrupt_exits_130_without_files(model_file, tmp_path, capsys, monkeyp
 def test_ctrl_c_during_a_long_embedding_stops_at_once(model_file, tmp_path):
     """A real SIGINT while RDKit embeds (in C++) a big molecule: exit 130 within seconds."""
     out = tmp_path / "out.csv"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # PYTHONFAULTHANDLER: a SIGABRT makes a stuck process print every thread's stack
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "molsym.cli.main", "predict", "--model", str(model_file),
            "C" * 450, "-o", str(out), "-j", "1"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_a_worker(proc.pid)  # imports done, embedding running in a worker
+        workers = _wait_for_a_worker(proc.pid)  # imports done, embedding running in a worker
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            state = _process_state(proc.pid)
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"no exit 20 s after SIGINT (children at SIGINT {workers}, then "
+                        f"{state}); its stacks:\n{err}")
         assert time.monotonic() - sent < 10  # the embedding alone takes minutes
     finally:
         proc.kill()
@@ -174,17 +183,30 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _wait_for_a_worker(pid: int, limit_s: float = 120.0) -> None:
+def _process_state(pid: int) -> str:
+    """The state line of ``pid`` and its children's command lines (Linux), for a failure."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        state = next(line for line in status if line.startswith("State"))
+        children = [Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    for c in _children(pid)]
+        return f"{state}, children {children}"
+    except (OSError, StopIteration) as exc:
+        return f"unknown ({exc})"
+
+
+def _wait_for_a_worker(pid: int, limit_s: float = 120.0) -> list[int]:
     """Until ``pid`` has a child process (its embedding worker; Linux), at most ``limit_s``;
     elsewhere 15 s (a fixed 6 s was too short on a loaded CI machine, 15 s too under load 4:
-    SIGINT then came before the embedding)."""
+    SIGINT then came before the embedding). Returns the children seen."""
     if not sys.platform.startswith("linux"):
         time.sleep(15)
-        return
+        return []
     deadline = time.monotonic() + limit_s
     while not _children(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # the worker has its task
+    return _children(pid)
 
 
 def test_directory_input_says_so(model_file, tmp_path, capsys):
