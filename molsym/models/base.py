@@ -106,6 +106,7 @@ class AtomisticModel(nn.Module):
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = False,
         short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ) -> None:
         if float(cutoff) <= 0:
             raise ConfigError(f"cutoff must be positive, got {cutoff}")
@@ -133,7 +134,8 @@ class AtomisticModel(nn.Module):
         self.exact_isolated_atoms = bool(exact_isolated_atoms)
         # a fixed ZBL pair repulsion inside covalent distances, added to the learned energy;
         # None: no prior (models saved before the option)
-        self.repulsion = ZBLRepulsion(elements) if short_range_repulsion else None
+        self.repulsion = (ZBLRepulsion(elements, reach=repulsion_reach)
+                          if short_range_repulsion else None)
         # dipole_moment (a magnitude) as |dipole vector|: zero by construction wherever the
         # molecule's symmetry forbids a dipole; False: a free scalar head (files saved before)
         self.dipole_moment_from_vector = bool(dipole_moment_from_vector)

@@ -68,6 +68,7 @@ class EquivariantModel(AtomisticModel):
             the sum of their covalent radii (:class:`~molsym.nn.repulsion.ZBLRepulsion`), so
             the energy keeps rising where no training set samples; off by default (models
             saved before this option load without it).
+        repulsion_reach: where the prior ends, as a fraction of the covalent distance.
     """
 
     model_name = "equivariant"
@@ -96,6 +97,7 @@ class EquivariantModel(AtomisticModel):
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = True,
         short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -107,6 +109,7 @@ class EquivariantModel(AtomisticModel):
             dipole_moment_from_vector=dipole_moment_from_vector,
             exact_isolated_atoms=exact_isolated_atoms,
             short_range_repulsion=short_range_repulsion,
+            repulsion_reach=repulsion_reach,
         )
         self.l_max = int(l_max)
         self.basis = BesselBasis(cutoff, num_radial)

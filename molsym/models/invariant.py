@@ -40,6 +40,7 @@ class InvariantModel(AtomisticModel):
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = True,
         short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -49,6 +50,7 @@ class InvariantModel(AtomisticModel):
             dipole_moment_from_vector=dipole_moment_from_vector,
             exact_isolated_atoms=exact_isolated_atoms,
             short_range_repulsion=short_range_repulsion,
+            repulsion_reach=repulsion_reach,
         )
         self.basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)

@@ -19,6 +19,7 @@ from ase import units
 from ase.data import covalent_radii
 from torch import nn
 
+from molsym.errors import ConfigError
 from molsym.nn.radial import PolynomialCutoff
 from molsym.nn.scatter import scatter_sum
 
@@ -50,13 +51,17 @@ class ZBLRepulsion(nn.Module):
     Args:
         elements: atomic numbers, in the model's species order.
         envelope_exponent: p of the polynomial switch (:class:`PolynomialCutoff`) that takes
-            the repulsion to zero at ``r_cov(Z_i) + r_cov(Z_j)``.
+            the repulsion to zero at ``reach * (r_cov(Z_i) + r_cov(Z_j))``.
+        reach: where the switch ends, as a fraction of the covalent distance (1: MACE's
+            choice; below 1 the prior stays clear of the bond lengths MD samples).
     """
 
-    def __init__(self, elements: list[int], envelope_exponent: int = 6):
+    def __init__(self, elements: list[int], envelope_exponent: int = 6, reach: float = 1.0):
         super().__init__()
+        if not 0 < float(reach):
+            raise ConfigError(f"repulsion_reach must be positive, got {reach}")
         z = torch.tensor([int(e) for e in elements], dtype=torch.long)
-        radii = torch.tensor([float(covalent_radii[int(e)]) for e in elements],
+        radii = float(reach) * torch.tensor([float(covalent_radii[int(e)]) for e in elements],
                              dtype=torch.float64)
         self.register_buffer("atomic_number", z, persistent=False)
         self.register_buffer("covalent_radius", radii, persistent=False)

@@ -117,7 +117,8 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
 
 
 #: molsym variants beyond the default model: {name: extra overrides}.
-VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"]}
+VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
+            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"]}
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,

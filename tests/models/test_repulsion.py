@@ -16,6 +16,7 @@ from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.deploy.export import INPUT_NAMES, export_model, load_artifact
 from molsym.deploy.model_file import load_model, read_model_file, save_model
+from molsym.errors import ConfigError
 from molsym.models import EnsembleModel, EquivariantModel, InvariantModel, predict_batch
 from molsym.models.compiled import compile_model
 from molsym.nn.repulsion import ZBLRepulsion, zbl_energy
@@ -160,3 +161,14 @@ def test_exported_program_keeps_the_prior(tmp_path):
     with torch.no_grad():
         out = dict(run(*(g[name] for name in INPUT_NAMES)))
     torch.testing.assert_close(out[keys.ENERGY], predict_batch(model, g)[keys.ENERGY])
+
+
+def test_reach_moves_the_end_of_the_wall():
+    prior = ZBLRepulsion(ELEMENTS, reach=0.7).double()
+    species, edges = torch.tensor([2, 0]), torch.tensor([[0, 1], [1, 0]])  # O-H
+    end = 0.7 * (covalent_radii[8] + covalent_radii[1])
+    for r, inside in ((end * 0.99, True), (end * 1.01, False), (0.97, False)):
+        d = torch.tensor([r, r], dtype=torch.float64)
+        assert (float(prior(species, d, edges).sum()) > 0) == inside
+    with pytest.raises(ConfigError, match="repulsion_reach"):
+        _model(short_range_repulsion=True, repulsion_reach=0.0)
