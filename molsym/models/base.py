@@ -17,6 +17,7 @@ from molsym import keys
 from molsym.errors import ConfigError, InputError
 from molsym.nn.pairs import default_pairing, with_reverse_edges
 from molsym.nn.readout import ScalarMLP, VectorReadout
+from molsym.nn.repulsion import ZBLRepulsion
 from molsym.nn.scatter import scatter_sum
 
 #: Outputs with a fixed meaning; any other name in ``outputs`` is a scalar property head.
@@ -24,7 +25,7 @@ STRUCTURAL_OUTPUTS = (keys.ENERGY, keys.FORCES, keys.STRESS, keys.DIPOLE)
 
 #: Constructor options added after models were saved without them, with the value that
 #: rebuilds those files unchanged (a file's config lacks the key: it gets this value).
-SAVED_BEFORE = {"exact_isolated_atoms": False}
+SAVED_BEFORE = {"exact_isolated_atoms": False, "short_range_repulsion": False}
 
 
 def weights_version(params) -> tuple:
@@ -104,6 +105,8 @@ class AtomisticModel(nn.Module):
         vector_channels: int | None,
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = False,
+        short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ) -> None:
         if float(cutoff) <= 0:
             raise ConfigError(f"cutoff must be positive, got {cutoff}")
@@ -129,6 +132,10 @@ class AtomisticModel(nn.Module):
         # an atom without neighbours has exactly its element's shift as energy
         # (isolated_node_energy is subtracted); False: as in models saved before the option
         self.exact_isolated_atoms = bool(exact_isolated_atoms)
+        # a fixed ZBL pair repulsion inside covalent distances, added to the learned energy;
+        # None: no prior (models saved before the option)
+        self.repulsion = (ZBLRepulsion(elements, reach=repulsion_reach)
+                          if short_range_repulsion else None)
         # dipole_moment (a magnitude) as |dipole vector|: zero by construction wherever the
         # molecule's symmetry forbids a dipole; False: a free scalar head (files saved before)
         self.dipole_moment_from_vector = bool(dipole_moment_from_vector)
@@ -374,6 +381,8 @@ class AtomisticModel(nn.Module):
             node_energy * self.atomic_energy_scale.index_select(0, species)
             + self.atomic_energy_shift.index_select(0, species)
         )
+        if self.repulsion is not None:
+            node_energy = node_energy + self.repulsion(species, vector_norm(edge_vec), edge_index)
         return scatter_sum(node_energy, batch, num_graphs), scalars, vectors
 
     @staticmethod

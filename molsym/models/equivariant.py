@@ -64,6 +64,11 @@ class EquivariantModel(AtomisticModel):
             molecule pulled apart tends to the sum of its atoms' shifts (with
             ``data.isolated_atom_energies_path``: the isolated atoms' reference energies);
             models saved before this option load with False.
+        short_range_repulsion: add a fixed ZBL nuclear repulsion between atoms closer than
+            the sum of their covalent radii (:class:`~molsym.nn.repulsion.ZBLRepulsion`), so
+            the energy keeps rising where no training set samples; off by default (models
+            saved before this option load without it).
+        repulsion_reach: where the prior ends, as a fraction of the covalent distance.
     """
 
     model_name = "equivariant"
@@ -91,6 +96,8 @@ class EquivariantModel(AtomisticModel):
         property_pooling: dict[str, str] | None = None,
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = True,
+        short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -101,6 +108,8 @@ class EquivariantModel(AtomisticModel):
             vector_channels=num_channels if l_max >= 1 else None,
             dipole_moment_from_vector=dipole_moment_from_vector,
             exact_isolated_atoms=exact_isolated_atoms,
+            short_range_repulsion=short_range_repulsion,
+            repulsion_reach=repulsion_reach,
         )
         self.l_max = int(l_max)
         self.basis = BesselBasis(cutoff, num_radial)

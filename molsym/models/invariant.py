@@ -39,6 +39,8 @@ class InvariantModel(AtomisticModel):
         property_pooling: dict[str, str] | None = None,
         dipole_moment_from_vector: bool = True,
         exact_isolated_atoms: bool = True,
+        short_range_repulsion: bool = False,
+        repulsion_reach: float = 1.0,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -47,6 +49,8 @@ class InvariantModel(AtomisticModel):
             property_std, property_pooling, num_channels, readout_hidden, vector_channels=None,
             dipole_moment_from_vector=dipole_moment_from_vector,
             exact_isolated_atoms=exact_isolated_atoms,
+            short_range_repulsion=short_range_repulsion,
+            repulsion_reach=repulsion_reach,
         )
         self.basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)

@@ -147,7 +147,11 @@ class StackedEquivariant:
                 node_energy = node_energy - isolated.index_select(0, species)
             scale = w["atomic_energy_scale"].index_select(1, species).transpose(0, 1)
             shift = w["atomic_energy_shift"].index_select(1, species).transpose(0, 1)
-            energy = scatter_sum(node_energy * scale + shift, batch, num_graphs)  # (B, M)
+            node_energy = node_energy * scale + shift
+            if first.repulsion is not None:  # the same fixed prior for every member
+                node_energy = node_energy + first.repulsion(
+                    species, vector_norm(edge_vec), edge_index)
+            energy = scatter_sum(node_energy, batch, num_graphs)  # (B, M)
             out = {keys.ENERGY: energy.transpose(0, 1)} if keys.ENERGY in first.outputs else {}
             if want_forces:
                 (grad,) = torch.autograd.grad([energy.sum()], [copies])

@@ -116,7 +116,13 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
             **trained}
 
 
-def molsym_overrides(name: str, data: dict[str, Any], steps: int) -> list[str]:
+#: molsym variants beyond the default model: {name: extra overrides}.
+VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
+            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"]}
+
+
+def molsym_overrides(name: str, data: dict[str, Any], steps: int,
+                     variant: str = "molsym") -> list[str]:
     task = TASKS[name]
     return ["data=extxyz", f"data.path={common.DATA / task['train']}",
             f"data.split_file={data['split']}",
@@ -124,13 +130,14 @@ def molsym_overrides(name: str, data: dict[str, Any], steps: int) -> list[str]:
             "targets=[energy,forces]", "model=default", f"cutoff={CUTOFF:g}",
             f"data.batch_size={BATCH_SIZE}", "module.loss.weights.forces=100", "seed=0",
             "callbacks.progress_bar=null",
-            *data_efficiency.protocol_overrides(steps, True, "cosine")]
+            *data_efficiency.protocol_overrides(steps, True, "cosine"), *VARIANTS[variant]]
 
 
-def train_molsym(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[str, Any]:
-    run_dir = root / name / "molsym"
-    return common.molsym_train(run_dir, molsym_overrides(name, data, steps), None,
-                               root / name / "molsym.log")
+def train_molsym(name: str, data: dict[str, Any], root: Path, steps: int,
+                 variant: str = "molsym") -> dict[str, Any]:
+    run_dir = root / name / variant
+    return common.molsym_train(run_dir, molsym_overrides(name, data, steps, variant), None,
+                               root / name / f"{variant}.log")
 
 
 def predict_molsym(model_path: Path, frames: list) -> dict[str, np.ndarray]:
@@ -220,7 +227,7 @@ def evaluate(model: str, model_path: Path, data: dict[str, Any], out: Path) -> d
         energy = predict(frames, label)["energy"]
         curves[label] = curve_errors(frames, coord, energy, label in DISTANCE_CURVES)
     out = {"tests": tests, "curves": curves}
-    if model == "molsym":
+    if model in VARIANTS:
         out["symmetry"] = symmetry_check(model_path, next(iter(data["tests"].values())))
     return out
 
@@ -377,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--models", nargs="+", default=["mace", "molsym"],
-                        choices=["mace", "molsym"])
+                        choices=["mace", *VARIANTS])
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
@@ -394,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.tasks:
             data = prepare(name, root)
             for model in args.models:
-                trainer = train_mace if model == "mace" else train_molsym
-                trained = trainer(name, data, root, args.max_steps)
+                if model == "mace":
+                    trained = train_mace(name, data, root, args.max_steps)
+                else:
+                    trained = train_molsym(name, data, root, args.max_steps, model)
                 entry: dict[str, Any] = {"train": trained}
                 if trained.get("model") and Path(trained["model"]).is_file():
                     entry.update(evaluate(model, Path(trained["model"]), data,
