@@ -29,34 +29,43 @@ class ExponentialMovingAverage(nn.Module):
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-        for k, p in enumerate(self._params(model)):
-            self.register_buffer(f"shadow_{k}", p.detach().clone())
+        # read from self._buffers by these names: the attribute lookups of nn.Module (and
+        # hasattr's exceptions) made an update 0.2 ms, over 1% of a compiled CPU step
+        self._shadow_names = [f"shadow_{k}" for k in range(len(self._params(model)))]
+        for name, p in zip(self._shadow_names, self._params(model), strict=True):
+            self.register_buffer(name, p.detach().clone())
+        # update()'s parameter list: model.parameters() walks every submodule (0.13 ms a
+        # step); parameters stay the same objects under .to() and load_state_dict
+        self._update_params: tuple[int, list[nn.Parameter]] | None = None
 
     @staticmethod
     def _params(model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.is_floating_point()]
 
     def _shadows(self) -> Iterator[torch.Tensor]:
-        k = 0
-        while hasattr(self, f"shadow_{k}"):
-            yield getattr(self, f"shadow_{k}")
-            k += 1
+        buffers = self._buffers  # the current tensors (``.to()`` replaces them)
+        return (buffers[name] for name in self._shadow_names)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the current parameters of ``model`` into the average."""
         n = int(self.num_updates)
         d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
+        cached = self._update_params
+        if (cached is None or cached[0] != id(model) or not cached[1]
+                or next(model.parameters()) is not cached[1][0]):
+            self._update_params = cached = (id(model), self._params(model))
         # frozen parameters (pinned energy shifts) keep their value: lerp would round it
-        pairs = [(s, p) for s, p in zip(self._shadows(), self._params(model), strict=True)
+        pairs = [(s, p) for s, p in zip(self._shadows(), cached[1], strict=True)
                  if p.requires_grad]
         shadows = [s for s, _ in pairs]
-        params = [p.detach().to(s.dtype) for s, p in pairs]
+        values = [p.detach() if p.dtype == s.dtype else p.detach().to(s.dtype)
+                  for s, p in pairs]
         # one fused call instead of two small ops per tensor: 30 vs 250 us per update for the
         # default flagship's 22 tensors on one CPU core (~2% of a compiled training step)
         if shadows:
-            torch._foreach_lerp_(shadows, params, 1.0 - d)
-        self.num_updates += 1
+            torch._foreach_lerp_(shadows, values, 1.0 - d)
+        self.num_updates.add_(1)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

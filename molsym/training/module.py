@@ -157,6 +157,20 @@ class MolsymModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_train_losses()  # an epoch that ended before its last batch
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The loaders build CPU tensors: on the CPU there is nothing to move (Lightning's
+        generic move walks every field of the batch, about 0.1 ms a step)."""
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer) -> None:
+        """``optimizer.zero_grad(set_to_none=True)`` without its torch.compile guard (a
+        dynamo-disable context on every call: 0.2 ms a step once a compiled model runs)."""
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         self.ema.update(self.model)

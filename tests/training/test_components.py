@@ -84,6 +84,44 @@ def test_ema_follows_the_formula_and_swaps_back():
     assert "shadow_0" in state and int(state["num_updates"]) == 1
 
 
+def test_ema_keeps_frozen_parameters_and_follows_replaced_buffers():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    ema = ExponentialMovingAverage(model, decay=0.5, warmup=False)
+    ema.update(model)  # fills update()'s cached parameter list
+    model[0].weight.requires_grad_(False)  # frozen after the first update (finetune.freeze)
+    frozen = ema.shadow_0.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    assert torch.equal(ema.shadow_0, frozen)  # frozen: the average is left alone
+    assert torch.allclose(ema.shadow_2, model[1].weight - 0.5)  # trainable: averaged
+    # .to() gives the EMA new buffer tensors (as a move to a GPU or float64 does): updates
+    # must land in them, not in the tensors of before
+    ema.to(torch.float64)
+    model.to(torch.float64)
+    before = ema.shadow_2.clone()
+    with torch.no_grad():
+        model[1].weight.add_(2.0)
+    ema.update(model)
+    assert ema.shadow_2.dtype == torch.float64
+    assert torch.allclose(ema.shadow_2, 0.5 * before + 0.5 * model[1].weight)
+
+
+def test_zero_grad_clears_every_gradient_and_cpu_batches_are_not_copied():
+    from molsym.models import EquivariantModel
+    from molsym.training.module import MolsymModule
+
+    module = MolsymModule(EquivariantModel(num_channels=4, num_layers=1, l_max=1))
+    optimizer = module.configure_optimizers()
+    for p in module.model.parameters():
+        p.grad = torch.ones_like(p)
+    module.optimizer_zero_grad(0, 0, optimizer)
+    assert all(p.grad is None for p in module.model.parameters())
+    batch = _batch()
+    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+
+
 def test_warmup_cosine_schedule():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = WarmupCosineLR(opt, total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
