@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import torch
 from torch_geometric.data import Batch, Data
 
-
 #: The class of a batch of ``Data`` graphs (PyG makes it on first use: ``DataBatch``).
 _BATCH_CLASS = type(Batch())
 
