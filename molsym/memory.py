@@ -180,6 +180,18 @@ def atoms_that_fit(model: torch.nn.Module, num_atoms: int, num_edges: int,
     return 0
 
 
+def apply_memory_limit(model: torch.nn.Module, memory_limit: int | float | str | None) -> None:
+    """Give every submodule that chunks its edges (``chunks_edges``) the ``memory_limit`` of
+    the predictor or calculator, so its choice to chunk (:func:`molsym.nn.chunks.should_chunk`)
+    and :func:`check_fits` use the same room."""
+    if memory_limit is None:
+        return
+    parse_bytes(memory_limit)  # a bad size fails here, before any structure
+    for module in model.modules():
+        if hasattr(module, "chunks_edges"):
+            module.memory_limit = memory_limit
+
+
 def check_fits(model: torch.nn.Module, num_atoms: int, num_edges: int, dtype: torch.dtype,
                memory_limit: int | float | str | None = None, estimated: bool = False) -> None:
     """Raise :class:`MemoryLimitError` when :func:`needed_bytes` exceeds what is available;

@@ -24,7 +24,7 @@ from molsym.errors import InputError
 from molsym.inference.extrapolation import composition_warning, energy_reference
 from molsym.inference.inputs import bare_atoms
 from molsym.inference.model import model_facts, prepare_model
-from molsym.memory import check_fits, estimated_edges
+from molsym.memory import apply_memory_limit, check_fits, estimated_edges
 from molsym.models.ensemble import std_key
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class MolsymCalculator(Calculator):
         self.compiled = bool(compile)
         self.cutoff, self.elements, self.outputs = model_facts(module)
         self.memory_limit = memory_limit
+        apply_memory_limit(self.model, memory_limit)
         self.energy_reference = (energy_reference(model) if keys.ENERGY in self.outputs
                                  else None)
         self._checked_compositions: set[tuple[int, ...]] = set()

@@ -43,7 +43,7 @@ from molsym.inference.inputs import (
     molecules_to_entries,
 )
 from molsym.inference.model import model_facts, prepare_model
-from molsym.memory import MemoryLimitError, check_fits, estimated_edges
+from molsym.memory import MemoryLimitError, apply_memory_limit, check_fits, estimated_edges
 from molsym.models.ensemble import std_key
 from molsym.pretrained import smiles_model_path
 
@@ -139,6 +139,7 @@ class Predictor:
         self.committee = hasattr(module, "members")
         self.batch_atoms = int(batch_atoms)
         self.memory_limit = memory_limit
+        apply_memory_limit(self.model, memory_limit)
         metadata = model_metadata(model)
         self.periodic_training = trained_on_periodic(model, metadata)
         #: the deploy file's ``energy_reference`` (None: a model object, an older file or a

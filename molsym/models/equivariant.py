@@ -17,10 +17,11 @@ from torch.utils.checkpoint import checkpoint
 from molsym.models.base import AtomisticModel, capture_config
 from molsym.nn.cartesian import ProductBlock, SpeciesLinear, edge_tensors, num_components
 from molsym.nn.chunks import (
-    CHUNK_ABOVE,
+    AUTO,
     EDGE_CHUNK,
     edge_chunk_bounds,
     lean_malloc,
+    should_chunk,
     take_edges,
 )
 from molsym.nn.interaction import CartesianInteraction
@@ -132,11 +133,13 @@ class EquivariantModel(AtomisticModel):
             [nn.Linear(num_channels, 1, bias=False) for _ in range(num_layers - 1)]
             + [ScalarMLP(num_channels, readout_hidden, bias=False)]
         )
-        #: graphs with more than ``chunk_above`` edges (0: none) are evaluated in chunks of
-        #: ``edge_chunk`` edges (:mod:`molsym.nn.chunks`; eager mode only). Run-time
+        #: graphs with more than ``chunk_above`` edges (0: none; "auto": those that would not
+        #: fit unchunked in ``memory_limit`` or the memory available) are evaluated in chunks
+        #: of ``edge_chunk`` edges (:mod:`molsym.nn.chunks`; eager mode only). Run-time
         #: settings, not part of the config.
         self.edge_chunk = EDGE_CHUNK
-        self.chunk_above = CHUNK_ABOVE
+        self.chunk_above: int | str = AUTO
+        self.memory_limit: int | str | None = None
 
     def representation(
         self,
@@ -145,7 +148,7 @@ class EquivariantModel(AtomisticModel):
         edge_index: torch.Tensor,
         paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        if self.chunks_edges(edge_vec.shape[0]) and not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and self.chunks_edges(edge_vec.shape[0]):
             return self._chunked_representation(species, edge_vec, edge_index, paired)
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
         unit, _ = edge_tensors(edge_vec / length.unsqueeze(-1), min(self.l_max, 1))  # (3, E)
@@ -167,8 +170,9 @@ class EquivariantModel(AtomisticModel):
         return node_energy, h[0], vectors
 
     def chunks_edges(self, num_edges: int) -> bool:
-        """Whether a graph of ``num_edges`` edges is evaluated in edge chunks (eager mode)."""
-        return 0 < self.chunk_above < num_edges
+        """Whether a graph of ``num_edges`` edges is evaluated in edge chunks (eager mode;
+        :func:`molsym.nn.chunks.should_chunk`)."""
+        return should_chunk(self, num_edges)
 
     def _chunked_representation(
         self,

@@ -11,6 +11,12 @@ plus a few bytes per edge plus one chunk's tensors, at the cost of computing eac
 forward twice. Models use it only for graphs with more than ``chunk_above`` edges (eager
 mode: a compiled graph has one fixed edge count; ``CompiledModel`` hands such graphs to the
 eager model). While chunking, large blocks are allocated with ``mmap`` (:func:`lean_malloc`).
+
+By default (``chunk_above = "auto"``, :func:`should_chunk`) a graph is chunked only when its
+unchunked evaluation would not fit comfortably in the memory available: chunking costs CPU
+time (each chunk's forward runs twice: a 10^4-atom water box took 1.49 CPU ms per atom
+chunked against 0.99 unchunked, docs/benchmarks.md "Large systems"), so graphs that fit keep
+the faster path.
 """
 
 from __future__ import annotations
@@ -22,9 +28,17 @@ import torch
 
 #: Default chunk size (edges) of the models' chunked evaluation.
 EDGE_CHUNK = 2**15
-#: Default threshold: graphs with more edges than this are evaluated chunk by chunk (about
-#: 1.4 GB of edge tensors unchunked, float32, 32 channels, l_max = 1); 0 turns chunking off.
+#: The models' default ``chunk_above``: chunk a graph when it would not fit unchunked.
+AUTO = "auto"
+#: Graphs with at most this many edges are never chunked by AUTO (about 1.4 GB of edge
+#: tensors unchunked, float32, 32 channels, l_max = 1).
 CHUNK_ABOVE = 2**18
+#: AUTO chunks a larger graph when its unchunked edge tensors would need more than this
+#: share of the memory available (the rest: graph, node features, other processes' growth).
+AUTO_MEMORY_SHARE = 0.5
+#: A training step (double backward) keeps about this many times an inference's edge
+#: tensors (826 against 371 MB per 1,000 water atoms, docs/benchmarks.md).
+TRAINING_EDGE_FACTOR = 2.5
 #: Blocks at least this large are allocated by glibc with their own ``mmap``, given back to
 #: the system when freed (see :func:`lean_malloc`).
 MMAP_THRESHOLD = 4 * 2**20
@@ -56,6 +70,28 @@ def lean_malloc() -> None:
         libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def should_chunk(model: torch.nn.Module, num_edges: int) -> bool:
+    """Whether ``model`` evaluates a graph of ``num_edges`` edges in chunks: with an integer
+    ``model.chunk_above``, above it (0: never); with :data:`AUTO`, above :data:`CHUNK_ABOVE`
+    edges when the unchunked edge tensors (``molsym.memory.model_edge_floats``, times
+    :data:`TRAINING_EDGE_FACTOR` when gradients of the weights are wanted) need more than
+    :data:`AUTO_MEMORY_SHARE` of the memory available (``model.memory_limit`` if set, else
+    ``molsym.memory.available_bytes``: $MOLSYM_MEMORY_LIMIT, MemAvailable, the cgroup)."""
+    chunk_above = model.chunk_above
+    if chunk_above != AUTO:
+        return 0 < int(chunk_above) < num_edges
+    if num_edges <= CHUNK_ABOVE:
+        return False
+    from molsym.memory import available_bytes, model_edge_floats
+
+    size = next(model.parameters()).element_size()
+    need = num_edges * model_edge_floats(model) * size
+    if model.training and torch.is_grad_enabled():
+        need *= TRAINING_EDGE_FACTOR
+    room, _ = available_bytes(getattr(model, "memory_limit", None))
+    return need > AUTO_MEMORY_SHARE * room
 
 
 def edge_chunk_bounds(num_edges: int, chunk: int, paired: bool) -> Iterator[tuple[int, int]]:

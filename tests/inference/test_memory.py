@@ -13,6 +13,7 @@ from molsym.inference.calculator import MolsymCalculator
 from molsym.memory import (
     MEMORY_LIMIT_ENV,
     MemoryLimitError,
+    apply_memory_limit,
     available_bytes,
     check_fits,
     estimated_edges,
@@ -81,12 +82,34 @@ def test_calculator_refuses_a_box_too_large_and_says_how_many_atoms_fit(water_mo
     assert torch.isfinite(torch.tensor(small.get_forces())).all()
 
 
-def test_chunking_lowers_the_estimate(water_model, big_box):
+def test_chunking_lowers_the_estimate(big_box):
     edges = estimated_edges(big_box, 5.0)
-    chunked = needed_bytes(water_model, len(big_box), edges, torch.float32)
     model = EquivariantModel(cutoff=5.0, elements=[1, 8], l_max=1, num_channels=32)
     model.chunk_above = 0
-    assert needed_bytes(model, len(big_box), edges, torch.float32) > 5 * chunked
+    unchunked = needed_bytes(model, len(big_box), edges, torch.float32)
+    model.chunk_above = 2**18
+    assert unchunked > 5 * needed_bytes(model, len(big_box), edges, torch.float32)
+
+
+def test_by_default_a_box_is_chunked_only_when_it_would_not_fit_unchunked(big_box):
+    edges = estimated_edges(big_box, 5.0)  # about 560,000, above CHUNK_ABOVE
+    model = EquivariantModel(cutoff=5.0, elements=[1, 8], l_max=1, num_channels=32).eval()
+    model.chunk_above = 0
+    unchunked = needed_bytes(model, len(big_box), edges, torch.float32)
+    model.chunk_above = "auto"
+    apply_memory_limit(model, 4 * unchunked)  # fits twice over: the faster, unchunked path
+    assert not model.chunks_edges(edges)
+    assert needed_bytes(model, len(big_box), edges, torch.float32) == unchunked
+    apply_memory_limit(model, unchunked)  # would fill all of it: chunked
+    assert model.chunks_edges(edges)
+    assert needed_bytes(model, len(big_box), edges, torch.float32) < unchunked / 5
+    # a training step keeps more of each edge: it chunks where inference does not
+    apply_memory_limit(model, 4 * unchunked)
+    model.train()
+    assert model.chunks_edges(edges)
+    # small graphs never chunk, whatever the limit
+    apply_memory_limit(model, "1MB")
+    assert not model.chunks_edges(2**18)
 
 
 def test_predict_cli_refuses_with_an_error_row_and_a_message(water_model, big_box, tmp_path,
