@@ -61,7 +61,7 @@ def molsym_case(d, args, dtype):
 
 
 def mace_case(d, args, dtype):
-    from mace_worker import MaceAdapter
+    from scripts.benchmarks.peers.mace_worker import MaceAdapter
 
     graphs = SimpleNamespace(elements=[int(z) for z in d["elements"]],
                              avg_num_neighbors=float(d["avg_num_neighbors"]))
@@ -91,7 +91,7 @@ def mace_case(d, args, dtype):
 
 
 def nequip_case(d, args, dtype):
-    from nequip_worker import NequipAdapter
+    from scripts.benchmarks.peers.nequip_worker import NequipAdapter
 
     graphs = SimpleNamespace(elements=[int(z) for z in d["elements"]],
                              avg_num_neighbors=float(d["avg_num_neighbors"]))
