@@ -131,6 +131,43 @@ def speed_rows() -> list[list[str]]:
             for ln in lines]
 
 
+def train_speed_rows() -> list[list[str]]:
+    """``molsym train`` end to end against each peer's trainer (bench_train)."""
+    res = common.load_result("train_speed") or {}
+    results, speedup = res.get("results") or {}, res.get("speedup") or {}
+    ours = (results.get("molsym") or {}).get("conf_per_s")
+    rows = []
+    for peer, name in (("nequip", "nequip-train"), ("schnetpack", "SchNetPack"),
+                       ("mace", "mace_run_train")):
+        theirs = (results.get(peer) or {}).get("conf_per_s")
+        if not ours or not theirs:
+            continue
+        mode = " (compiled)" if peer == "nequip" and res.get("nequip_compile") else ""
+        rows.append([f"End-to-end training: aspirin conf/s, {name}{mode}", _f(ours),
+                     f"{name} {_f(theirs)}", f"x{speedup.get(peer)}",
+                     f"speed-up, x > 1: molsym faster; molsym step overhead outside the model "
+                     f"{100 * res.get('overhead', float('nan')):.1f}% (target <= 15%); "
+                     "[End-to-end training throughput](#end-to-end-training-throughput)"])
+    return rows
+
+
+def flagship_rows() -> list[list[str]]:
+    """Flagship variants against MACE at equal steps (issue 19 §1), aspirin, 3000 steps."""
+    runs = ((common.load_result("flagship_vs_mace") or {}).get("runs") or {}).get(
+        "aspirin, 3000 steps", {})
+    mace = runs.get("mace", {})
+    rows = []
+    for n, run in sorted((runs.get("baseline") or {}).items(), key=lambda kv: int(kv[0])):
+        ours, theirs = _mae(run, "forces"), _mae(mace.get(n), "forces")
+        if ours is None or theirs is None:
+            continue
+        rows.append([f"Equal steps vs MACE: aspirin force MAE (meV/Å), N={n}, current "
+                     "model=default", _f(ours), f"MACE {_f(theirs)}", _ratio(ours, theirs),
+                     "target <= 0.95; 3000 steps each; [Flagship variants vs MACE at equal "
+                     "steps](#flagship-variants-vs-mace-at-equal-steps)"])
+    return rows
+
+
 def extrapolation_rows() -> list[list[str]]:
     res = common.load_result("extrapolation")
     if res is None:
@@ -287,7 +324,8 @@ def not_run() -> str:
 
 
 def main() -> int:
-    rows = (accuracy_rows() + data_rows() + mace_data_rows() + speed_rows() + extrapolation_rows()
+    rows = (accuracy_rows() + data_rows() + mace_data_rows() + flagship_rows() + speed_rows()
+            + train_speed_rows() + extrapolation_rows()
             + physics_rows() + active_learning_rows() + symmetry_rows())
     table = common.md_table(["study", "molsym", "peer / reference", "ratio (molsym / peer)",
                               "note"], rows)
