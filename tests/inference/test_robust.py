@@ -154,7 +154,11 @@ def test_ctrl_c_during_a_long_embedding_stops_at_once(model_file, tmp_path):
            "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "molsym.cli.main", "predict", "--model", str(model_file),
            "C" * 450, "-o", str(out), "-j", "1"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C reaches a foreground process; a test run started as a background job of a
+    # non-interactive shell (`(cmd &)`) inherits SIGINT ignored, and Python then keeps it
+    # ignored: give the child the default disposition, as a terminal's foreground job has
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         workers = _wait_for_a_worker(proc.pid)  # imports done, embedding running in a worker
         assert proc.poll() is None
