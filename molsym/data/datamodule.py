@@ -235,6 +235,13 @@ class MolDataModule(pl.LightningDataModule):
             collate_fn=collate_graphs,  # PyG's batch, with less CPU per step
         )
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The loaders build CPU tensors: on the CPU there is nothing to move (Lightning's
+        generic move walks every field of the batch, about 0.07 ms a step)."""
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 

@@ -157,13 +157,6 @@ class MolsymModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_train_losses()  # an epoch that ended before its last batch
 
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """The loaders build CPU tensors: on the CPU there is nothing to move (Lightning's
-        generic move walks every field of the batch, about 0.1 ms a step)."""
-        if device.type == "cpu":
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer) -> None:
         """``optimizer.zero_grad(set_to_none=True)`` without its torch.compile guard (a
         dynamo-disable context on every call: 0.2 ms a step once a compiled model runs)."""

@@ -45,6 +45,8 @@ def test_end_to_end_splits_and_batches(data):
         assert batch.forces.shape == batch.pos.shape
         assert int(batch.edge_index.max()) < batch.num_nodes
         n_atoms += batch.num_nodes
+    # CPU batches go to the CPU as they are (no walk over their fields)
+    assert dm.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     assert n_atoms == sum(g.num_nodes for g in dm.datasets["train"])
     assert sum(b.num_graphs for b in dm.val_dataloader()) == 4
     assert sum(b.num_graphs for b in dm.test_dataloader()) == 6
