@@ -78,6 +78,28 @@ def test_sdf_bad_molecule_skipped(tmp_path):
     assert [e.record for e in errors] == [1, 2] and "apart" in str(errors[1])
 
 
+@pytest.mark.parametrize("damage", ["lost M  END", "cut block", "empty record"])
+def test_sdf_broken_record_never_swallows_its_neighbours(tmp_path, damage):
+    # RDKit's supplier, left to find the ends itself, reads a record without "M  END" into
+    # the next one: both were lost, the second without an error (found by the reader fuzz)
+    blocks = [Chem.MolToMolBlock(_embedded(s, seed=k)) for k, s in
+              enumerate(["CCO", "c1ccccc1", "CC#N"])]
+    lines = blocks[1].splitlines()
+    if damage == "lost M  END":
+        blocks[1] = "\n".join(line for line in lines if line.strip() != "M  END")
+    elif damage == "cut block":
+        blocks[1] = "\n".join(lines[: len(lines) // 2])
+    else:
+        blocks[1] = ""
+    path = tmp_path / "three.sdf"
+    path.write_text("".join(b.rstrip("\n") + "\n$$$$\n" for b in blocks))
+    errors = []
+    got = read_file(path, on_error="skip", errors=errors)
+    assert [a.info["record"] for a in got] == [0, 2]
+    assert [e.record for e in errors] == [1] and "three.sdf, molecule 1" in str(errors[0])
+    assert Chem.MolToSmiles(Chem.MolFromSmiles(got[1].info["smiles"])) == "CC#N"
+
+
 def test_ase_db_roundtrip_with_calculator_and_key_value_pairs(tmp_path):
     import ase.db
 

@@ -51,6 +51,44 @@ def _mol_to_atoms(mol, energy_key: str, units: Mapping[str, str]) -> ase.Atoms:
     return atoms
 
 
+_EMPTY = object()
+SD_DELIMITER = "$$$$"
+
+
+def sd_records(path: str | os.PathLike) -> list[str]:
+    """The text of each record of an SD file, split at its ``$$$$`` lines.
+
+    Each record is parsed on its own, so a record RDKit cannot close (a lost ``M  END``, a
+    cut block) never swallows its neighbours; trailing blank text is not a record."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    records, current = [], []
+    for line in text.splitlines(keepends=True):
+        if line.strip() == SD_DELIMITER:
+            records.append("".join(current))
+            current = []
+        else:
+            current.append(line)
+    if "".join(current).strip():
+        records.append("".join(current))
+    return records
+
+
+def _parse_record(block: str, sanitize: bool):
+    """One SD record (molblock and its ``> <prop>`` fields) as an RDKit Mol, None if RDKit
+    refuses it, ``_EMPTY`` for a blank record."""
+    from rdkit import Chem
+
+    if not block.strip():
+        return _EMPTY
+    supplier = Chem.SDMolSupplier()
+    supplier.SetData(block + SD_DELIMITER + "\n", removeHs=False, sanitize=sanitize)
+    try:
+        return next(iter(supplier), None)
+    except RuntimeError:  # RDKit raises on some broken blocks instead of returning None
+        return None
+
+
 def read_sdf(
     path: str | os.PathLike,
     *,
@@ -74,12 +112,14 @@ def read_sdf(
     if str(path).lower().endswith(".mol"):
         mols = [Chem.MolFromMolFile(str(path), removeHs=False, sanitize=sanitize)]
     else:
-        mols = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=sanitize)
+        mols = (_parse_record(block, sanitize) for block in sd_records(path))
     out: list[ase.Atoms] = []
     for k, mol in enumerate(mols):
         try:
             if mol is None:
                 raise ValueError("RDKit could not parse this molecule")
+            if mol is _EMPTY:
+                raise ValueError("empty record (two $$$$ lines with nothing between)")
             atoms = _mol_to_atoms(mol, energy_key, units)
             validate(atoms, source, k, "molecule")
         except ValueError as err:
