@@ -92,7 +92,7 @@ class ExportablePotential(nn.Module):
         torch._assert_async(ok, "molsym export: atomic number not among the model's elements")
         out = self.model(
             z, pos, edge_index, batch, cell.shape[0], cell=cell, cell_shifts=cell_shifts,
-            compute_forces=True, compute_stress=False,
+            compute_forces=True, compute_stress=False, paired_edges=False,
         )
         return {key: out[key] for key in sorted(out)}
 

@@ -250,9 +250,10 @@ class AtomisticModel(nn.Module):
             compute_stress: stress (B, 3, 3) eV/Angstrom^3, (1/V) dE/d(strain); 0 where V = 0.
             total_charge: (B,) in e, the sum the atomic charges are shifted to (default 0).
             paired_edges: True: ``edge_index`` lists each pair of opposite edges once,
-                (2, E/2), and the reverses are implied (non-periodic graphs only); False: use
-                ``edge_index`` as given; None (default): pair a symmetric non-periodic edge list
-                on the CPU here (eager mode only: finding the pairs reads the data, so
+                (2, E/2), and the reverses are implied (periodic graphs: ``cell_shifts`` (E/2, 3)
+                are the given edges' and the reverses' are their negatives); False: use
+                ``edge_index`` as given; None (default): pair a symmetric edge list on the CPU
+                here (eager mode only: finding the pairs reads the data, so
                 compiled graphs get them from their caller, ``CompiledModel``). Same results
                 either way; the radial network then runs once per pair (:mod:`molsym.nn.pairs`).
 
@@ -263,8 +264,9 @@ class AtomisticModel(nn.Module):
         grad_outside = torch.is_grad_enabled()
         want_forces = compute_forces and keys.FORCES in self.outputs
         need_grad = want_forces or compute_stress
-        self._check_call(need_grad, compute_stress, cell, cell_shifts, paired_edges)
-        edge_index, paired_edges = self._pairing(edge_index, cell_shifts, paired_edges)
+        self._check_call(need_grad, compute_stress, cell, cell_shifts, paired_edges, edge_index)
+        edge_index, cell_shifts, paired_edges = self._pairing(edge_index, cell_shifts,
+                                                              paired_edges)
         geometry = (species, edge_index, batch, num_graphs, cell, cell_shifts, paired_edges)
         strain = None
         if compute_stress:
@@ -290,7 +292,7 @@ class AtomisticModel(nn.Module):
 
     @staticmethod
     def _check_call(need_grad: bool, compute_stress: bool, cell, cell_shifts,
-                    paired_edges: bool | None) -> None:
+                    paired_edges: bool | None, edge_index: torch.Tensor) -> None:
         """Refuse the combinations of arguments :meth:`forward` cannot serve."""
         if need_grad and not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():
             raise RuntimeError(
@@ -300,19 +302,23 @@ class AtomisticModel(nn.Module):
             )
         if compute_stress and (cell is None or cell_shifts is None):
             raise ValueError("compute_stress=True needs cell and cell_shifts")
-        if paired_edges and cell_shifts is not None:
-            raise ValueError("paired_edges=True is for non-periodic graphs (no cell_shifts)")
+        if (cell_shifts is not None and not torch.compiler.is_compiling()
+                and cell_shifts.shape[0] != edge_index.shape[1]):
+            raise ValueError(
+                f"cell_shifts has {cell_shifts.shape[0]} rows for {edge_index.shape[1]} edges "
+                "(with paired_edges=True: the shifts of the edges given, one per pair)")
 
     @staticmethod
     def _pairing(edge_index: torch.Tensor, cell_shifts: torch.Tensor | None,
-                 paired_edges: bool | None) -> tuple[torch.Tensor, bool]:
-        """The edge list to use and whether it is paired (``paired_edges=None``: pair a
-        symmetric non-periodic list here, in eager mode only; see :meth:`forward`)."""
+                 paired_edges: bool | None) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """The edge list to use, its cell shifts and whether it is paired
+        (``paired_edges=None``: pair a symmetric list here, in eager mode only; see
+        :meth:`forward`)."""
         if paired_edges is not None:
-            return edge_index, bool(paired_edges)
+            return edge_index, cell_shifts, bool(paired_edges)
         if torch.compiler.is_compiling():
-            return edge_index, False
-        return default_pairing(edge_index, cell_shifts is not None)
+            return edge_index, cell_shifts, False
+        return default_pairing(edge_index, cell_shifts)
 
     def _energy_and_grads_traced(self, pos: torch.Tensor, strain: torch.Tensor | None,
                                  geometry: tuple):
@@ -365,12 +371,12 @@ class AtomisticModel(nn.Module):
             cell = cell + torch.bmm(cell, sym)
         centre, neighbour = edge_index[0], edge_index[1]
         edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre)
-        if paired_edges:  # one edge per pair given: add the reverses (paired order)
-            edge_vec = torch.cat([edge_vec, -edge_vec], dim=0)
-            edge_index = with_reverse_edges(edge_index)
         if cell is not None and cell_shifts is not None:
             edge_cell = cell.index_select(0, batch.index_select(0, centre))
             edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts, edge_cell)
+        if paired_edges:  # one edge per pair given: add the reverses (paired order)
+            edge_vec = torch.cat([edge_vec, -edge_vec], dim=0)
+            edge_index = with_reverse_edges(edge_index)
         node_energy, scalars, vectors = self.representation(
             species, edge_vec, edge_index, paired_edges
         )

@@ -58,9 +58,10 @@ class CompiledModel(torch.nn.Module):
         graphs = torch.empty(int(num_graphs), 0, device=pos.device)
         if kwargs.get("paired_edges") is None:
             # found here, in eager code: it reads the edge list (data-dependent)
-            edge_index, kwargs["paired_edges"] = default_pairing(
-                edge_index, kwargs.get("cell_shifts") is not None
-            )
+            edge_index, shifts, kwargs["paired_edges"] = default_pairing(
+                edge_index, kwargs.get("cell_shifts"))
+            if shifts is not None:
+                kwargs["cell_shifts"] = shifts
         with fx_config.patch(use_duck_shape=False):
             return self._compiled(z, pos, edge_index, batch, graphs, **kwargs)
 

@@ -122,8 +122,10 @@ class EnsembleModel(nn.Module):
     def forward(self, z, pos, edge_index, batch, num_graphs, **kwargs) -> dict[str, torch.Tensor]:
         """Mean and spread of the members' outputs (see the module docstring)."""
         if kwargs.get("paired_edges") is None and not torch.compiler.is_compiling():
-            edge_index, kwargs["paired_edges"] = default_pairing(
-                edge_index, kwargs.get("cell_shifts") is not None)
+            edge_index, shifts, kwargs["paired_edges"] = default_pairing(
+                edge_index, kwargs.get("cell_shifts"))
+            if shifts is not None:
+                kwargs["cell_shifts"] = shifts
         stacked = self._run_stacked(z, pos, edge_index, batch, num_graphs, kwargs)
         if len(stacked) == 1 and stacked[0][0] == list(range(len(self.members))):
             return combine_stacked(stacked[0][1])  # all members in one pass

@@ -123,7 +123,7 @@ class StackedEquivariant:
         first = self.members[0]
         species = first.species_index(z)
         want_forces = compute_forces and keys.FORCES in first.outputs
-        first._check_call(want_forces, False, cell, cell_shifts, paired_edges)
+        first._check_call(want_forces, False, cell, cell_shifts, paired_edges, edge_index)
         w = self.weights()
         count = len(self.members)
         with torch.set_grad_enabled(want_forces):
@@ -132,13 +132,13 @@ class StackedEquivariant:
             copies = pos.detach().unsqueeze(1).expand(-1, count, -1).clone()
             copies.requires_grad_(want_forces)
             edge_vec = copies.index_select(0, edge_index[1]) - copies.index_select(0, edge_index[0])
-            if paired_edges:
-                edge_vec = torch.cat([edge_vec, -edge_vec], dim=0)
-                edge_index = with_reverse_edges(edge_index)
             if cell is not None and cell_shifts is not None:
                 edge_cell = cell.index_select(0, batch.index_select(0, edge_index[0]))
                 edge_vec = edge_vec + torch.einsum("ek,ekl->el", cell_shifts,
                                                    edge_cell).unsqueeze(1)
+            if paired_edges:
+                edge_vec = torch.cat([edge_vec, -edge_vec], dim=0)
+                edge_index = with_reverse_edges(edge_index)
             scalars, vectors, node_energy = self._representation(
                 w, species, edge_vec, edge_index, paired_edges)
             if first.exact_isolated_atoms:  # as AtomisticModel._energy, member by member

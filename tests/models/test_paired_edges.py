@@ -6,7 +6,7 @@ from ase.build import molecule
 
 from molsym.models import predict_batch
 from molsym.models.compiled import compile_model
-from molsym.nn.pairs import one_direction
+from molsym.nn.pairs import forward_edges, one_direction
 from tests.models.conftest import CONFIGS, build_model, ethanol, periodic_water
 from tests.models.test_api import batch_of
 
@@ -64,12 +64,35 @@ def test_predict_batch_passes_the_graphs_pairs(config):
                                rtol=1e-12, atol=1e-12)
 
 
-def test_periodic_graphs_are_not_paired():
-    model = build_model("equivariant-l1", torch.float64)
-    b = batch_of([periodic_water()])
-    with pytest.raises(ValueError, match="non-periodic"):
-        model(b.z, b.pos, b.edge_index, b.batch, 1, cell=b.cell, cell_shifts=b.cell_shifts,
-              paired_edges=True)
+@pytest.mark.parametrize("config", ["equivariant-l1", "invariant"])
+def test_periodic_graphs_pair_with_their_shifts(config):
+    """The reverse of the edge to image S of j is j's edge to image -S of i: paired periodic
+    calls (found by the model, or given with the half's shifts) give every output, the stress
+    and the parameter gradients of the unpaired call; a box this small has edges between
+    images of one atom, which pair too."""
+    model = build_model(config, torch.float64).train()
+    b = batch_of([periodic_water(), periodic_water()])
+    same_atom = b.edge_index[0] == b.edge_index[1]
+    assert bool(same_atom.any())
+    common = dict(cell=b.cell, compute_stress=True)
+    unpaired = run(model, b, cell_shifts=b.cell_shifts, paired_edges=False, **common)
+    auto = run(model, b, cell_shifts=b.cell_shifts, **common)
+    first = torch.from_numpy(forward_edges(b.edge_index, b.cell_shifts))
+    given = model(b.z, b.pos, b.edge_index[:, first], b.batch, b.num_graphs,
+                  cell_shifts=b.cell_shifts[first], paired_edges=True, **common)
+    for key in unpaired:
+        torch.testing.assert_close(auto[key], unpaired[key], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(given[key], unpaired[key], rtol=1e-12, atol=1e-12)
+    grads = []
+    for out in (auto, unpaired):
+        loss = out["forces"].square().sum() + out["stress"].square().sum()
+        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+    for g_auto, g_ref in zip(*grads, strict=True):
+        if g_ref is not None:
+            torch.testing.assert_close(g_auto, g_ref, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cell_shifts has"):
+        model(b.z, b.pos, b.edge_index[:, first], b.batch, b.num_graphs,
+              cell_shifts=b.cell_shifts, paired_edges=True, **common)
 
 
 @pytest.mark.slow

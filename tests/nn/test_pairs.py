@@ -7,7 +7,7 @@ from ase.build import molecule
 from molsym.data.graph import atoms_to_graph
 from molsym.nn.cartesian import num_components
 from molsym.nn.interaction import CartesianInteraction, CFConvInteraction
-from molsym.nn.pairs import default_pairing, one_direction, with_reverse_edges
+from molsym.nn.pairs import default_pairing, forward_edges, one_direction, with_reverse_edges
 
 
 def edge_set(edge_index: torch.Tensor) -> list[tuple[int, int]]:
@@ -37,15 +37,50 @@ def test_edge_lists_without_every_reverse_are_not_paired():
     assert one_direction(torch.zeros(2, 0, dtype=torch.long)) is None
 
 
-def test_default_pairing_only_for_non_periodic_cpu_edge_lists():
+def test_default_pairing_only_for_cpu_edge_lists():
     sym = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
-    half, paired = default_pairing(sym, periodic=False)
-    assert paired and torch.equal(half, torch.tensor([[0, 1], [1, 2]]))
-    same, paired = default_pairing(sym, periodic=True)
-    assert not paired and same is sym
+    half, shifts, paired = default_pairing(sym)
+    assert paired and shifts is None and torch.equal(half, torch.tensor([[0, 1], [1, 2]]))
     meta = sym.to("meta")  # not on the CPU
-    same, paired = default_pairing(meta, periodic=False)
+    same, shifts, paired = default_pairing(meta)
     assert not paired and same is meta
+
+
+def periodic_box():
+    atoms = molecule("H2O")
+    atoms.set_cell([3.2, 3.4, 3.6])
+    atoms.pbc = True
+    atoms.rattle(0.05, seed=2)
+    graph = atoms_to_graph(atoms, 4.0)
+    return graph.edge_index, graph.cell_shifts
+
+
+def test_periodic_edges_pair_with_opposite_shifts():
+    edge_index, shifts = periodic_box()
+    first = forward_edges(edge_index, shifts)
+    assert first is not None and first.shape == (edge_index.shape[1] // 2,)
+    half, half_shifts, paired = default_pairing(edge_index, shifts)
+    assert paired and torch.equal(half, edge_index[:, first])
+    full = with_reverse_edges(half)
+    full_shifts = torch.cat([half_shifts, -half_shifts])
+    rows = lambda e, s: sorted(zip(map(tuple, e.t().tolist()), map(tuple, s.tolist())))  # noqa
+    assert rows(full, full_shifts) == rows(edge_index, shifts)
+    same = half[0] == half[1]  # images of one atom: the kept one has a positive lead shift
+    assert bool(same.any())
+    lead = [next(v for v in row if v != 0) for row in half_shifts[same].tolist()]
+    assert all(v > 0 for v in lead)
+
+
+def test_periodic_lists_without_every_reverse_are_not_paired():
+    edge_index, shifts = periodic_box()
+    assert forward_edges(edge_index, shifts) is not None
+    flipped = shifts.clone()
+    k = int(torch.nonzero(shifts.abs().sum(1) > 0)[0])
+    flipped[k] = -flipped[k]  # its reverse is now missing
+    assert forward_edges(edge_index, flipped) is None
+    assert forward_edges(edge_index, shifts + 0.5) is None  # not integer shifts
+    assert forward_edges(torch.tensor([[0, 0], [0, 0]]), torch.zeros(2, 3)) is None  # self-loops
+    assert default_pairing(edge_index, flipped)[2] is False
 
 
 @pytest.mark.parametrize("l_in,l_max", [(0, 0), (0, 1), (1, 1), (0, 2), (2, 2)])
