@@ -70,10 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-timeout", type=_nonnegative_float, default=DEFAULT_EMBED_TIMEOUT,
                    metavar="S", help=f"seconds one SMILES may take to embed, else an error row "
                                      f"(default {DEFAULT_EMBED_TIMEOUT:g}; 0: no limit)")
-    p.add_argument("--compile", action="store_true",
-                   help="run the model through torch.compile: the first batch compiles (tens "
-                        "of seconds on a CPU), later ones run faster; worth it for long "
-                        "inputs, not for a handful of molecules")
+    p.add_argument("--compile", action="store_const", const=True, default="auto",
+                   help="run the model through torch.compile for every batch: the first "
+                        "batch compiles (tens of seconds on a CPU), later ones run faster; "
+                        "worth it for long inputs, not for a handful of molecules (default: "
+                        "only batches of large structures, 2^18 edges and more, compile)")
+    p.add_argument("--no-compile", dest="compile", action="store_const", const=False,
+                   help="never compile (not even large structures)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads (default 1: fastest on a shared machine, see "
                         "docs/cluster.md; 0: torch's default, one per core)")

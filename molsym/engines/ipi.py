@@ -31,7 +31,7 @@ UNIX_SOCKET_PREFIX = "/tmp/ipi_"
 
 def run_client(model: Any, atoms: ase.Atoms, *, unixsocket: str | None = None,
                port: int | None = None, host: str = "localhost", device: str = "cpu",
-               dtype: str = "float64", compile: bool = False,
+               dtype: str = "float64", compile: bool | str = "auto",
                timeout: float | None = None, connect_wait_s: float = 60.0) -> int:
     """Serve i-PI's force requests with ``model`` until i-PI sends EXIT; returns the number of
     force evaluations.
@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action="store_const", const=True, default="auto",
+                        help="compile for every structure (default: large ones only)")
+    parser.add_argument("--no-compile", dest="compile", action="store_const", const=False)
     args = parser.parse_args(argv)
     fmt = "xyz" if str(args.init).endswith(".xyz") else None
     atoms = ase.io.read(args.init, format=fmt)

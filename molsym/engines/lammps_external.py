@@ -42,7 +42,7 @@ class MolsymFixExternal:
     """
 
     def __init__(self, lmp: Any, model: Any, type_to_z: Sequence[int], fix_id: str = "molsym",
-                 device: str = "cpu", dtype: str = "float64", compile: bool = False) -> None:
+                 device: str = "cpu", dtype: str = "float64", compile: bool | str = "auto") -> None:
         units = lmp.extract_global("units")
         if units != "metal":
             raise ConfigError(f"molsym's fix external needs 'units metal', not {units!r}")

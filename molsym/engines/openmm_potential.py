@@ -15,7 +15,7 @@ model works in Angstrom, eV and eV/Angstrom.
 
 Arguments of ``MLPotential("molsym", ...)``: ``modelPath`` (a deploy file or a pretrained
 name) or ``model`` (a molsym module); ``device`` (default ``"cpu"``), ``dtype`` (default
-``"float64"``), ``compile`` (default False), as for ``MolsymCalculator``.
+``"float64"``), ``compile`` (default "auto": large systems only), as for ``MolsymCalculator``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class MolsymPotentialImpl(MLPotentialImpl):
     """
 
     def __init__(self, name: str, modelPath: str | None = None, model: Any = None,
-                 device: str = "cpu", dtype: str = "float64", compile: bool = False) -> None:
+                 device: str = "cpu", dtype: str = "float64", compile: bool | str = "auto") -> None:
         if (modelPath is None) == (model is None):
             raise ConfigError("MLPotential('molsym') needs exactly one of modelPath= or model=")
         self.name = name

@@ -41,9 +41,12 @@ class MolsymCalculator(Calculator):
             ``MOLSYM_MEMORY_LIMIT`` variable, else what the system has available); a structure
             estimated to need more raises :class:`~molsym.memory.MemoryLimitError`, whose
             message says how many atoms fit, before the model runs.
-        compile: run the model through ``torch.compile(dynamic=True)``: the first call
-            compiles (tens of seconds on a CPU), later calls, new geometries and other
-            molecule sizes included, reuse the compiled graph. Worth it for MD.
+        compile: run the model through ``torch.compile(dynamic=True)``: True for every
+            structure (worth it for MD of small molecules too), False never, ``"auto"``
+            (default) for structures of :data:`~molsym.models.compiled.AUTO_COMPILE_EDGES`
+            edges and more (a 10^4-atom water box ran 4.8x faster compiled). The first
+            compiled call compiles (tens of seconds on a CPU); later calls, new geometries and
+            other sizes included, reuse the compiled graph.
 
     Results: ``energy``/``free_energy`` (eV), ``forces`` (N, 3) eV/Angstrom, ``stress`` (6,)
     Voigt order xx, yy, zz, yz, xz, xy in eV/Angstrom^3 (only for cells periodic in all three
@@ -62,12 +65,12 @@ class MolsymCalculator(Calculator):
     default_parameters: dict[str, Any] = {}
 
     def __init__(self, model: Any, device: str | torch.device = "cpu",
-                 dtype: str | torch.dtype = "float64", compile: bool = False,
+                 dtype: str | torch.dtype = "float64", compile: bool | str = "auto",
                  memory_limit: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         module, self.model, self._forward, self.device, self.dtype = prepare_model(
             model, device, dtype, compile)
-        self.compiled = bool(compile)
+        self.compiled = compile
         self.cutoff, self.elements, self.outputs = model_facts(module)
         self.memory_limit = memory_limit
         apply_memory_limit(self.model, memory_limit)

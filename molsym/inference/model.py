@@ -12,7 +12,7 @@ import torch
 
 from molsym.dtypes import model_dtype, resolve_dtype
 from molsym.errors import ConfigError
-from molsym.models.compiled import compile_model
+from molsym.models.compiled import for_inference
 
 
 class InferenceModel(NamedTuple):
@@ -32,10 +32,11 @@ def model_facts(module: torch.nn.Module) -> tuple[float, list[int], list[str]]:
 
 def prepare_model(model: Any, device: str | torch.device = "cpu",
                   dtype: str | torch.dtype | None = None,
-                  compile: bool = False) -> InferenceModel:
+                  compile: bool | str = "auto") -> InferenceModel:
     """The model of the predictor and the calculator: ``model`` (a module, a deploy file or a
     pretrained name) loaded, copied onto ``device`` in ``dtype`` (None: the model's own) and
-    compiled when asked. A CUDA device that is not there is a :class:`ConfigError`."""
+    compiled as asked (:func:`molsym.models.compiled.for_inference`: True, False or "auto",
+    large graphs only). A CUDA device that is not there is a :class:`ConfigError`."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
@@ -43,8 +44,7 @@ def prepare_model(model: Any, device: str | torch.device = "cpu",
     module = load_model_any(model)
     dtype = wanted if wanted is not None else model_dtype(module)
     private = inference_copy(module, device, dtype)
-    return InferenceModel(module, private, compile_model(private) if compile else private,
-                          device, dtype)
+    return InferenceModel(module, private, for_inference(private, compile), device, dtype)
 
 
 def load_model_any(model: Any) -> torch.nn.Module:

@@ -116,9 +116,11 @@ class Predictor:
         device: ``"cpu"``, ``"cuda"`` or a torch device.
         dtype: ``"float32"``/``"float64"``; None keeps the model's own dtype.
         batch_atoms: upper bound on the total number of atoms in one batch.
-        compile: run the model through ``torch.compile`` (see :func:`compile_model`): the
-            first batch compiles (tens of seconds on a CPU), later ones run faster; results
-            equal the eager ones to rounding.
+        compile: run the model through ``torch.compile`` (see :func:`compile_model`):
+            ``"auto"`` (default) for batches of :data:`~molsym.models.compiled.
+            AUTO_COMPILE_EDGES` edges and more (large structures), True for every batch, False
+            never. The first compiled batch compiles (tens of seconds on a CPU), later ones
+            run faster; results equal the eager ones to rounding.
         memory_limit: memory one structure may use (bytes or e.g. ``"16GB"``; default: the
             ``MOLSYM_MEMORY_LIMIT`` variable, else what the system has available). A structure
             estimated to need more gets an error row saying how many atoms fit
@@ -127,13 +129,13 @@ class Predictor:
 
     def __init__(self, model: Any, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None,
-                 batch_atoms: int = DEFAULT_BATCH_ATOMS, compile: bool = False,
+                 batch_atoms: int = DEFAULT_BATCH_ATOMS, compile: bool | str = "auto",
                  memory_limit: int | str | None = None) -> None:
         if batch_atoms < 1:
             raise ConfigError(f"batch_atoms must be >= 1, got {batch_atoms}")
         module, self.model, self._forward, self.device, self.dtype = prepare_model(
             model, device, dtype, compile)
-        self.compiled = bool(compile)
+        self.compiled = compile
         self.cutoff, self.elements, self.outputs = model_facts(module)
         #: a committee (EnsembleModel): its spread gets columns too
         self.committee = hasattr(module, "members")
@@ -313,14 +315,15 @@ class Predictor:
 
 def predict(model: Any, molecules: Sequence[str | ase.Atoms], *, device: str = "cpu",
             dtype: str | None = None, batch_atoms: int = DEFAULT_BATCH_ATOMS,
-            n_jobs: int = 1, compile: bool = False, fragments: str = "separate",
+            n_jobs: int = 1, compile: bool | str = "auto", fragments: str = "separate",
             max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
             embed_timeout: float | None = DEFAULT_EMBED_TIMEOUT) -> pd.DataFrame:
     """Predict the properties of SMILES strings and/or ``ase.Atoms`` (one row each, in order).
 
     SMILES are embedded in 3D by molsym's SMILES reader (RDKit). Returns the table described
     in this module's docstring; failed molecules have an ``error`` and NaN properties.
-    ``compile=True`` runs the model through ``torch.compile`` (worth it for many molecules).
+    ``compile=True`` runs the model through ``torch.compile`` (worth it for many molecules;
+    the default ``"auto"`` compiles for large structures only, see :class:`Predictor`).
     ``fragments`` (``"separate"``: embedded apart, ``"largest"``: only the largest kept),
     ``max_heavy_atoms`` and ``embed_timeout`` (seconds per SMILES, None: no limit): see
     :func:`molsym.data.readers.smiles.embed_records`.
