@@ -42,6 +42,8 @@ class EquivariantModel(AtomisticModel):
         num_radial: Bessel basis functions; radial_hidden: hidden width of the radial MLP.
         readout_hidden: hidden width of the last readout and the property heads.
         envelope_exponent: p of the polynomial cutoff envelope.
+        trainable_basis: train the Bessel frequencies (initialised at ``n pi / cutoff``);
+            off by default, as in models saved before this option.
         full_paths: also couple neighbour features through higher edge harmonics (Y2-Y4 into
             l <= l_max, see :class:`~molsym.nn.CartesianInteraction`); off by default, so
             models saved before it load unchanged.
@@ -86,6 +88,7 @@ class EquivariantModel(AtomisticModel):
         radial_hidden: int = 64,
         readout_hidden: int = 16,
         envelope_exponent: int = 6,
+        trainable_basis: bool = False,
         full_paths: bool = False,
         radial_layers: int = 1,
         species_linear: bool = False,
@@ -113,7 +116,7 @@ class EquivariantModel(AtomisticModel):
             repulsion_reach=repulsion_reach,
         )
         self.l_max = int(l_max)
-        self.basis = BesselBasis(cutoff, num_radial)
+        self.basis = BesselBasis(cutoff, num_radial, trainable_basis)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
         self.embedding = nn.Embedding(len(self.elements), num_channels)
         self.interactions = nn.ModuleList(

@@ -48,8 +48,8 @@ PER_MEMBER = ("atomic_energies", "energy_scale", "property_mean", "property_std"
 def architecture_key(model: nn.Module) -> str | None:
     """A string equal for models :class:`StackedEquivariant` can evaluate together; None for
     a model it cannot take (another architecture)."""
-    if type(model) is not EquivariantModel:
-        return None
+    if type(model) is not EquivariantModel or model.config().get("trainable_basis"):
+        return None  # trained Bessel frequencies differ per member: the basis is shared here
     config = {k: v for k, v in model.config().items() if k not in PER_MEMBER}
     return json.dumps(config, sort_keys=True, default=str)
 

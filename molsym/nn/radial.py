@@ -12,14 +12,18 @@ class BesselBasis(nn.Module):
     """``sqrt(2/rc) * sin(n pi d / rc) / d`` for ``n = 1..num_radial``.
 
     Input: distances ``d`` (E,) in Angstrom (> 0). Output: (E, num_radial), 1/Angstrom.
-    The frequencies are a fixed buffer (not trained).
+    The frequencies are a fixed buffer, or with ``trainable`` a parameter initialised to the
+    same values (as NequIP's basis); either way saved as ``freqs``, so files load both ways.
     """
 
-    def __init__(self, cutoff: float, num_radial: int = 8):
+    def __init__(self, cutoff: float, num_radial: int = 8, trainable: bool = False):
         super().__init__()
         self.cutoff = float(cutoff)
         freqs = torch.arange(1, num_radial + 1, dtype=torch.get_default_dtype()) * math.pi
-        self.register_buffer("freqs", freqs / self.cutoff)
+        if trainable:
+            self.freqs = nn.Parameter(freqs / self.cutoff)
+        else:
+            self.register_buffer("freqs", freqs / self.cutoff)
         self.prefactor = math.sqrt(2.0 / self.cutoff)
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,24 @@ def test_bessel_basis_is_orthonormal_with_r2_weight():
     torch.testing.assert_close(gram, torch.eye(6, dtype=torch.float64), atol=1e-4, rtol=0)
 
 
+def test_trainable_bessel_frequencies_learn_and_load_both_ways():
+    """A trainable basis starts as the fixed one, gets gradients, and its state loads into
+    a fixed basis and back (same key, ``freqs``)."""
+    fixed, trainable = BesselBasis(4.0, 6), BesselBasis(4.0, 6, trainable=True)
+    d = torch.linspace(0.5, 3.9, 20)
+    torch.testing.assert_close(trainable(d), fixed(d))
+    assert [n for n, _ in trainable.named_parameters()] == ["freqs"]
+    assert not list(fixed.parameters())
+    trainable(d).square().sum().backward()
+    assert trainable.freqs.grad is not None and bool(trainable.freqs.grad.abs().gt(0).all())
+    with torch.no_grad():
+        trainable.freqs.mul_(1.1)
+    fixed.load_state_dict(trainable.state_dict())
+    torch.testing.assert_close(fixed(d), trainable(d))
+    trainable.load_state_dict(BesselBasis(4.0, 6).state_dict())
+    torch.testing.assert_close(trainable(d), BesselBasis(4.0, 6)(d))
+
+
 @pytest.mark.parametrize("proper", [True, False])
 def test_edge_harmonics_transform_as_tensors(proper):
     rot = torch.as_tensor(random_orthogonal(np.random.default_rng(0), proper))
