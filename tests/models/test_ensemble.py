@@ -146,3 +146,17 @@ def test_batched_pass_serves_periodic_graphs_and_unpaired_edges():
     kw = dict(cell=graph.cell, cell_shifts=graph.cell_shifts, compute_stress=True)
     with_stress = committee(*args, **kw)  # stress: the members one by one
     assert with_stress["stress"].shape == (1, 3, 3)
+
+
+def test_members_with_trained_bessel_frequencies_run_one_by_one():
+    """The batched pass shares one radial basis: members whose frequencies were trained
+    (and so differ) are not grouped, and the committee is still the mean of its members."""
+    members = [_member(s, trainable_basis=True) for s in range(2)]
+    with torch.no_grad():
+        members[1].basis.freqs.mul_(1.2)
+    committee = EnsembleModel.from_models(members).eval()
+    assert committee._groups == []
+    graph = atoms_to_graph(molecule("CH3CH2OH"), 4.0, dtype=torch.float64)
+    got = predict_batch(committee, graph)
+    forces = torch.stack([predict_batch(m, graph)["forces"] for m in members])
+    torch.testing.assert_close(got["forces"], forces.mean(0), rtol=1e-12, atol=1e-14)
