@@ -41,7 +41,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +151,16 @@ def molsym_overrides(size: dict[str, int], threads: int) -> list[str]:
 
 
 def run_molsym(run_dir: Path, epochs: int, overrides: list[str], timeout: float,
-               extra: tuple[str, ...] = ()) -> dict[str, Any]:
+               extra: tuple[str, ...] = (), fresh_cache: bool = True) -> dict[str, Any]:
     """``molsym train`` for ``epochs`` epochs with the epoch clock (epochs.json) and the step
-    timer (steps.json) in ``run_dir``."""
+    timer (steps.json) in ``run_dir``; ``fresh_cache=False`` keeps the caller's Inductor
+    cache (TORCHINDUCTOR_CACHE_DIR) instead of an empty one."""
     args = [*overrides, f"trainer.max_epochs={epochs}", *extra, f"hydra.run.dir={run_dir}",
             f"+callbacks.epoch_clock._target_={CLOCK}",
             f"+callbacks.epoch_clock.path={run_dir / 'epochs.json'}",
             f"+callbacks.step_timer._target_={TIMER}",
             f"+callbacks.step_timer.path={run_dir / 'steps.json'}"]
-    with fresh_inductor_cache(run_dir):
+    with fresh_inductor_cache(run_dir) if fresh_cache else nullcontext():
         status, wall = common.run_logged([str(common.MOLSYM), "train", *args],
                                          run_dir / "bench.log", timeout=timeout)
     return {"wall_s": round(wall, 2), "status": status,

@@ -123,7 +123,7 @@ def portable(value: Any) -> Any:
     if isinstance(value, list):
         return [portable(v) for v in value]
     if isinstance(value, str):
-        for prefix, shown in ((f"{DATA}/", "../shared/data/"), (f"{REPO}/", "")):
+        for prefix, shown in ((f"{DATA}", "../shared/data"), (f"{REPO}/", "")):
             value = value.replace(prefix, shown)
         return value
     return value

@@ -36,7 +36,20 @@ VARIANTS: dict[str, list[str]] = {
     "radial3": ["model.radial_layers=3"],
     "species_linear": ["model.species_linear=true"],
     "cut4": ["cutoff=4.0"],
+    "trainable_basis": ["model.trainable_basis=true"],
+    "envelope5": ["model.envelope_exponent=5"],
 }
+#: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
+SEED_MARK = "@s"
+
+
+def variant_overrides(name: str) -> list[str]:
+    """``molsym train`` overrides of a variant name (``baseline``, ``radial3@s1``, ...)."""
+    base, mark, seed = name.partition(SEED_MARK)
+    if base not in VARIANTS or (mark and not seed.isdigit()):
+        raise ValueError(f"unknown variant {name!r}: one of {sorted(VARIANTS)}, "
+                         f"optionally with {SEED_MARK}K for seed K")
+    return [*VARIANTS[base], *([f"seed={seed}"] if mark else [])]
 
 
 def table_key(molecule: str, steps: int) -> str:
@@ -60,7 +73,7 @@ def run_one(root: Path, molecule: str, model: str, n: int, steps: int,
     out = root / f"{molecule}-steps{steps}" / model / str(n)
     if model == "mace":
         return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule)
-    extra = [*VARIANTS[model], *(["module.compile=false"] if eager else []),
+    extra = [*variant_overrides(model), *(["module.compile=false"] if eager else []),
              *([f"+trainer.check_val_every_n_epoch={val_every}"] if val_every > 1 else [])]
     return de_mace.run_molsym(out, "flagship", n, steps, None, 5.0, molecule, extra)
 
@@ -113,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50])
-    parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[],
+                        help=f"of {sorted(VARIANTS)}, each optionally NAME{SEED_MARK}K (seed K)")
     parser.add_argument("--no-mace", action="store_true", help="flagship variants only")
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--eval-interval", type=int, default=10,
@@ -129,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the aspirin MACE and flagship runs of data_efficiency_mace "
                              "(same splits and steps) instead of training them again")
     args = parser.parse_args(argv)
+    for name in args.variants:
+        variant_overrides(name)  # an unknown name fails before any run
     results = common.load_result(RESULT) or {"runs": {}, "history": []}
     if args.import_stored:
         import_stored(results)
