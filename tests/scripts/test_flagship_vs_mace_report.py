@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from scripts.benchmarks import data_efficiency
 from scripts.benchmarks import flagship_vs_mace as fvm
 
@@ -44,3 +46,14 @@ def test_report_ratios_and_missing_mace():
     assert rows["25"][:6] == ["50", "40", "1.25", "5", "10", "0.5"]
     assert rows["50"][1] == "–" and rows["50"][2] == "–"
     assert "`cmd-a`" in text
+
+
+def test_variant_names_take_a_seed_and_unknown_ones_fail():
+    from scripts.benchmarks.flagship_vs_mace import VARIANTS, variant_overrides
+
+    assert variant_overrides("radial3") == VARIANTS["radial3"]
+    assert variant_overrides("radial3@s2") == [*VARIANTS["radial3"], "seed=2"]
+    assert variant_overrides("baseline@s1") == ["seed=1"]
+    for bad in ("radial4", "radial3@s", "radial3@sx", "radial3@2"):
+        with pytest.raises(ValueError, match="unknown variant"):
+            variant_overrides(bad)
