@@ -15,6 +15,21 @@ def run(model, b, **kwargs):
     return model(b.z, b.pos, b.edge_index, b.batch, b.num_graphs, **kwargs)
 
 
+def assert_same_outputs_and_gradients(model, ref, auto, given, loss_keys):
+    """Every output of ``auto`` and ``given`` equals ``ref``'s, and the parameter gradients of
+    a loss on ``loss_keys`` through ``auto`` equal those through ``ref``."""
+    for key in ref:
+        torch.testing.assert_close(auto[key], ref[key], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(given[key], ref[key], rtol=1e-12, atol=1e-12)
+    grads = []
+    for out in (auto, ref):
+        loss = sum(out[k].square().sum() for k in loss_keys)
+        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+    for g_auto, g_ref in zip(*grads, strict=True):
+        if g_ref is not None:
+            torch.testing.assert_close(g_auto, g_ref, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_paired_and_unpaired_edges_agree(config):
     model = build_model(config, torch.float64).train()
@@ -22,17 +37,8 @@ def test_paired_and_unpaired_edges_agree(config):
     auto, unpaired = run(model, b), run(model, b, paired_edges=False)
     given = run(model, b.clone().update({"edge_index": one_direction(b.edge_index)}),
                 paired_edges=True)
-    for key in unpaired:
-        torch.testing.assert_close(auto[key], unpaired[key], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(given[key], unpaired[key], rtol=1e-12, atol=1e-12)
     # parameter gradients through the force loss (training) match too
-    grads = []
-    for out in (auto, unpaired):
-        loss = out["energy"].square().sum() + out["forces"].square().sum()
-        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
-    for g_auto, g_ref in zip(*grads, strict=True):
-        if g_ref is not None:
-            torch.testing.assert_close(g_auto, g_ref, rtol=1e-10, atol=1e-12)
+    assert_same_outputs_and_gradients(model, unpaired, auto, given, ("energy", "forces"))
 
 
 def test_graphs_carry_one_edge_per_pair():
@@ -80,16 +86,7 @@ def test_periodic_graphs_pair_with_their_shifts(config):
     first = torch.from_numpy(forward_edges(b.edge_index, b.cell_shifts))
     given = model(b.z, b.pos, b.edge_index[:, first], b.batch, b.num_graphs,
                   cell_shifts=b.cell_shifts[first], paired_edges=True, **common)
-    for key in unpaired:
-        torch.testing.assert_close(auto[key], unpaired[key], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(given[key], unpaired[key], rtol=1e-12, atol=1e-12)
-    grads = []
-    for out in (auto, unpaired):
-        loss = out["forces"].square().sum() + out["stress"].square().sum()
-        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
-    for g_auto, g_ref in zip(*grads, strict=True):
-        if g_ref is not None:
-            torch.testing.assert_close(g_auto, g_ref, rtol=1e-10, atol=1e-12)
+    assert_same_outputs_and_gradients(model, unpaired, auto, given, ("forces", "stress"))
     with pytest.raises(ValueError, match="cell_shifts has"):
         model(b.z, b.pos, b.edge_index[:, first], b.batch, b.num_graphs,
               cell_shifts=b.cell_shifts, paired_edges=True, **common)
