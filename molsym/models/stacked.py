@@ -48,8 +48,8 @@ PER_MEMBER = ("atomic_energies", "energy_scale", "property_mean", "property_std"
 def architecture_key(model: nn.Module) -> str | None:
     """A string equal for models :class:`StackedEquivariant` can evaluate together; None for
     a model it cannot take (another architecture)."""
-    if type(model) is not EquivariantModel or model.config().get("trainable_basis"):
-        return None  # trained Bessel frequencies differ per member: the basis is shared here
+    if type(model) is not EquivariantModel:
+        return None
     config = {k: v for k, v in model.config().items() if k not in PER_MEMBER}
     return json.dumps(config, sort_keys=True, default=str)
 
@@ -169,7 +169,9 @@ class StackedEquivariant:
             unit = (edge_vec / length.unsqueeze(-1)).permute(2, 0, 1)  # (3, E, M)
         if paired:
             length = length[: length.shape[0] // 2]
-        hidden = nn.functional.silu(_linear(first.basis(length), w, "radial.lin1"))
+        # trained Bessel frequencies are each member's own, (M, R): the basis of each copy
+        basis = first.basis(length, w.get("basis.freqs"))
+        hidden = nn.functional.silu(_linear(basis, w, "radial.lin1"))
         for k in range(len(first.radial.hidden)):
             hidden = nn.functional.silu(_linear(hidden, w, f"radial.hidden.{k}"))
         radial = _linear(hidden, w, "radial.lin2", bias=False) * first.envelope(length)[..., None]

@@ -26,9 +26,11 @@ class BesselBasis(nn.Module):
             self.register_buffer("freqs", freqs / self.cutoff)
         self.prefactor = math.sqrt(2.0 / self.cutoff)
 
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
+    def forward(self, d: torch.Tensor, freqs: torch.Tensor | None = None) -> torch.Tensor:
+        """``freqs``: other frequencies than this basis' own, broadcast against ``d[..., None]``
+        (a committee's stacked members: (M, num_radial) for distances (E, M))."""
         d = d.unsqueeze(-1)
-        return self.prefactor * torch.sin(self.freqs * d) / d
+        return self.prefactor * torch.sin((self.freqs if freqs is None else freqs) * d) / d
 
 
 class PolynomialCutoff(nn.Module):

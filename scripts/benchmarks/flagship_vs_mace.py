@@ -38,6 +38,9 @@ VARIANTS: dict[str, list[str]] = {
     "cut4": ["cutoff=4.0"],
     "trainable_basis": ["model.trainable_basis=true"],
     "envelope5": ["model.envelope_exponent=5"],
+    "basis_env5": ["model.trainable_basis=true", "model.envelope_exponent=5"],
+    # couplings through edge harmonics up to l = 4 (MACE's first layer uses up to l = 3)
+    "full_paths": ["model.full_paths=true"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

@@ -106,7 +106,8 @@ def _loop_and_stacked(committee, batch, **kw):
 
 @pytest.mark.parametrize("config", [dict(l_max=2), dict(l_max=1), dict(l_max=0),
                                     dict(l_max=2, full_paths=True, species_linear=True,
-                                         radial_layers=2)])
+                                         radial_layers=2, trainable_basis=True,
+                                         envelope_exponent=5)])
 def test_one_batched_pass_equals_the_members_one_by_one(tmp_path, config):
     members = [_member(s, outputs=OUTPUTS + ["dipole_moment"], property_mean={"homo": s},
                        property_std={"homo": 1.0 + s}, atomic_energies=[-s, -2.0, -3.0],
@@ -148,15 +149,18 @@ def test_batched_pass_serves_periodic_graphs_and_unpaired_edges():
     assert with_stress["stress"].shape == (1, 3, 3)
 
 
-def test_members_with_trained_bessel_frequencies_run_one_by_one():
-    """The batched pass shares one radial basis: members whose frequencies were trained
-    (and so differ) are not grouped, and the committee is still the mean of its members."""
-    members = [_member(s, trainable_basis=True) for s in range(2)]
+def test_members_with_trained_bessel_frequencies_keep_their_own_in_the_batched_pass():
+    """Members whose Bessel frequencies were trained (and so differ) run in one batched pass,
+    each with its own basis: the same outputs as the members one by one."""
+    members = [_member(s, trainable_basis=True) for s in range(3)]
     with torch.no_grad():
-        members[1].basis.freqs.mul_(1.2)
+        for k, m in enumerate(members):
+            m.basis.freqs.mul_(1.0 + 0.1 * k)
     committee = EnsembleModel.from_models(members).eval()
-    assert committee._groups == []
+    assert [indices for indices, _ in committee._groups] == [[0, 1, 2]]
     graph = atoms_to_graph(molecule("CH3CH2OH"), 4.0, dtype=torch.float64)
-    got = predict_batch(committee, graph)
+    loop, stacked = _loop_and_stacked(committee, graph)
+    for key in loop:
+        torch.testing.assert_close(stacked[key], loop[key], rtol=1e-10, atol=1e-12)
     forces = torch.stack([predict_batch(m, graph)["forces"] for m in members])
-    torch.testing.assert_close(got["forces"], forces.mean(0), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(stacked["forces"], forces.mean(0), rtol=1e-10, atol=1e-12)
