@@ -186,6 +186,23 @@ def test_compiled_calculator_equals_eager_and_compiles_once():
     assert counters["stats"]["unique_graphs"] - graphs_before == 1
 
 
+@pytest.mark.slow
+def test_compiled_calculator_on_a_periodic_box_equals_eager_with_stress():
+    """The path ``compile="auto"`` takes for large boxes: periodic edges paired (reverse =
+    negated shift) outside the compiled graph, forces and stress inside it."""
+    crystal = bulk("Cu", "fcc", a=3.6) * (2, 2, 1)
+    crystal.rattle(0.05, seed=6)
+    model = make_model("equivariant", elements=[29], outputs=["energy", "forces"])
+    eager, compiled = MolsymCalculator(model, compile=False), MolsymCalculator(model,
+                                                                               compile=True)
+    for calc in (eager, compiled):
+        calc.calculate(crystal, ["energy", "forces", "stress"])
+    ref, got = eager.results, compiled.results
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(got["forces"], ref["forces"], rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got["stress"], ref["stress"], rtol=1e-9, atol=1e-11)
+
+
 def test_committee_spread_reaches_the_results():
     from ase.build import molecule
 
