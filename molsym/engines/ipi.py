@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--compile", action="store_const", const=True, default="auto",
                         help="compile for every structure (default: large ones only)")
-    parser.add_argument("--no-compile", dest="compile", action="store_const", const=False)
+    parser.add_argument("--no-compile", dest="compile", action="store_const", const=False,
+                        help="never compile (not even large structures)")
     args = parser.parse_args(argv)
     fmt = "xyz" if str(args.init).endswith(".xyz") else None
     atoms = ase.io.read(args.init, format=fmt)

@@ -66,7 +66,7 @@ def spinning(count: int):
 
 
 @contextmanager
-def environment(threads: int, policy: str | None):
+def omp_environment(threads: int, policy: str | None):
     """OMP_NUM_THREADS (and OMP_WAIT_POLICY) for the runs of the block."""
     old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = base / "inductor_cache"
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # shared: warm after the first run
     start, load_start = time.perf_counter(), os.getloadavg()
-    with environment(1, None):
+    with omp_environment(1, None):
         warm = one_run(base / "warm", 1, 2, args.timeout)
     print(f"[bench_threads] warm-up: {warm['wall_s']} s (status {warm['status']})", flush=True)
     rows = []
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for busy in (0, args.busy):
             for rep in range(args.repeats):
                 name = f"t{threads}{'_' + policy.lower() if policy else ''}_busy{busy}_{rep}"
-                with environment(threads, policy or None), spinning(busy):
+                with omp_environment(threads, policy or None), spinning(busy):
                     res = one_run(base / name, threads, args.epochs, args.timeout)
                 row = {"threads": threads, "wait_policy": policy or "default", "busy": busy,
                        "repeat": rep, **res}

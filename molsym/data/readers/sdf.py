@@ -7,7 +7,7 @@ units via ``energy_unit`` and ``label_units``). ``record`` is the 0-based molecu
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import ase
 import numpy as np
@@ -55,23 +55,22 @@ _EMPTY = object()
 SD_DELIMITER = "$$$$"
 
 
-def sd_records(path: str | os.PathLike) -> list[str]:
-    """The text of each record of an SD file, split at its ``$$$$`` lines.
+def sd_records(path: str | os.PathLike) -> Iterator[str]:
+    """The text of each record of an SD file, split at its ``$$$$`` lines, read as a stream
+    (one record in memory at a time).
 
     Each record is parsed on its own, so a record RDKit cannot close (a lost ``M  END``, a
     cut block) never swallows its neighbours; trailing blank text is not a record."""
+    current: list[str] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
-        text = fh.read()
-    records, current = [], []
-    for line in text.splitlines(keepends=True):
-        if line.strip() == SD_DELIMITER:
-            records.append("".join(current))
-            current = []
-        else:
-            current.append(line)
+        for line in fh:
+            if line.strip() == SD_DELIMITER:
+                yield "".join(current)
+                current = []
+            else:
+                current.append(line)
     if "".join(current).strip():
-        records.append("".join(current))
-    return records
+        yield "".join(current)
 
 
 def _parse_record(block: str, sanitize: bool):
