@@ -49,6 +49,9 @@ class EquivariantModel(AtomisticModel):
             models saved before it load unchanged.
         radial_layers: hidden layers of the radial MLP (1, the default, as in models saved
             before this option; MACE uses 3).
+        more_scalars: the product blocks also form the 4-body scalars ``a0 b0 b0``,
+            ``(b1.b1) a0``, ``(a2:b2) b0`` and ``b1^T b2 a1`` (:func:`~molsym.nn.cartesian.
+            product_terms`); off by default, so saved models load unchanged.
         species_linear: an element-dependent channel mixing of each layer's update
             (:class:`~molsym.nn.cartesian.SpeciesLinear`, like MACE's element-dependent
             weights); off by default, so saved models load unchanged.
@@ -91,6 +94,7 @@ class EquivariantModel(AtomisticModel):
         trainable_basis: bool = False,
         full_paths: bool = False,
         radial_layers: int = 1,
+        more_scalars: bool = False,
         species_linear: bool = False,
         avg_num_neighbors: float = 10.0,
         atomic_energies: list[float] | dict[str, float] | None = None,
@@ -128,7 +132,8 @@ class EquivariantModel(AtomisticModel):
         # one radial network for all layers and paths: one matmul instead of one per layer
         self.weight_sizes = [i.num_paths * num_channels for i in self.interactions]
         self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes), radial_layers)
-        self.products = nn.ModuleList(ProductBlock(num_channels, l_max) for _ in range(num_layers))
+        self.products = nn.ModuleList(ProductBlock(num_channels, l_max, more_scalars)
+                                      for _ in range(num_layers))
         self.species_mixing = nn.ModuleList(
             SpeciesLinear(len(self.elements), num_channels, l_max) for _ in range(num_layers)
         ) if species_linear else None

@@ -208,7 +208,7 @@ class StackedEquivariant:
         name = f"products.{t}"
         x = _equivariant_linear(a, w[f"{name}.mix.weight"], block.mix.component_l)
         a_full, b_full = x.unflatten(-1, (2, -1)).unbind(-2)
-        scalars, vectors, tensors = product_terms(a_full, b_full, block.l_max)
+        scalars, vectors, tensors = product_terms(a_full, b_full, block.l_max, block.more_scalars)
         parts = [_linear(scalars, w, f"{name}.out_scalar").unsqueeze(0)]
         if vectors is not None:
             parts.append(_matmul(vectors, w[f"{name}.out_vector"]))

@@ -135,12 +135,13 @@ class ProductBlock(nn.Module):
     2 (A itself) to 3 and 4. Output (K, N, C): one linear map per l over all products.
     """
 
-    def __init__(self, num_channels: int, l_max: int):
+    def __init__(self, num_channels: int, l_max: int, more_scalars: bool = False):
         super().__init__()
         c = num_channels
         self.l_max = l_max
+        self.more_scalars = bool(more_scalars)
         self.mix = EquivariantLinear(c, 2 * c, l_max)
-        n_scalar = {0: 2, 1: 4, 2: 6}[l_max]
+        n_scalar = {0: 2, 1: 4, 2: 6}[l_max] + (num_more_scalars(l_max) if more_scalars else 0)
         self.out_scalar = nn.Linear(n_scalar * c, c)
         if l_max >= 1:
             n_vec = {1: 3, 2: 4}[l_max]
@@ -152,7 +153,7 @@ class ProductBlock(nn.Module):
         x = self.mix(a_in)
         k, n, c2 = x.shape
         a_full, b_full = x.view(k, n, 2, c2 // 2).unbind(2)
-        scalars, vectors, tensors = product_terms(a_full, b_full, self.l_max)
+        scalars, vectors, tensors = product_terms(a_full, b_full, self.l_max, self.more_scalars)
         s_out = self.out_scalar(scalars).unsqueeze(0)
         if self.l_max == 0:
             return s_out
@@ -162,27 +163,40 @@ class ProductBlock(nn.Module):
         return torch.cat([s_out, v_out, tensors @ self.out_tensor], dim=0)
 
 
+def num_more_scalars(l_max: int) -> int:
+    """How many scalar products ``more_scalars`` adds to :func:`product_terms`."""
+    return {0: 1, 1: 2, 2: 4}[l_max]
+
+
 def product_terms(
-    a_full: torch.Tensor, b_full: torch.Tensor, l_max: int
+    a_full: torch.Tensor, b_full: torch.Tensor, l_max: int, more_scalars: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The products of :class:`ProductBlock` from its two mixed copies ``a``, ``b`` (K, N, C),
     concatenated along channels for its output maps: scalars (N, S*C), vectors (3, N, V*C)
     and tensors (9, N, 4*C) (None below their ``l_max``). Elementwise over the trailing axes:
-    a committee (:mod:`molsym.models.stacked`) passes (K, N, M, C) and gets (..., M, S*C)."""
+    a committee (:mod:`molsym.models.stacked`) passes (K, N, M, C) and gets (..., M, S*C).
+
+    ``more_scalars`` appends 4-body scalars that the default set leaves out, after it (so
+    the default layout stays): ``a0 b0 b0`` and ``(b1.b1) a0``; with rank 2 also
+    ``(a2:b2) b0`` and ``b1^T b2 a1``."""
     a, b = split_components(a_full), split_components(b_full)
     a0, b0 = a[0], b[0]
     scalars = [a0, a0 * b0]
+    more = [a0 * b0 * b0]
     if l_max == 0:
-        return _cat_channels(scalars), None, None
+        return _cat_channels(scalars + more if more_scalars else scalars), None, None
     a1, b1 = a[1], b[1]
     dot = (a1 * b1).sum(0)
     scalars += [dot, dot * b0]
+    more.append((b1 * b1).sum(0) * a0)
     vectors = [a1, b0 * a1, dot * b1]
     tensors = None
     if l_max >= 2:
         a2, b2 = a[2], b[2]
         b2a1 = (b2 * a1).sum(1)  # b2 @ a1, (3, N, C)
-        scalars += [(a2 * b2).sum((0, 1)), (a1 * b2a1).sum(0)]
+        a2b2 = (a2 * b2).sum((0, 1))
+        scalars += [a2b2, (a1 * b2a1).sum(0)]
+        more += [a2b2 * b0, (b1 * b2a1).sum(0)]
         vectors.append(b2a1)
         parts = [
             a2,
@@ -191,4 +205,6 @@ def product_terms(
             sym_traceless(torch.einsum("ab...,bd...->ad...", a2, b2)),
         ]
         tensors = _cat_channels([t.reshape(9, *t.shape[2:]) for t in parts])
+    if more_scalars:
+        scalars += more
     return _cat_channels(scalars), _cat_channels(vectors), tensors

@@ -31,6 +31,9 @@ VARIANTS: dict[str, list[str]] = {
     "baseline": [],  # model=default as it was when the run was made (see the notes)
     # model=default before 2026-12-06 (fixed Bessel frequencies, envelope p=6)
     "default_1203": ["model.trainable_basis=false", "model.envelope_exponent=6"],
+    # model=default and experiment=rmd17's loss before 2026-12-07 (the same as basis_env5's runs)
+    "default_1206": ["model.more_scalars=false", "module.loss.kind=mse",
+                     "module.loss.weights.forces=100"],
     # E:F 1:100 as in MACE's recipe (energies per atom), instead of the study's 100:100
     "forces_heavy": ["module.loss.weights.energy=1"],
     "energy10": ["module.loss.weights.energy=10"],
@@ -43,6 +46,12 @@ VARIANTS: dict[str, list[str]] = {
     "basis_env5": ["model.trainable_basis=true", "model.envelope_exponent=5"],
     # couplings through edge harmonics up to l = 4 (MACE's first layer uses up to l = 3)
     "full_paths": ["model.full_paths=true"],
+    # Huber loss (delta 10 meV/A on force components, quadratic for per-atom energies); its
+    # linear branch gives force errors ~10x smaller gradients than MSE, so forces weigh 10x
+    "more_scalars": ["model.more_scalars=true"],
+    "huber": ["module.loss.kind=huber", "module.loss.weights.forces=1000"],
+    "huber_more": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
+                   "model.more_scalars=true"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

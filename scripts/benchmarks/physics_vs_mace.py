@@ -118,7 +118,11 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
 
 #: molsym variants beyond the default model: {name: extra overrides}.
 VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
-            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"]}
+            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"],
+            # the model and loss of 2026-12-07 (model=default with more_scalars, and the Huber
+            # loss of experiment=rmd17), spelled out so that the name keeps its meaning
+            "molsym_huber_more": ["model.more_scalars=true", "module.loss.kind=huber",
+                                  "module.loss.weights.forces=1000"]}
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,

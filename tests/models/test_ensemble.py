@@ -107,7 +107,8 @@ def _loop_and_stacked(committee, batch, **kw):
 @pytest.mark.parametrize("config", [dict(l_max=2), dict(l_max=1), dict(l_max=0),
                                     dict(l_max=2, full_paths=True, species_linear=True,
                                          radial_layers=2, trainable_basis=True,
-                                         envelope_exponent=5)])
+                                         envelope_exponent=5),
+                                    dict(l_max=2, radial_layers=2, more_scalars=True)])
 def test_one_batched_pass_equals_the_members_one_by_one(tmp_path, config):
     members = [_member(s, outputs=OUTPUTS + ["dipole_moment"], property_mean={"homo": s},
                        property_std={"homo": 1.0 + s}, atomic_energies=[-s, -2.0, -3.0],

@@ -104,10 +104,27 @@ def test_linear_and_product_blocks_commute_with_o3(l_max, proper):
     k = {0: 1, 1: 4, 2: 13}[l_max]
     rot = torch.as_tensor(random_orthogonal(np.random.default_rng(1), proper))
     h = random_features(k)
-    for block in (EquivariantLinear(4, 4, l_max), ProductBlock(4, l_max)):
+    for block in (EquivariantLinear(4, 4, l_max), ProductBlock(4, l_max),
+                  ProductBlock(4, l_max, more_scalars=True)):
         block = block.double()
         torch.testing.assert_close(block(rotate_features(h, rot)),
                                    rotate_features(block(h), rot), atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("l_max", [0, 1, 2])
+def test_more_scalars_append_four_body_products_after_the_default_ones(l_max):
+    from molsym.nn.cartesian import num_more_scalars, product_terms
+
+    k = {0: 1, 1: 4, 2: 13}[l_max]
+    a, b = random_features(k), random_features(k)
+    plain = product_terms(a, b, l_max)[0]
+    more = product_terms(a, b, l_max, more_scalars=True)[0]
+    c = a.shape[-1]
+    assert more.shape[-1] == plain.shape[-1] + num_more_scalars(l_max) * c
+    torch.testing.assert_close(more[..., : plain.shape[-1]], plain)
+    # 4-body: each added product is cubic in the density (a, b -> 2a, 2b scales it by 8)
+    twice = product_terms(2 * a, 2 * b, l_max, more_scalars=True)[0]
+    torch.testing.assert_close(twice[..., plain.shape[-1]:], 8 * more[..., plain.shape[-1]:])
 
 
 def test_product_block_output_is_traceless_symmetric():
