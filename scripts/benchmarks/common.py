@@ -34,8 +34,8 @@ MOLSYM = Path(sys.executable).with_name("molsym")
 #: early-stopping patience) override the experiment files; these restate the experiments'
 #: values explicitly (see the Accuracy section of docs/benchmarks.md).
 EXPERIMENT_OVERRIDES = {
-    # the loss (Huber, E:F 100:1000) is experiment=rmd17's own since 2026-12-07; the runs
-    # before had MSE with module.loss.weights.forces=100 here
+    # the loss (Huber, E:F 100:1000) and rate (0.01) are experiment=rmd17's own since
+    # 2026-12-07; the runs before had MSE with module.loss.weights.forces=100 here, lr 0.005
     "rmd17": ["callbacks.early_stopping.patience=100"],
     "3bpa": ["module.loss.weights.forces=100"],
 }

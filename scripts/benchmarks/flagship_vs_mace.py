@@ -52,6 +52,12 @@ VARIANTS: dict[str, list[str]] = {
     "huber": ["module.loss.kind=huber", "module.loss.weights.forces=1000"],
     "huber_more": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
                    "model.more_scalars=true"],
+    "huber_more_f3000": ["module.loss.kind=huber", "module.loss.weights.forces=3000",
+                         "model.more_scalars=true"],
+    "huber_more_lr01": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
+                        "model.more_scalars=true", "optimizer.lr=0.01"],
+    "huber_more_c48": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
+                       "model.more_scalars=true", "model.num_channels=48"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

@@ -122,7 +122,11 @@ VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
             # the model and loss of 2026-12-07 (model=default with more_scalars, and the Huber
             # loss of experiment=rmd17), spelled out so that the name keeps its meaning
             "molsym_huber_more": ["model.more_scalars=true", "module.loss.kind=huber",
-                                  "module.loss.weights.forces=1000"]}
+                                  "module.loss.weights.forces=1000"],
+            # each half of it alone
+            "molsym_huber": ["model.more_scalars=false", "module.loss.kind=huber",
+                             "module.loss.weights.forces=1000"],
+            "molsym_more": ["model.more_scalars=true"]}
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,

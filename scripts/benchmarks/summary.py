@@ -152,8 +152,8 @@ def train_speed_rows() -> list[list[str]]:
 
 
 #: the flagship_vs_mace variant that is today's ``model=default`` with experiment=rmd17's loss
-#: (2026-12-07: more_scalars, Huber E:F 100:1000) and the one it replaced (2026-12-06)
-DEFAULT_VARIANT, FORMER_DEFAULT = "huber_more", "basis_env5"
+#: and rate (2026-12-07: more_scalars, Huber E:F 100:1000, lr 0.01) and the one it replaced
+DEFAULT_VARIANT, FORMER_DEFAULT = "huber_more_lr01", "basis_env5"
 
 
 def flagship_rows() -> list[list[str]]:

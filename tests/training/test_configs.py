@@ -57,6 +57,17 @@ def test_required_values_and_interpolation():
     assert "3bpa/train_300K.xyz" in _compose(["experiment=3bpa", "data_root=/r"]).data.path
 
 
+def test_rmd17_recipe_is_the_measured_one_and_stays_inside_its_experiment():
+    """experiment=rmd17 carries the loss and rate its benchmarks measured (Huber E:F
+    100:1000, lr 0.01); plain `molsym train` keeps MSE and 0.005."""
+    rmd17 = _compose(["experiment=rmd17", "data.molecule=aspirin"])
+    assert rmd17.module.loss.kind == "huber" and rmd17.optimizer.lr == 0.01
+    assert dict(rmd17.module.loss.weights)["forces"] == 10 * rmd17.module.loss.weights.energy
+    plain = _compose([])
+    assert plain.module.loss.kind == "mse" and plain.optimizer.lr == 0.005
+    assert rmd17.model.more_scalars and plain.model.more_scalars  # model=default's
+
+
 def test_optimizer_scheduler_and_trainer_instantiate():
     import torch
 
