@@ -123,6 +123,9 @@ VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
             # loss of experiment=rmd17), spelled out so that the name keeps its meaning
             "molsym_huber_more": ["model.more_scalars=true", "module.loss.kind=huber",
                                   "module.loss.weights.forces=1000"],
+            # with experiment=rmd17's rate (lr 0.01) too
+            "molsym_huber_more_lr01": ["model.more_scalars=true", "module.loss.kind=huber",
+                                       "module.loss.weights.forces=1000", "optimizer.lr=0.01"],
             # each half of it alone
             "molsym_huber": ["model.more_scalars=false", "module.loss.kind=huber",
                              "module.loss.weights.forces=1000"],
@@ -264,7 +267,9 @@ def rmse(metrics: dict | None, key: str) -> float | None:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = []
+    """Per task: the test-set RMSE of every model, the symmetry suite, the curves; the
+    results' "notes" (which model each variant is, what changed) come first."""
+    lines = [*results.get("notes", []), ""] if results.get("notes") else []
     for name, by_model in results.get("tasks", {}).items():
         rows = []
         for model, entry in by_model.items():
@@ -283,10 +288,12 @@ def report(results: dict[str, Any]) -> str:
                              "F RMSE (meV/Å)"], rows), ""]
         if name == "3bpa":
             lines += [PUBLISHED, ""]
-        sym = (by_model.get("molsym") or {}).get("symmetry")
-        if sym:
-            lines += ["Symmetry suite on the trained molsym model (10 test frames, 4 proper + 4 "
-                      "improper rotations with translations; largest change): " + "; ".join(
+        for model, entry in by_model.items():
+            sym = entry.get("symmetry")
+            if not sym:
+                continue
+            lines += [f"Symmetry suite on the trained {model} model (10 test frames, 4 proper + "
+                      "4 improper rotations with translations; largest change): " + "; ".join(
                           f"{dtype} energy {v['energy_meV']:.2g} meV, forces "
                           f"{v['forces_meV_per_A']:.2g} meV/Å" for dtype, v in sym.items()), ""]
         curve_rows = []
