@@ -395,6 +395,20 @@ def plot(name: str, by_model: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def merged(results: dict[str, Any], task: str, model: str,
+           entry: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with ``entry`` as ``task``'s ``model``, on top of what is stored now: another
+    invocation may have saved its own models meanwhile, and they are kept (so are their
+    history lines)."""
+    latest = common.load_result(RESULT) or {"tasks": {}, "history": []}
+    latest.setdefault("tasks", {}).setdefault(task, {})[model] = entry
+    latest["history"] = [*[h for h in latest.get("history", [])
+                           if h not in results.get("history", [])], *results.get("history", [])]
+    for key, value in results.items():  # notes and anything else this invocation holds
+        latest.setdefault(key, value)
+    return latest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -424,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                 if trained.get("model") and Path(trained["model"]).is_file():
                     entry.update(evaluate(model, Path(trained["model"]), data,
                                           root / name / model))
-                results["tasks"].setdefault(name, {})[model] = entry
+                results = merged(results, name, model, entry)
                 common.save_result(RESULT, results)
     for name, by_model in results.get("tasks", {}).items():
         if all(e.get("curves") for e in by_model.values()):

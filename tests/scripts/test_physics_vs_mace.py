@@ -53,3 +53,16 @@ def test_the_3bpa_split_is_disjoint_and_sized():
     assert [len(parts[k]) for k in ("train", "val", "test")] == [450, 25, 25]
     assert not set(parts["train"]) & set(parts["val"]) and not set(parts["train"]) & set(
         parts["test"]) and not set(parts["val"]) & set(parts["test"])
+
+
+def test_a_save_keeps_the_models_another_invocation_stored_meanwhile(tmp_path, monkeypatch):
+    from scripts.benchmarks import common, physics_vs_mace
+
+    monkeypatch.setattr(common, "_result_path", lambda name: tmp_path / f"{name}.json")
+    mine = {"tasks": {}, "history": [{"command": "mine"}]}
+    # another invocation saved its own model after this one loaded the results
+    common.save_result(physics_vs_mace.RESULT, {"tasks": {"ethanol": {"other": {"x": 1}}},
+                                                "history": [{"command": "other"}]})
+    out = physics_vs_mace.merged(mine, "ethanol", "molsym", {"x": 2})
+    assert out["tasks"]["ethanol"] == {"other": {"x": 1}, "molsym": {"x": 2}}
+    assert out["history"] == [{"command": "other"}, {"command": "mine"}]
