@@ -182,13 +182,14 @@ def product_terms(
     a, b = split_components(a_full), split_components(b_full)
     a0, b0 = a[0], b[0]
     scalars = [a0, a0 * b0]
-    more = [a0 * b0 * b0]
+    more = [a0 * b0 * b0] if more_scalars else []  # formed only when asked (no dead work)
     if l_max == 0:
-        return _cat_channels(scalars + more if more_scalars else scalars), None, None
+        return _cat_channels(scalars + more), None, None
     a1, b1 = a[1], b[1]
     dot = (a1 * b1).sum(0)
     scalars += [dot, dot * b0]
-    more.append((b1 * b1).sum(0) * a0)
+    if more_scalars:
+        more.append((b1 * b1).sum(0) * a0)
     vectors = [a1, b0 * a1, dot * b1]
     tensors = None
     if l_max >= 2:
@@ -196,7 +197,8 @@ def product_terms(
         b2a1 = (b2 * a1).sum(1)  # b2 @ a1, (3, N, C)
         a2b2 = (a2 * b2).sum((0, 1))
         scalars += [a2b2, (a1 * b2a1).sum(0)]
-        more += [a2b2 * b0, (b1 * b2a1).sum(0)]
+        if more_scalars:
+            more += [a2b2 * b0, (b1 * b2a1).sum(0)]
         vectors.append(b2a1)
         parts = [
             a2,
@@ -205,6 +207,4 @@ def product_terms(
             sym_traceless(torch.einsum("ab...,bd...->ad...", a2, b2)),
         ]
         tensors = _cat_channels([t.reshape(9, *t.shape[2:]) for t in parts])
-    if more_scalars:
-        scalars += more
-    return _cat_channels(scalars), _cat_channels(vectors), tensors
+    return _cat_channels(scalars + more), _cat_channels(vectors), tensors
