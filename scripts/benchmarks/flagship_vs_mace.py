@@ -26,6 +26,9 @@ from scripts.benchmarks import data_efficiency_mace as de_mace
 
 RESULT = "flagship_vs_mace"
 HEADING = "Flagship variants vs MACE at equal steps"
+#: Huber loss (delta 10 meV/A on force components, quadratic for per-atom energies); its
+#: linear branch gives force errors ~10x smaller gradients than MSE, so forces weigh 10x
+HUBER = ["module.loss.kind=huber", "module.loss.weights.forces=1000"]
 #: variant -> extra ``molsym train`` overrides of the flagship (after the protocol's)
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],  # model=default as it was when the run was made (see the notes)
@@ -46,18 +49,13 @@ VARIANTS: dict[str, list[str]] = {
     "basis_env5": ["model.trainable_basis=true", "model.envelope_exponent=5"],
     # couplings through edge harmonics up to l = 4 (MACE's first layer uses up to l = 3)
     "full_paths": ["model.full_paths=true"],
-    # Huber loss (delta 10 meV/A on force components, quadratic for per-atom energies); its
-    # linear branch gives force errors ~10x smaller gradients than MSE, so forces weigh 10x
     "more_scalars": ["model.more_scalars=true"],
-    "huber": ["module.loss.kind=huber", "module.loss.weights.forces=1000"],
-    "huber_more": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
-                   "model.more_scalars=true"],
-    "huber_more_f3000": ["module.loss.kind=huber", "module.loss.weights.forces=3000",
-                         "model.more_scalars=true"],
-    "huber_more_lr01": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
-                        "model.more_scalars=true", "optimizer.lr=0.01"],
-    "huber_more_c48": ["module.loss.kind=huber", "module.loss.weights.forces=1000",
-                       "model.more_scalars=true", "model.num_channels=48"],
+    "huber": HUBER,
+    "huber_more": [*HUBER, "model.more_scalars=true"],
+    "huber_more_f3000": [*HUBER, "model.more_scalars=true", "module.loss.weights.forces=3000"],
+    # the recipe of experiment=rmd17 since 2026-12-07, spelled out
+    "huber_more_lr01": [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01"],
+    "huber_more_c48": [*HUBER, "model.more_scalars=true", "model.num_channels=48"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

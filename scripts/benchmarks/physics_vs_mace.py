@@ -35,6 +35,7 @@ import numpy as np
 
 from scripts.benchmarks import common, data_efficiency, mace_peer
 from scripts.benchmarks import data_efficiency_mace as de_mace
+from scripts.benchmarks.flagship_vs_mace import HUBER
 
 RESULT = "physics_vs_mace"
 HEADING = "Extrapolation and physics vs MACE at equal steps"
@@ -121,14 +122,11 @@ VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
             "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"],
             # the model and loss of 2026-12-07 (model=default with more_scalars, and the Huber
             # loss of experiment=rmd17), spelled out so that the name keeps its meaning
-            "molsym_huber_more": ["model.more_scalars=true", "module.loss.kind=huber",
-                                  "module.loss.weights.forces=1000"],
+            "molsym_huber_more": ["model.more_scalars=true", *HUBER],
             # with experiment=rmd17's rate (lr 0.01) too
-            "molsym_huber_more_lr01": ["model.more_scalars=true", "module.loss.kind=huber",
-                                       "module.loss.weights.forces=1000", "optimizer.lr=0.01"],
+            "molsym_huber_more_lr01": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01"],
             # each half of it alone
-            "molsym_huber": ["model.more_scalars=false", "module.loss.kind=huber",
-                             "module.loss.weights.forces=1000"],
+            "molsym_huber": ["model.more_scalars=false", *HUBER],
             "molsym_more": ["model.more_scalars=true"]}
 
 

@@ -156,20 +156,25 @@ def train_speed_rows() -> list[list[str]]:
 DEFAULT_VARIANT, FORMER_DEFAULT = "huber_more_lr01", "basis_env5"
 
 
+def equal_step_pairs(molecule: str, variant: str) -> dict[int, tuple[float, float]]:
+    """{N: (flagship force MAE, MACE force MAE)} of ``variant`` in flagship_vs_mace's 3000-step
+    table of ``molecule``, where both ran."""
+    runs = ((common.load_result("flagship_vs_mace") or {}).get("runs") or {}).get(
+        f"{molecule}, 3000 steps", {})
+    mace = runs.get("mace", {})
+    pairs = {int(n): (_mae(run, "forces"), _mae(mace.get(n), "forces"))
+             for n, run in (runs.get(variant) or {}).items()}
+    return {n: p for n, p in sorted(pairs.items()) if None not in p}
+
+
 def flagship_rows() -> list[list[str]]:
     """Flagship variants against MACE at equal steps (issue 19 §1), aspirin and ethanol, 3000
     steps: the current default's runs (seed 0), then the former default's."""
-    all_runs = (common.load_result("flagship_vs_mace") or {}).get("runs") or {}
     rows = []
     for molecule in ("aspirin", "ethanol"):
-        runs = all_runs.get(f"{molecule}, 3000 steps", {})
-        mace = runs.get("mace", {})
         for variant, label in ((DEFAULT_VARIANT, "current default"),
                                (FORMER_DEFAULT, "default before 2026-12-07")):
-            for n, run in sorted((runs.get(variant) or {}).items(), key=lambda kv: int(kv[0])):
-                ours, theirs = _mae(run, "forces"), _mae(mace.get(n), "forces")
-                if ours is None or theirs is None:
-                    continue
+            for n, (ours, theirs) in equal_step_pairs(molecule, variant).items():
                 rows.append([f"Equal steps vs MACE: {molecule} force MAE (meV/Å), N={n}, "
                              f"{label}", _f(ours), f"MACE {_f(theirs)}", _ratio(ours, theirs),
                              "target <= 0.95; 3000 steps each; [Flagship variants vs MACE at "
@@ -278,22 +283,21 @@ def weights_note(mol: str) -> str:
 
 def flagship_verdicts() -> list[str]:
     """Where the current default meets flagship / MACE <= 0.95 at equal steps, per molecule."""
-    all_runs = (common.load_result("flagship_vs_mace") or {}).get("runs") or {}
     out = []
     for molecule in ("aspirin", "ethanol"):
-        runs = all_runs.get(f"{molecule}, 3000 steps", {})
-        ratios = {int(n): _mae(run, "forces") / _mae(runs["mace"][n], "forces")
-                  for n, run in (runs.get(DEFAULT_VARIANT) or {}).items()
-                  if _mae(run, "forces") and _mae((runs.get("mace") or {}).get(n), "forces")}
+        ratios = {n: a / b for n, (a, b) in equal_step_pairs(molecule, DEFAULT_VARIANT).items()}
         if not ratios:
             continue
-        met = [n for n in sorted(ratios) if ratios[n] <= 0.95]
+        met = [n for n, r in ratios.items() if r <= 0.95]
+        if not met:
+            where = "missed at every N."
+        elif len(met) == len(ratios):
+            where = "met at every N."
+        else:
+            where = f"met at N = {', '.join(map(str, met))}, missed elsewhere."
         out.append(f"Equal steps vs MACE, {molecule} (3000 steps, {DEFAULT_VARIANT}): flagship / "
                    f"MACE force MAE {min(ratios.values()):.2f}-{max(ratios.values()):.2f} over "
-                   f"N = {', '.join(map(str, sorted(ratios)))}; the 0.95 target is "
-                   + (f"met at N = {', '.join(map(str, met))}"
-                      + (", missed elsewhere." if len(met) < len(ratios) else ".")
-                      if met else "missed at every N."))
+                   f"N = {', '.join(map(str, ratios))}; the 0.95 target is {where}")
     return out
 
 
