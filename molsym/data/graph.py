@@ -190,6 +190,17 @@ def atoms_to_graph(
     return data
 
 
+def edge_lengths(data: Data) -> np.ndarray:
+    """Lengths (E,) in Angstrom, float64, of the edges of a graph of :func:`atoms_to_graph`
+    (periodic images included)."""
+    index = data[keys.EDGE_INDEX]
+    pos = data[keys.POSITIONS].double()
+    vec = pos.index_select(0, index[1]) - pos.index_select(0, index[0])
+    if keys.CELL_SHIFTS in data and keys.CELL in data and index.shape[1]:
+        vec = vec + data[keys.CELL_SHIFTS].double() @ data[keys.CELL].double().reshape(3, 3)
+    return torch.linalg.vector_norm(vec, dim=-1).numpy()
+
+
 def _attach_labels(data: Data, atoms: ase.Atoms, dtype: torch.dtype) -> None:
     for key, value in atoms.info.items():
         if key in _RESERVED_INFO or key == keys.CELL:

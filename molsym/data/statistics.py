@@ -3,6 +3,7 @@
 - per-element reference energies (eV): least squares on the composition matrix
   (``E_g ~ sum_e n_ge * E0_e``), or isolated-atom energies when given;
 - mean number of neighbours per atom (edges / atoms) at the graph cutoff;
+- the shortest distance between atoms of each element pair (Angstrom);
 - RMS of the force components (eV/Angstrom), raw;
 - mean and standard deviation of every scalar per-graph target (e.g. ``energy``, ``homo``).
 """
@@ -20,7 +21,9 @@ import torch
 from torch_geometric.data import Data
 
 from molsym import keys
+from molsym.data.graph import edge_lengths
 from molsym.errors import ConfigError
+from molsym.nn.radial import pair_key
 
 
 @dataclass
@@ -38,6 +41,9 @@ class DatasetStatistics:
         num_graphs, num_atoms: size of the training set.
         energy_reference: whether the training compositions determine every per-element
             reference energy (:func:`energy_reference`); None without energies.
+        closest_pairs: {``"Zi-Zj"`` (:func:`~molsym.nn.radial.pair_key`): the shortest
+            distance (Angstrom) between two such atoms within the cutoff}; pairs never
+            that close are absent.
     """
 
     elements: list[int]
@@ -50,6 +56,7 @@ class DatasetStatistics:
     num_graphs: int = 0
     num_atoms: int = 0
     energy_reference: dict | None = None
+    closest_pairs: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain Python floats, ints, lists and dicts (JSON-able)."""
@@ -68,6 +75,7 @@ class DatasetStatistics:
             "num_graphs": int(self.num_graphs),
             "num_atoms": int(self.num_atoms),
             "energy_reference": self.energy_reference,
+            "closest_pairs": {k: float(v) for k, v in sorted(self.closest_pairs.items())},
         }
 
 
@@ -225,6 +233,7 @@ def compute_statistics(
         num_graphs=acc.num_graphs,
         num_atoms=acc.num_atoms,
         energy_reference=reference,
+        closest_pairs=dict(acc.closest_pairs),
     )
 
 
@@ -238,6 +247,7 @@ class _Accumulator:
         # compositions packed flat (a few bytes per graph): elements, counts, graph offsets
         self._zs, self._counts, self._offsets = array("h"), array("l"), array("q", [0])
         self.force_square_sum, self.force_components = 0.0, 0
+        self.closest_pairs: dict[str, float] = {}
         self.has_energy = True
         self.energies = array("d")
         self.targets: dict[str, array] | None = None
@@ -253,6 +263,7 @@ class _Accumulator:
         self.num_graphs += 1
         self.num_atoms += int(z.numel())
         self.num_edges += int(g[keys.EDGE_INDEX].shape[1])
+        self._add_closest_pairs(g)
         if keys.FORCES in g:
             f = g[keys.FORCES].double()
             self.force_square_sum += float((f * f).sum())
@@ -270,6 +281,22 @@ class _Accumulator:
                 self.targets[name].append(float(g[name].reshape(-1)[0]))
             else:
                 del self.targets[name]  # only targets that every graph has
+
+    def _add_closest_pairs(self, g: Data) -> None:
+        """Lower :attr:`closest_pairs` with the edges of ``g`` (periodic images included)."""
+        index = g[keys.EDGE_INDEX]
+        if index.shape[1] == 0:
+            return
+        length = edge_lengths(g)
+        z = g[keys.ATOMIC_NUMBERS].numpy()
+        z_i, z_j = z[index[0].numpy()], z[index[1].numpy()]
+        code = np.minimum(z_i, z_j) * 1000 + np.maximum(z_i, z_j)
+        codes, which = np.unique(code, return_inverse=True)
+        shortest = np.full(len(codes), np.inf)
+        np.minimum.at(shortest, which, length)
+        for c, d in zip(codes.tolist(), shortest.tolist(), strict=True):
+            key = pair_key(c // 1000, c % 1000)
+            self.closest_pairs[key] = min(d, self.closest_pairs.get(key, math.inf))
 
     def composition(self, elements: list[int]) -> np.ndarray:
         lookup = np.zeros(max(elements) + 1, dtype=np.int64)

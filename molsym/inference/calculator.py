@@ -21,7 +21,12 @@ from molsym import keys
 from molsym.data.graph import atoms_to_graph
 from molsym.elements import not_covered
 from molsym.errors import InputError
-from molsym.inference.extrapolation import composition_warning, energy_reference
+from molsym.inference.extrapolation import (
+    close_pairs_warning,
+    composition_warning,
+    energy_reference,
+    radial_floors,
+)
 from molsym.inference.inputs import bare_atoms
 from molsym.inference.model import model_facts, prepare_model
 from molsym.memory import apply_memory_limit, check_fits, estimated_edges
@@ -58,7 +63,8 @@ class MolsymCalculator(Calculator):
     A deploy file whose training compositions did not determine every per-element reference
     energy (``metadata["energy_reference"]``, e.g. one molecule's frames) logs a warning, once
     per composition, for a composition outside their span: its energy is not comparable with
-    those of other compositions (forces are unaffected).
+    those of other compositions (forces are unaffected). The first structure with two atoms
+    closer than the model's radial floor for them logs a warning too (once per calculator).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "dipole"]
@@ -77,6 +83,9 @@ class MolsymCalculator(Calculator):
         self.energy_reference = (energy_reference(model) if keys.ENERGY in self.outputs
                                  else None)
         self._checked_compositions: set[tuple[int, ...]] = set()
+        #: the model's radial floors; the first structure with atoms closer logs a warning
+        self.floors = radial_floors(module)
+        self._warned_close = False
 
     def _check_composition(self, atoms: ase.Atoms) -> None:
         """Log :data:`molsym.inference.extrapolation.COMPOSITION_WARNING` once per composition."""
@@ -89,6 +98,16 @@ class MolsymCalculator(Calculator):
         message = composition_warning(np.asarray(numbers), self.energy_reference)
         if message:
             log.warning("%s: %s", atoms.get_chemical_formula(), message)
+
+    def _check_close_pairs(self, atoms: ase.Atoms, graph) -> None:
+        """Log :func:`~molsym.inference.extrapolation.close_pairs_warning` for the first
+        structure that has atoms inside the model's radial floor (MD: once per run)."""
+        if self._warned_close or not self.floors:
+            return
+        message = close_pairs_warning(graph, self.floors)
+        if message:
+            self._warned_close = True
+            log.warning("%s: %s (logged once)", atoms.get_chemical_formula(), message)
 
     def calculate(self, atoms: ase.Atoms | None = None, properties: list[str] | None = None,
                   system_changes: list[str] = all_changes) -> None:
@@ -117,6 +136,7 @@ class MolsymCalculator(Calculator):
         graph = atoms_to_graph(bare, self.cutoff, dtype=self.dtype)
         check_fits(self.model, len(bare), int(graph[keys.EDGE_INDEX].shape[1]), self.dtype,
                    self.memory_limit)
+        self._check_close_pairs(atoms, graph)
         batch = Batch.from_data_list([graph]).to(self.device)
         forces = keys.FORCES in self.outputs
         with torch.set_grad_enabled(forces or stress):

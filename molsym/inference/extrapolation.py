@@ -13,7 +13,10 @@ one the model has likely never seen:
 - for a model that predicts energy, a composition outside the span of the training
   compositions when those did not determine every per-element reference energy
   (``metadata["energy_reference"]``, e.g. a model trained on one molecule's frames): its
-  energy zero is a guess (:func:`molsym.data.statistics.composition_covered`).
+  energy zero is a guess (:func:`molsym.data.statistics.composition_covered`);
+- two atoms closer than the model's radial floor for their elements (a fraction of the closest
+  such pair in its training data, :class:`molsym.nn.radial.DistanceFloor`): there the learned
+  energy no longer changes with their distance and only the short-range repulsion does.
 """
 
 from __future__ import annotations
@@ -68,6 +71,44 @@ def composition_warning(numbers: np.ndarray, reference: dict | None) -> str:
     if reference is None or reference.get("determined", True):
         return ""
     return "" if composition_covered(numbers, reference) else COMPOSITION_WARNING
+
+
+def radial_floors(module: Any) -> dict[str, float] | None:
+    """{``"Zi-Zj"``: Angstrom} of the radial floor of ``module`` (a model, a committee: its
+    first member's, which all share); None for a model without one."""
+    from molsym.nn.radial import DistanceFloor
+
+    modules = module.modules() if hasattr(module, "modules") else ()
+    floor = next((m for m in modules if isinstance(m, DistanceFloor)), None)
+    return None if floor is None else floor.by_pair()
+
+
+def close_pairs_warning(graph: Any, floors: dict[str, float] | None) -> str:
+    """A warning naming the element pairs of ``graph`` (:func:`molsym.data.graph.
+    atoms_to_graph`) closer than their floor in ``floors`` (:func:`radial_floors`); '' when
+    none is or the model has no floor."""
+    from ase.data import chemical_symbols
+
+    from molsym.data.graph import edge_lengths
+    from molsym.nn.radial import pair_key
+
+    if not floors or not graph[keys.EDGE_INDEX].shape[1]:
+        return ""
+    length = edge_lengths(graph)
+    z = graph[keys.ATOMIC_NUMBERS].numpy()
+    index = graph[keys.EDGE_INDEX].numpy()
+    close: dict[str, float] = {}
+    for k in np.flatnonzero(length < max(floors.values())):
+        key = pair_key(z[index[0, k]], z[index[1, k]])
+        if key in floors and length[k] < floors[key]:
+            close[key] = min(float(length[k]), close.get(key, np.inf))
+    if not close:
+        return ""
+    pairs = ", ".join(
+        f"{'-'.join(chemical_symbols[int(v)] for v in key.split('-'))} {d:.3g} Angstrom "
+        f"(floor {floors[key]:.3g})" for key, d in sorted(close.items()))
+    return (f"atoms closer than in the training data: {pairs}; the learned energy is flat "
+            "there and only the short-range repulsion rises")
 
 
 def cell_widths(cell: np.ndarray) -> np.ndarray:

@@ -29,10 +29,12 @@ from molsym.data.readers.smiles import DEFAULT_EMBED_TIMEOUT, DEFAULT_MAX_HEAVY_
 from molsym.elements import not_covered
 from molsym.errors import ConfigError, InputError
 from molsym.inference.extrapolation import (
+    close_pairs_warning,
     composition_warning,
     energy_reference,
     extrapolation_warnings,
     model_metadata,
+    radial_floors,
     trained_on_periodic,
 )
 from molsym.inference.inputs import (
@@ -139,6 +141,8 @@ class Predictor:
         self.cutoff, self.elements, self.outputs = model_facts(module)
         #: a committee (EnsembleModel): its spread gets columns too
         self.committee = hasattr(module, "members")
+        #: the model's radial floors: rows with atoms closer than them get a warning
+        self.floors = radial_floors(module)
         self.batch_atoms = int(batch_atoms)
         self.memory_limit = memory_limit
         apply_memory_limit(self.model, memory_limit)
@@ -234,8 +238,8 @@ class Predictor:
                 entry.warnings += extrapolation_warnings(
                     atoms, graph[keys.EDGE_INDEX].numpy(), self.cutoff, self.periodic_training)
                 reference = composition_warning(atoms.numbers, self.energy_reference)
-                if reference:
-                    entry.warnings.append(reference)
+                close = close_pairs_warning(graph, self.floors)
+                entry.warnings += [w for w in (reference, close) if w]
                 return graph
         entry.error = message
         return None

@@ -16,6 +16,7 @@ from torch import nn
 from molsym import keys
 from molsym.errors import ConfigError, InputError
 from molsym.nn.pairs import default_pairing, with_reverse_edges
+from molsym.nn.radial import DistanceFloor
 from molsym.nn.readout import ScalarMLP, VectorReadout
 from molsym.nn.repulsion import ZBLRepulsion
 from molsym.nn.scatter import scatter_sum
@@ -107,6 +108,8 @@ class AtomisticModel(nn.Module):
         exact_isolated_atoms: bool = False,
         short_range_repulsion: bool = False,
         repulsion_reach: float = 1.0,
+        radial_floor: float = 0.0,
+        closest_pairs: dict[str, float] | None = None,
     ) -> None:
         if float(cutoff) <= 0:
             raise ConfigError(f"cutoff must be positive, got {cutoff}")
@@ -136,6 +139,16 @@ class AtomisticModel(nn.Module):
         # None: no prior (models saved before the option)
         self.repulsion = (ZBLRepulsion(elements, reach=repulsion_reach)
                           if short_range_repulsion else None)
+        # the radial network sees no pair closer than radial_floor x its closest training
+        # distance; 0: every length as it is (models saved before the option)
+        self.distance_floor = None
+        if float(radial_floor or 0.0) > 0.0:
+            if closest_pairs is None:
+                raise ConfigError(
+                    "radial_floor needs closest_pairs (the shortest distance of each element "
+                    "pair in the training set, which molsym train fills in); set "
+                    "radial_floor=0 to build the model without a floor")
+            self.distance_floor = DistanceFloor(elements, closest_pairs, radial_floor)
         # dipole_moment (a magnitude) as |dipole vector|: zero by construction wherever the
         # molecule's symmetry forbids a dipole; False: a free scalar head (files saved before)
         self.dipole_moment_from_vector = bool(dipole_moment_from_vector)
@@ -179,6 +192,15 @@ class AtomisticModel(nn.Module):
                 f"it knows {[chemical_symbols[e] for e in self.elements]}"
             )
         return idx
+
+    def radial_length(self, length: torch.Tensor, species: torch.Tensor,
+                      edge_index: torch.Tensor) -> torch.Tensor:
+        """Edge lengths (E, ...) as the radial network sees them: raised to the pair's floor
+        (:class:`~molsym.nn.radial.DistanceFloor`) where the model has one, else unchanged."""
+        if self.distance_floor is None:
+            return length
+        return self.distance_floor(length, species.index_select(0, edge_index[0]),
+                                   species.index_select(0, edge_index[1]))
 
     def radial_weights(self, length: torch.Tensor, paired: bool = False) -> torch.Tensor:
         """Per-edge weights (E, F) of the radial network from edge lengths (E,), Angstrom:

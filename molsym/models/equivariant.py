@@ -75,6 +75,13 @@ class EquivariantModel(AtomisticModel):
             the energy keeps rising where no training set samples; off by default (models
             saved before this option load without it).
         repulsion_reach: where the prior ends, as a fraction of the covalent distance.
+        radial_floor: the radial network sees no edge shorter than this fraction of the
+            closest distance of its element pair in ``closest_pairs``
+            (:class:`~molsym.nn.radial.DistanceFloor`): nearer, the learned energy stays
+            flat and only the repulsion prior rises, instead of extrapolating into a hole;
+            0 (the class default, as in models saved before the option): no floor.
+        closest_pairs: {``"Zi-Zj"``: Angstrom}, the shortest distance of each element pair
+            in the training set (``molsym train`` fills it in).
     """
 
     model_name = "equivariant"
@@ -106,6 +113,8 @@ class EquivariantModel(AtomisticModel):
         exact_isolated_atoms: bool = True,
         short_range_repulsion: bool = False,
         repulsion_reach: float = 1.0,
+        radial_floor: float = 0.0,
+        closest_pairs: dict[str, float] | None = None,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -118,6 +127,8 @@ class EquivariantModel(AtomisticModel):
             exact_isolated_atoms=exact_isolated_atoms,
             short_range_repulsion=short_range_repulsion,
             repulsion_reach=repulsion_reach,
+            radial_floor=radial_floor,
+            closest_pairs=closest_pairs,
         )
         self.l_max = int(l_max)
         self.basis = BesselBasis(cutoff, num_radial, trainable_basis)
@@ -160,7 +171,7 @@ class EquivariantModel(AtomisticModel):
             return self._chunked_representation(species, edge_vec, edge_index, paired)
         length = torch.linalg.vector_norm(edge_vec, dim=-1)  # (E,)
         unit, _ = edge_tensors(edge_vec / length.unsqueeze(-1), min(self.l_max, 1))  # (3, E)
-        weights = self.radial_weights(length, paired)
+        weights = self.radial_weights(self.radial_length(length, species, edge_index), paired)
         h = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         node_energy = torch.zeros_like(species, dtype=h.dtype)
         for t, (interaction, product, readout, w) in enumerate(zip(
@@ -205,7 +216,7 @@ class EquivariantModel(AtomisticModel):
             total = None
             for start, stop in bounds:
                 vec, index = take_edges(edge_vec, edge_index, start, stop, paired)
-                part = checkpoint(self._chunk_sum, hu, vec, index, t, offsets[t],
+                part = checkpoint(self._chunk_sum, hu, vec, index, species, t, offsets[t],
                                   offsets[t + 1], paired, use_reentrant=False)
                 total = part if total is None else total + part
             update = product(interaction.finish(total))
@@ -216,12 +227,14 @@ class EquivariantModel(AtomisticModel):
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors
 
-    def _chunk_sum(self, hu: torch.Tensor, vec: torch.Tensor, index: torch.Tensor, layer: int,
-                   start: int, stop: int, paired: bool) -> torch.Tensor:
+    def _chunk_sum(self, hu: torch.Tensor, vec: torch.Tensor, index: torch.Tensor,
+                   species: torch.Tensor, layer: int, start: int, stop: int,
+                   paired: bool) -> torch.Tensor:
         """Raw neighbour sum of interaction ``layer`` over one chunk of edges; its radial
         weights are outputs ``start:stop`` of the shared radial network."""
         length = torch.linalg.vector_norm(vec, dim=-1)
         unit, _ = edge_tensors(vec / length.unsqueeze(-1), min(self.l_max, 1))
+        length = self.radial_length(length, species, index)
         if paired:
             length = length[: length.shape[0] // 2]
         weights = self.radial.output_slice(self.basis(length), self.envelope(length), start,

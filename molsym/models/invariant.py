@@ -41,6 +41,8 @@ class InvariantModel(AtomisticModel):
         exact_isolated_atoms: bool = True,
         short_range_repulsion: bool = False,
         repulsion_reach: float = 1.0,
+        radial_floor: float = 0.0,
+        closest_pairs: dict[str, float] | None = None,
     ):
         super().__init__()
         self._config = capture_config(locals())
@@ -51,6 +53,8 @@ class InvariantModel(AtomisticModel):
             exact_isolated_atoms=exact_isolated_atoms,
             short_range_repulsion=short_range_repulsion,
             repulsion_reach=repulsion_reach,
+            radial_floor=radial_floor,
+            closest_pairs=closest_pairs,
         )
         self.basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialCutoff(cutoff, envelope_exponent)
@@ -69,7 +73,7 @@ class InvariantModel(AtomisticModel):
         paired: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         length = torch.linalg.vector_norm(edge_vec, dim=-1)
-        weights = self.radial_weights(length, paired)
+        weights = self.radial_weights(self.radial_length(length, species, edge_index), paired)
         s = self.embedding(species)
         for interaction, w in zip(self.interactions, weights.chunk(len(self.interactions), 1),
                                   strict=True):

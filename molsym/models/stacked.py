@@ -167,6 +167,7 @@ class StackedEquivariant:
         unit = None
         if first.l_max >= 1:
             unit = (edge_vec / length.unsqueeze(-1)).permute(2, 0, 1)  # (3, E, M)
+        length = first.radial_length(length, species, edge_index)
         if paired:
             length = length[: length.shape[0] // 2]
         # trained Bessel frequencies are each member's own, (M, R): the basis of each copy

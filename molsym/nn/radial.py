@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from ase.data import covalent_radii
 from torch import nn
+
+from molsym.errors import ConfigError
 
 
 class BesselBasis(nn.Module):
@@ -90,3 +93,63 @@ class RadialMLP(nn.Module):
         """Outputs ``start:stop`` of :meth:`forward` only (E, stop - start)."""
         weight = self.lin2.weight[start:stop]
         return nn.functional.linear(self._hidden(basis), weight) * envelope.unsqueeze(-1)
+
+
+def pair_key(z_i: int, z_j: int) -> str:
+    """The key of an element pair in a ``closest_pairs`` table: ``"Zlow-Zhigh"``, e.g. ``"1-8"``."""
+    low, high = sorted((int(z_i), int(z_j)))
+    return f"{low}-{high}"
+
+
+class DistanceFloor(nn.Module):
+    """Edge lengths as the radial network sees them: never much shorter than the training
+    data brought each element pair, so that the learned energy does not extrapolate into
+    distances no example sampled (where a smooth network can fall without bound: a hole).
+
+    ``r' = f + w softplus((r - f) / w)``: ``r`` itself (to rounding, exactly beyond
+    ``f + 20 w``) above the floor ``f`` of the pair, tending smoothly (every derivative) to
+    ``f`` below it; ``w`` = :attr:`SOFTNESS`. Closer than the floor, only a short-range prior
+    (the ZBL repulsion) still changes the energy with the distance.
+
+    Args:
+        elements: atomic numbers, in the model's species order.
+        closest_pairs: {``pair_key``: the shortest distance (Angstrom) between atoms of that
+            pair in the training set}, e.g. from :func:`molsym.data.statistics.
+            compute_statistics`.
+        fraction: the floor of a pair, as a fraction of its closest training distance
+            (below 1: a small extrapolation is kept, e.g. for hotter MD than trained on).
+            Pairs the training set never brought within the cutoff get their covalent
+            distance (``ase.data.covalent_radii`` summed): nothing says how they bond.
+    """
+
+    #: Width (Angstrom) of the smooth step from ``r`` to the floor.
+    SOFTNESS = 0.05
+
+    def __init__(self, elements: list[int], closest_pairs: dict[str, float], fraction: float):
+        super().__init__()
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ConfigError(f"radial_floor must be in (0, 1], got {fraction}")
+        floors = torch.zeros(len(elements), len(elements), dtype=torch.float64)
+        for a, z_a in enumerate(elements):
+            for b, z_b in enumerate(elements):
+                closest = closest_pairs.get(pair_key(z_a, z_b))
+                floors[a, b] = (float(fraction) * float(closest) if closest is not None
+                                else float(covalent_radii[int(z_a)] + covalent_radii[int(z_b)]))
+        self.register_buffer("floor", floors, persistent=False)  # rebuilt from the config
+        self.elements = [int(z) for z in elements]
+
+    def by_pair(self) -> dict[str, float]:
+        """{``pair_key``: floor in Angstrom} of every element pair of the model."""
+        table = self.floor.tolist()
+        return {pair_key(z_a, z_b): float(table[a][b])
+                for a, z_a in enumerate(self.elements) for b, z_b in enumerate(self.elements)
+                if z_a <= z_b}
+
+    def forward(self, length: torch.Tensor, s_i: torch.Tensor, s_j: torch.Tensor) -> torch.Tensor:
+        """Lengths (E, ...) in Angstrom (trailing axes, e.g. a committee's members, broadcast)
+        of edges between species indices ``s_i``, ``s_j`` (E,)."""
+        num = self.floor.shape[0]
+        floor = self.floor.reshape(-1).index_select(0, s_i * num + s_j).to(length.dtype)
+        floor = floor.view([-1] + [1] * (length.dim() - 1))
+        w = self.SOFTNESS
+        return floor + w * nn.functional.softplus((length - floor) / w)

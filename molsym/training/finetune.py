@@ -32,6 +32,7 @@ The file is read as data (``weights_only=True``) and rebuilt from the allowlist
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 #: Constructor arguments that describe the data a model was trained on, not its architecture:
 #: taken from the file (normalisation) or extended (elements), never compared.
 DATA_DERIVED = ("elements", "atomic_energies", "avg_num_neighbors", "energy_scale",
-                "property_mean", "property_std")
+                "property_mean", "property_std", "closest_pairs")
 #: State-dict entries with one row per element (aligned with ``model.elements``).
 PER_ELEMENT = ("embedding.weight", "atomic_energy_shift", "atomic_energy_scale",
                "atomic_numbers")
@@ -248,6 +249,9 @@ def start_model(cfg: DictConfig, stats: dict) -> tuple[nn.Module, dict[str, Any]
     e0 = dict(zip(stats["elements"], stats.get("atomic_energies") or [], strict=False))
     config["elements"] = elements
     config["atomic_energies"] = [float(shifts.get(z, e0.get(z, 0.0))) for z in elements]
+    if config.get("closest_pairs") is not None:  # the floor covers the new data's pairs too
+        config["closest_pairs"] = closest_of_both(config["closest_pairs"],
+                                                  stats.get("closest_pairs") or {})
     cls = MODEL_CLASSES[spec["model_class"]]
     dtype = next(t.dtype for t in state.values() if t.is_floating_point())
     try:
@@ -262,6 +266,12 @@ def start_model(cfg: DictConfig, stats: dict) -> tuple[nn.Module, dict[str, Any]
     record = {"init_from": path, "member": member, "elements_added": added,
               "elements_from_file": old}
     return model, record
+
+
+def closest_of_both(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    """The shortest distance of each element pair over two ``closest_pairs`` tables."""
+    return {k: min(first.get(k, math.inf), second.get(k, math.inf))
+            for k in sorted(set(first) | set(second))}
 
 
 def _copy_weights(model: nn.Module, state: dict[str, torch.Tensor], old: list[int],

@@ -161,7 +161,8 @@ def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
     """Constructor arguments that the data set decides: every one the config leaves null.
 
     elements, atomic_energies (eV, aligned with elements), avg_num_neighbors, energy_scale
-    (force RMS, else the std of the energy residual) and property_mean/std of scalar targets.
+    (force RMS, else the std of the energy residual), property_mean/std of scalar targets and
+    closest_pairs (the shortest distance of each element pair, Angstrom).
     """
     try:
         cls = get_class(model_cfg["_target_"])
@@ -180,6 +181,7 @@ def model_kwargs(model_cfg: DictConfig, stats: dict) -> dict[str, Any]:
         "energy_scale": float(scale) if scale > 0 else 1.0,
         "property_mean": {p: stats["target_mean"][p] for p in props},
         "property_std": {p: stats["target_std"][p] or 1.0 for p in props},
+        "closest_pairs": stats.get("closest_pairs") or None,
     }
     return {k: v for k, v in found.items()
             if k in params and model_cfg.get(k) is None and v is not None}

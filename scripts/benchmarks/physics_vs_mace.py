@@ -117,17 +117,29 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
             **trained}
 
 
+#: the variants run before model=default had a radial floor (2026-12-07) keep their meaning
+NO_FLOOR = ["model.radial_floor=0"]
 #: molsym variants beyond the default model: {name: extra overrides}.
-VARIANTS = {"molsym": [], "molsym_zbl": ["model.short_range_repulsion=true"],
-            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7"],
+VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=true", *NO_FLOOR],
+            "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7",
+                               *NO_FLOOR],
             # the model and loss of 2026-12-07 (model=default with more_scalars, and the Huber
             # loss of experiment=rmd17), spelled out so that the name keeps its meaning
-            "molsym_huber_more": ["model.more_scalars=true", *HUBER],
+            "molsym_huber_more": ["model.more_scalars=true", *HUBER, *NO_FLOOR],
             # with experiment=rmd17's rate (lr 0.01) too
-            "molsym_huber_more_lr01": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01"],
+            "molsym_huber_more_lr01": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                                       *NO_FLOOR],
             # each half of it alone
-            "molsym_huber": ["model.more_scalars=false", *HUBER],
-            "molsym_more": ["model.more_scalars=true"]}
+            "molsym_huber": ["model.more_scalars=false", *HUBER, *NO_FLOOR],
+            "molsym_more": ["model.more_scalars=true", *NO_FLOOR],
+            # molsym_huber_more_lr01 with the radial floor of model=default (2026-12-07, evening)
+            "molsym_floor": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                             "model.radial_floor=0.8"]}
+
+
+#: the models the curve plots show (those present): MACE, today's model=default recipe and
+#: the one before it (the table has every model)
+PLOTTED = ("mace", "molsym_floor", "molsym_huber_more_lr01")
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,
@@ -305,7 +317,8 @@ def report(results: dict[str, Any]) -> str:
             curve_rows.sort(key=lambda r: (r[0], r[1]))
             lines += ["Curves (energy RMSE in meV; extra minima: local minima of the prediction "
                       "minus DFT's; hole: the energy at the shortest distance below the "
-                      "prediction at DFT's minimum). Plot: "
+                      "prediction at DFT's minimum). Plot (MACE and the two newest molsym "
+                      f"recipes, {', '.join(PLOTTED[1:])}): "
                       f"![{name} curves](img/physics_vs_mace_{name}.png)", "",
                       common.md_table(["curve", "model", "RMSE", "RMSE minus offset",
                                        "extra minima", "hole"], curve_rows), "",
@@ -439,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                 results = merged(results, name, model, entry)
                 common.save_result(RESULT, results)
     for name, by_model in results.get("tasks", {}).items():
-        if all(e.get("curves") for e in by_model.values()):
-            plot(name, by_model, common.REPO / "docs" / "img" / f"physics_vs_mace_{name}.png")
+        shown = {m: by_model[m] for m in PLOTTED if m in by_model} or by_model
+        if all(e.get("curves") for e in shown.values()):
+            plot(name, shown, common.REPO / "docs" / "img" / f"physics_vs_mace_{name}.png")
     text = report(common.portable(results))  # this machine's paths as the results store them
     if not args.report_only:
         common.write_section(HEADING, text)
