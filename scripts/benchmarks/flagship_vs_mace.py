@@ -69,6 +69,8 @@ VARIANTS: dict[str, list[str]] = {
     # energies weigh less (molsym's energy errors are 5-10x below MACE's, whose E:F is 1:100)
     "floor_e10": [*FLOOR, "module.loss.weights.energy=10"],
     "floor_e1": [*FLOOR, "module.loss.weights.energy=1"],
+    # element-dependent mixing of each layer's update (MACE's product weights are per element)
+    "floor_species": [*FLOOR, "model.species_linear=true"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"
