@@ -29,10 +29,11 @@ HEADING = "Flagship variants vs MACE at equal steps"
 #: Huber loss (delta 10 meV/A on force components, quadratic for per-atom energies); its
 #: linear branch gives force errors ~10x smaller gradients than MSE, so forces weigh 10x
 HUBER = ["module.loss.kind=huber", "module.loss.weights.forces=1000"]
-#: model=default with experiment=rmd17 since 2026-12-07 (evening), spelled out: the Huber
-#: loss, lr 0.01, more_scalars and the radial floor (0.8 x the closest training distance of
-#: each element pair)
-FLOOR = [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01", "model.radial_floor=0.8"]
+#: experiment=rmd17 with model=default of 2026-12-07 (evening), spelled out: the Huber loss,
+#: lr 0.01, more_scalars and the radial floor (0.8 x the closest training distance of each
+#: element pair), without element-dependent mixing
+FLOOR = [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01", "model.radial_floor=0.8",
+         "model.species_linear=false"]
 #: variant -> extra ``molsym train`` overrides of the flagship (after the protocol's)
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],  # model=default as it was when the run was made (see the notes)
@@ -59,7 +60,7 @@ VARIANTS: dict[str, list[str]] = {
     "huber_more_f3000": [*HUBER, "model.more_scalars=true", "module.loss.weights.forces=3000"],
     # the recipe of experiment=rmd17 of 2026-12-07, spelled out (before the radial floor)
     "huber_more_lr01": [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01",
-                        "model.radial_floor=0"],
+                        "model.radial_floor=0", "model.species_linear=false"],
     "huber_more_c48": [*HUBER, "model.more_scalars=true", "model.num_channels=48"],
     # that recipe with the radial floor of model=default
     "floor": FLOOR,
@@ -69,7 +70,8 @@ VARIANTS: dict[str, list[str]] = {
     # energies weigh less (molsym's energy errors are 5-10x below MACE's, whose E:F is 1:100)
     "floor_e10": [*FLOOR, "module.loss.weights.energy=10"],
     "floor_e1": [*FLOOR, "module.loss.weights.energy=1"],
-    # element-dependent mixing of each layer's update (MACE's product weights are per element)
+    # element-dependent mixing of each layer's update (MACE's product weights are per element):
+    # the recipe of experiment=rmd17 with model=default since 2026-12-07 (evening)
     "floor_species": [*FLOOR, "model.species_linear=true"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads

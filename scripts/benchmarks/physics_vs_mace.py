@@ -117,8 +117,9 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
             **trained}
 
 
-#: the variants run before model=default had a radial floor (2026-12-07) keep their meaning
-NO_FLOOR = ["model.radial_floor=0"]
+#: the variants run before model=default had a radial floor and element-dependent mixing
+#: (2026-12-07, evening) keep their meaning
+NO_FLOOR = ["model.radial_floor=0", "model.species_linear=false"]
 #: molsym variants beyond the default model: {name: extra overrides}.
 VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=true", *NO_FLOOR],
             "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7",
@@ -134,12 +135,16 @@ VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=t
             "molsym_more": ["model.more_scalars=true", *NO_FLOOR],
             # molsym_huber_more_lr01 with the radial floor of model=default (2026-12-07, evening)
             "molsym_floor": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
-                             "model.radial_floor=0.8"]}
+                             "model.radial_floor=0.8", "model.species_linear=false"],
+            # with element-dependent update mixing too (flagship_vs_mace's floor_species):
+            # model=default since 2026-12-07 (evening) with experiment=rmd17's loss and rate
+            "molsym_species": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                               "model.radial_floor=0.8", "model.species_linear=true"]}
 
 
 #: the models the curve plots show (those present): MACE, today's model=default recipe and
-#: the one before it (the table has every model)
-PLOTTED = ("mace", "molsym_floor", "molsym_huber_more_lr01")
+#: the one before the radial floor (the table has every model)
+PLOTTED = ("mace", "molsym_species", "molsym_huber_more_lr01")
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,
@@ -317,8 +322,8 @@ def report(results: dict[str, Any]) -> str:
             curve_rows.sort(key=lambda r: (r[0], r[1]))
             lines += ["Curves (energy RMSE in meV; extra minima: local minima of the prediction "
                       "minus DFT's; hole: the energy at the shortest distance below the "
-                      "prediction at DFT's minimum). Plot (MACE and the two newest molsym "
-                      f"recipes, {', '.join(PLOTTED[1:])}): "
+                      "prediction at DFT's minimum). Plot (MACE, today's molsym recipe and "
+                      f"the one before the radial floor, {', '.join(PLOTTED[1:])}): "
                       f"![{name} curves](img/physics_vs_mace_{name}.png)", "",
                       common.md_table(["curve", "model", "RMSE", "RMSE minus offset",
                                        "extra minima", "hole"], curve_rows), "",

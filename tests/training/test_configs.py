@@ -66,6 +66,7 @@ def test_rmd17_recipe_is_the_measured_one_and_stays_inside_its_experiment():
     plain = _compose([])
     assert plain.module.loss.kind == "mse" and plain.optimizer.lr == 0.005
     assert rmd17.model.more_scalars and plain.model.more_scalars  # model=default's
+    assert rmd17.model.species_linear and rmd17.model.radial_floor == 0.8
 
 
 def test_optimizer_scheduler_and_trainer_instantiate():
