@@ -200,8 +200,7 @@ def long_run_rows() -> list[list[str]]:
                      "core", _f(ours), f"MACE {pub['MACE']}, NequIP {pub['NequIP']} "
                      "(published, converged on GPU)", _ratio(ours, pub["MACE"]),
                      f"target <= {LONG_RUN_TARGET:g}: {verdict}; {run['epochs']} epochs; "
-                     "[Two hours, cosine schedule]"
-                     "(#two-hours-cosine-schedule-issue-19-3)"])
+                     "[Accuracy: longer molsym runs](#accuracy-longer-molsym-runs-aspirin)"])
     return rows
 
 
