@@ -7,8 +7,9 @@ What a fine-tune takes from the file and what from the config:
   ``train`` is called in-process without overrides) and that contradicts the file is a
   :class:`ConfigError` naming the key. ``cutoff`` (the graphs are built with it) and
   ``targets`` (the model's outputs) must always agree with the file.
-* the weights: every tensor copied; per-element tensors (the embedding rows and the
-  per-element energy shift and scale) copied element by element, and elements that only
+* the weights: every tensor copied; per-element tensors (the embedding rows, the
+  per-element energy shift and scale, each layer's per-element channel mixing) copied
+  element by element, and elements that only
   the training data has get fresh rows (a new embedding row, the scale of the file's
   config, the training set's least-squares reference energy as shift).
 * the per-element energy shifts are refit to the new training set before the first step
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +55,16 @@ DATA_DERIVED = ("elements", "atomic_energies", "avg_num_neighbors", "energy_scal
 #: State-dict entries with one row per element (aligned with ``model.elements``).
 PER_ELEMENT = ("embedding.weight", "atomic_energy_shift", "atomic_energy_scale",
                "atomic_numbers")
+#: State-dict entries with one slice per element along axis 1: the per-element channel
+#: mixing of each layer (``species_linear``; a new element's slice stays zero, the identity).
+PER_ELEMENT_AXIS_1 = re.compile(r"species_mixing\.\d+\.weight")
+
+
+def element_axis(name: str) -> int | None:
+    """The axis of the state-dict entry ``name`` that runs over the elements (None: none)."""
+    if name in PER_ELEMENT:
+        return 0
+    return 1 if PER_ELEMENT_AXIS_1.fullmatch(name) else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -286,15 +298,26 @@ def _copy_weights(model: nn.Module, state: dict[str, torch.Tensor], old: list[in
             source = state.get(name)
             if source is None:
                 raise ConfigError(f"init_from: {path} lacks the weight {name}")
-            if name in PER_ELEMENT and name != "atomic_numbers":
-                target.index_copy_(0, rows, source.to(target.dtype))
-            elif name == "atomic_numbers":
+            if name == "atomic_numbers":
                 continue  # the rebuilt model's, for the new element list
+            axis = element_axis(name)
+            if axis is not None and _same_but_elements(source, target, axis, len(old)):
+                target.index_copy_(axis, rows, source.to(target.dtype))
             elif tuple(source.shape) == tuple(target.shape):
                 target.copy_(source)
             else:
                 raise ConfigError(f"init_from: {path}: {name} has shape {tuple(source.shape)}, "
                                   f"the rebuilt model {tuple(target.shape)}")
+
+
+def _same_but_elements(source: torch.Tensor, target: torch.Tensor, axis: int,
+                       count: int) -> bool:
+    """``source`` has ``count`` elements along ``axis`` and ``target``'s shape elsewhere."""
+    shape, wanted = list(source.shape), list(target.shape)
+    if source.dim() != target.dim() or shape[axis] != count:
+        return False
+    shape[axis] = wanted[axis]
+    return shape == wanted
 
 
 def freeze(model: nn.Module, prefixes: Sequence[str], elements_added: Sequence[int]
