@@ -220,6 +220,8 @@ class EquivariantModel(AtomisticModel):
                                   offsets[t + 1], paired, use_reentrant=False)
                 total = part if total is None else total + part
             update = product(interaction.finish(total))
+            if self.species_mixing is not None:
+                update = self.species_mixing[t](update, species)
             if h.shape[0] < update.shape[0]:
                 h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
             h = h + update

@@ -25,14 +25,26 @@ def _outputs(model, batch, chunk_above, edge_chunk, stress=False):
     return {k: v.detach() for k, v in out.items()}, grads
 
 
+#: model=default's options beyond the class defaults: element mixing, the extra scalars,
+#: the radial floor (closest pairs just below ethanol's, so some edges are floored)
+DEFAULT_OPTIONS = dict(species_linear=True, more_scalars=True, trainable_basis=True,
+                       envelope_exponent=5, radial_floor=0.8,
+                       closest_pairs={"1-1": 2.0, "1-6": 1.3, "1-8": 1.2, "6-6": 1.7,
+                                      "6-8": 1.6, "8-8": 2.0})
+
+
 @pytest.mark.parametrize("l_max", [1, 2])
 @pytest.mark.parametrize("periodic", [False, True])
-def test_chunked_equals_unchunked_with_training_gradients(l_max, periodic):
+@pytest.mark.parametrize("options", [{}, DEFAULT_OPTIONS], ids=["class", "default"])
+def test_chunked_equals_unchunked_with_training_gradients(l_max, periodic, options):
     atoms = water_box(2) if periodic else molecule("CH3CH2OH")
     batch = Batch.from_data_list([atoms_to_graph(atoms, 4.0, dtype=torch.float64)])
     torch.manual_seed(0)
     model = EquivariantModel(cutoff=4.0, elements=[1, 6, 8], l_max=l_max, num_channels=8,
-                             full_paths=l_max == 2).double().train()
+                             full_paths=l_max == 2, **options).double().train()
+    with torch.no_grad():  # the element mixing starts at zero (the identity): make it act
+        for mixing in model.species_mixing or []:
+            mixing.weight.normal_(0, 0.3)
     edges = batch.edge_index.shape[1]
     ref, ref_grads = _outputs(model, batch, 0, 1, stress=periodic)
     got, got_grads = _outputs(model, batch, edges - 1, 7, stress=periodic)  # odd chunk
