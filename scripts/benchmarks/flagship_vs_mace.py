@@ -73,6 +73,17 @@ VARIANTS: dict[str, list[str]] = {
     # element-dependent mixing of each layer's update (MACE's product weights are per element):
     # the recipe of experiment=rmd17 with model=default since 2026-12-07 (evening)
     "floor_species": [*FLOOR, "model.species_linear=true"],
+    # pilots on that recipe: a third layer, a slower weight average
+    "species_layers3": [*FLOOR, "model.species_linear=true", "model.num_layers=3"],
+    "species_ema995": [*FLOOR, "model.species_linear=true", "module.ema_decay=0.995"],
+    # the Huber loss's bend at 3 and 30 meV/A instead of 10 (force errors are ~20-100)
+    "species_d003": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.003"],
+    "species_d03": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.03"],
+    "species_d001": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.001"],
+    # at 3 meV/A with forces weighing 3333: the same pull of a large force error as at
+    # 10 meV/A with 1000 (weight x delta), energies relatively as heavy as before
+    "species_d003_f3333": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.003",
+                           "module.loss.weights.forces=3333"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

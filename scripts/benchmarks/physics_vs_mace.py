@@ -139,7 +139,11 @@ VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=t
             # with element-dependent update mixing too (flagship_vs_mace's floor_species):
             # model=default since 2026-12-07 (evening) with experiment=rmd17's loss and rate
             "molsym_species": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
-                               "model.radial_floor=0.8", "model.species_linear=true"]}
+                               "model.radial_floor=0.8", "model.species_linear=true"],
+            # with the Huber loss bending at 3 meV/A (flagship_vs_mace's species_d003)
+            "molsym_species_d003": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                                    "model.radial_floor=0.8", "model.species_linear=true",
+                                    "module.loss.huber_delta=0.003"]}
 
 
 #: the models the curve plots show (those present): MACE, today's model=default recipe and
