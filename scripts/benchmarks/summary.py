@@ -199,7 +199,8 @@ def long_run_rows() -> list[list[str]]:
         rows.append([f"Accuracy: aspirin force MAE, {run['wall_s'] / 3600:.1f} h on one CPU "
                      "core", _f(ours), f"MACE {pub['MACE']}, NequIP {pub['NequIP']} "
                      "(published, converged on GPU)", _ratio(ours, pub["MACE"]),
-                     f"target <= {LONG_RUN_TARGET:g}: {verdict}; {run['epochs']} epochs; "
+                     f"target <= {LONG_RUN_TARGET:g}: {verdict}; {run['epochs']} epochs, "
+                     f"molsym {(run.get('env') or {}).get('molsym_commit', '?')}; "
                      "[Accuracy: longer molsym runs](#accuracy-longer-molsym-runs-aspirin)"])
     return rows
 
