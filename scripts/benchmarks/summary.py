@@ -200,7 +200,7 @@ def long_run_rows() -> list[list[str]]:
                      "core", _f(ours), f"MACE {pub['MACE']}, NequIP {pub['NequIP']} "
                      "(published, converged on GPU)", _ratio(ours, pub["MACE"]),
                      f"target <= {LONG_RUN_TARGET:g}: {verdict}; {run['epochs']} epochs, "
-                     f"molsym {(run.get('env') or {}).get('molsym_commit', '?')}; "
+                     f"recorded at molsym {(run.get('env') or {}).get('molsym_commit', '?')}; "
                      "[Accuracy: longer molsym runs](#accuracy-longer-molsym-runs-aspirin)"])
     return rows
 
