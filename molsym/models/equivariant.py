@@ -178,15 +178,21 @@ class EquivariantModel(AtomisticModel):
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
         )):
-            update = product(interaction(h, unit, w, edge_index, paired))
-            if self.species_mixing is not None:
-                update = self.species_mixing[t](update, species)
-            if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
-                h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
-            h = h + update
+            h = self._add_update(t, h, product(interaction(h, unit, w, edge_index, paired)),
+                                 species)
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors
+
+    def _add_update(self, t: int, h: torch.Tensor, update: torch.Tensor,
+                    species: torch.Tensor) -> torch.Tensor:
+        """``h`` after layer ``t``'s ``update`` (mixed per element when ``species_linear``);
+        the one place both the whole-graph and the edge-chunked paths add a layer."""
+        if self.species_mixing is not None:
+            update = self.species_mixing[t](update, species)
+        if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
+            h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
+        return h + update
 
     def chunks_edges(self, num_edges: int) -> bool:
         """Whether a graph of ``num_edges`` edges is evaluated in edge chunks (eager mode;
@@ -219,12 +225,7 @@ class EquivariantModel(AtomisticModel):
                 part = checkpoint(self._chunk_sum, hu, vec, index, species, t, offsets[t],
                                   offsets[t + 1], paired, use_reentrant=False)
                 total = part if total is None else total + part
-            update = product(interaction.finish(total))
-            if self.species_mixing is not None:
-                update = self.species_mixing[t](update, species)
-            if h.shape[0] < update.shape[0]:
-                h = torch.nn.functional.pad(h, (0, 0, 0, 0, 0, update.shape[0] - h.shape[0]))
-            h = h + update
+            h = self._add_update(t, h, product(interaction.finish(total)), species)
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors

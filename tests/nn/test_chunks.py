@@ -1,8 +1,11 @@
 """Edge-chunked evaluation (molsym.nn.chunks) gives the unchunked energies, forces, stress and
 parameter gradients (double backward of a training step), periodic and paired graphs alike."""
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from ase.build import molecule
 from torch_geometric.data import Batch
 
@@ -25,12 +28,16 @@ def _outputs(model, batch, chunk_above, edge_chunk, stress=False):
     return {k: v.detach() for k, v in out.items()}, grads
 
 
-#: model=default's options beyond the class defaults: element mixing, the extra scalars,
-#: the radial floor (closest pairs just below ethanol's, so some edges are floored)
-DEFAULT_OPTIONS = dict(species_linear=True, more_scalars=True, trainable_basis=True,
-                       envelope_exponent=5, radial_floor=0.8,
-                       closest_pairs={"1-1": 2.0, "1-6": 1.3, "1-8": 1.2, "6-6": 1.7,
-                                      "6-8": 1.6, "8-8": 2.0})
+#: model=default's switches as its yaml sets them (element mixing, extra scalars, trained
+#: basis, radial floor, ...; sizes stay the test's), with closest pairs just below ethanol's so
+#: that some edges are floored
+DEFAULT_OPTIONS = {
+    **{k: v for k, v in yaml.safe_load(
+        (Path(__file__).parents[2] / "molsym/configs/model/default.yaml").read_text()).items()
+       if (isinstance(v, bool) and k != "full_paths")  # the test sets full_paths
+       or k in ("envelope_exponent", "repulsion_reach", "radial_floor")},
+    "closest_pairs": {"1-1": 2.0, "1-6": 1.3, "1-8": 1.2, "6-6": 1.7, "6-8": 1.6, "8-8": 2.0},
+}
 
 
 @pytest.mark.parametrize("l_max", [1, 2])
