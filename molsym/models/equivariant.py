@@ -55,6 +55,9 @@ class EquivariantModel(AtomisticModel):
         species_linear: an element-dependent channel mixing of each layer's update
             (:class:`~molsym.nn.cartesian.SpeciesLinear`, like MACE's element-dependent
             weights); off by default, so saved models load unchanged.
+        species_products: each product of each layer's product block weighed per element
+            and channel (:class:`~molsym.nn.cartesian.ProductBlock`, MACE's element-dependent
+            contraction weights); off by default, so saved models load unchanged.
         avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
         atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
             {str(Z): eV}; learnable, initialised from these values (default 0).
@@ -103,6 +106,7 @@ class EquivariantModel(AtomisticModel):
         radial_layers: int = 1,
         more_scalars: bool = False,
         species_linear: bool = False,
+        species_products: bool = False,
         avg_num_neighbors: float = 10.0,
         atomic_energies: list[float] | dict[str, float] | None = None,
         energy_scale: float = 1.0,
@@ -143,8 +147,10 @@ class EquivariantModel(AtomisticModel):
         # one radial network for all layers and paths: one matmul instead of one per layer
         self.weight_sizes = [i.num_paths * num_channels for i in self.interactions]
         self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes), radial_layers)
-        self.products = nn.ModuleList(ProductBlock(num_channels, l_max, more_scalars)
-                                      for _ in range(num_layers))
+        self.products = nn.ModuleList(
+            ProductBlock(num_channels, l_max, more_scalars,
+                         len(self.elements) if species_products else 0)
+            for _ in range(num_layers))
         self.species_mixing = nn.ModuleList(
             SpeciesLinear(len(self.elements), num_channels, l_max) for _ in range(num_layers)
         ) if species_linear else None
@@ -178,8 +184,8 @@ class EquivariantModel(AtomisticModel):
             self.interactions, self.products, self.readouts,
             weights.split(self.weight_sizes, dim=1), strict=True,
         )):
-            h = self._add_update(t, h, product(interaction(h, unit, w, edge_index, paired)),
-                                 species)
+            h = self._add_update(t, h, product(interaction(h, unit, w, edge_index, paired),
+                                               species), species)
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors
@@ -225,7 +231,7 @@ class EquivariantModel(AtomisticModel):
                 part = checkpoint(self._chunk_sum, hu, vec, index, species, t, offsets[t],
                                   offsets[t + 1], paired, use_reentrant=False)
                 total = part if total is None else total + part
-            h = self._add_update(t, h, product(interaction.finish(total)), species)
+            h = self._add_update(t, h, product(interaction.finish(total), species), species)
             node_energy = node_energy + readout(h[0]).squeeze(-1)
         vectors = h[1:4] if self.l_max >= 1 else None
         return node_energy, h[0], vectors

@@ -30,7 +30,7 @@ from torch import nn
 from molsym import keys
 from molsym.models.base import vector_norm, weights_version
 from molsym.models.equivariant import EquivariantModel
-from molsym.nn.cartesian import product_terms
+from molsym.nn.cartesian import product_terms, weigh_terms
 from molsym.nn.pairs import with_reverse_edges
 from molsym.nn.scatter import scatter_sum
 
@@ -189,7 +189,7 @@ class StackedEquivariant:
             hu = _equivariant_linear(h, w[f"interactions.{t}.up.weight"],
                                      interaction.up.component_l)
             a = interaction.finish(interaction.aggregate(hu, unit, radial_t, edge_index, paired))
-            update = self._product(w, t, a)
+            update = self._product(w, t, a, species)
             if first.species_mixing is not None:
                 update = self._species_mixing(w, t, update, species)
             if h.shape[0] < update.shape[0]:  # first layer: scalars only so far
@@ -203,13 +203,17 @@ class StackedEquivariant:
         vectors = h[1:4] if first.l_max >= 1 else None
         return h[0], vectors, node_energy
 
-    def _product(self, w, t: int, a: torch.Tensor) -> torch.Tensor:
+    def _product(self, w, t: int, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Each member's :class:`~molsym.nn.cartesian.ProductBlock` ``t`` on (K, N, M, C)."""
         block = self.members[0].products[t]
         name = f"products.{t}"
         x = _equivariant_linear(a, w[f"{name}.mix.weight"], block.mix.component_l)
         a_full, b_full = x.unflatten(-1, (2, -1)).unbind(-2)
-        scalars, vectors, tensors = product_terms(a_full, b_full, block.l_max, block.more_scalars)
+        terms = product_terms(a_full, b_full, block.l_max, block.more_scalars)
+        if block.element_weights is not None:  # (M, Z, T, C) -> per atom (N, M, T, C)
+            gain = w[f"{name}.element_weights"].index_select(1, species).transpose(0, 1)
+            terms = weigh_terms(terms, block.num_terms, gain)
+        scalars, vectors, tensors = terms
         parts = [_linear(scalars, w, f"{name}.out_scalar").unsqueeze(0)]
         if vectors is not None:
             parts.append(_matmul(vectors, w[f"{name}.out_vector"]))

@@ -133,9 +133,16 @@ class ProductBlock(nn.Module):
     ``A`` (K, N, C) is mixed into two copies ``a``, ``b``; their products (dot products,
     ``b0 * a``, outer products, matrix products, ``a1^T b2 a1``) raise the body order from
     2 (A itself) to 3 and 4. Output (K, N, C): one linear map per l over all products.
+
+    With ``num_elements`` (``species_products``), each product of each channel is weighed by
+    ``1 + g[z, term, channel]`` of the atom's element before those maps, as MACE's
+    element-dependent contraction weights (per element, path and channel): the relative
+    weight of 2-, 3- and 4-body terms can then differ between elements. ``g`` starts at
+    zero, so the block starts as the shared one; species indices go to :meth:`forward`.
     """
 
-    def __init__(self, num_channels: int, l_max: int, more_scalars: bool = False):
+    def __init__(self, num_channels: int, l_max: int, more_scalars: bool = False,
+                 num_elements: int = 0):
         super().__init__()
         c = num_channels
         self.l_max = l_max
@@ -143,17 +150,25 @@ class ProductBlock(nn.Module):
         self.mix = EquivariantLinear(c, 2 * c, l_max)
         n_scalar = {0: 2, 1: 4, 2: 6}[l_max] + (num_more_scalars(l_max) if more_scalars else 0)
         self.out_scalar = nn.Linear(n_scalar * c, c)
+        n_vec = {0: 0, 1: 3, 2: 4}[l_max]
         if l_max >= 1:
-            n_vec = {1: 3, 2: 4}[l_max]
             self.out_vector = nn.Parameter(torch.randn(n_vec * c, c) * (n_vec * c) ** -0.5)
         if l_max >= 2:
             self.out_tensor = nn.Parameter(torch.randn(4 * c, c) * (4 * c) ** -0.5)
+        #: products per l (scalars, vectors, tensors), the layout of ``element_weights``
+        self.num_terms = [n_scalar, n_vec, 4 if l_max >= 2 else 0][: l_max + 1]
+        self.element_weights = nn.Parameter(
+            torch.zeros(num_elements, sum(self.num_terms), c)) if num_elements else None
 
-    def forward(self, a_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, a_in: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
         x = self.mix(a_in)
         k, n, c2 = x.shape
         a_full, b_full = x.view(k, n, 2, c2 // 2).unbind(2)
-        scalars, vectors, tensors = product_terms(a_full, b_full, self.l_max, self.more_scalars)
+        terms = product_terms(a_full, b_full, self.l_max, self.more_scalars)
+        if self.element_weights is not None:
+            terms = weigh_terms(terms, self.num_terms,
+                                self.element_weights.index_select(0, species))
+        scalars, vectors, tensors = terms
         s_out = self.out_scalar(scalars).unsqueeze(0)
         if self.l_max == 0:
             return s_out
@@ -161,6 +176,20 @@ class ProductBlock(nn.Module):
         if self.l_max == 1:
             return torch.cat([s_out, v_out], dim=0)
         return torch.cat([s_out, v_out, tensors @ self.out_tensor], dim=0)
+
+
+def weigh_terms(terms: tuple, num_terms: list[int], gain: torch.Tensor) -> tuple:
+    """The products of :func:`product_terms` (scalars (N, S*C), vectors (3, N, V*C), tensors
+    (9, N, 4*C)) each multiplied by ``1 + gain`` of its atom, term and channel: ``gain``
+    (N, S + V + 4, C), the per-atom rows of :class:`ProductBlock`'s ``element_weights``.
+    Elementwise over the trailing axes: a committee passes (..., N, M, S*C) and
+    ``gain`` (N, M, S + V + 4, C)."""
+    out, start = [], 0
+    for part, count in zip(terms, num_terms, strict=False):
+        g = 1.0 + gain.narrow(-2, start, count)  # (N, [M,] T, C)
+        out.append((part.unflatten(-1, (count, -1)) * g).flatten(-2))
+        start += count
+    return (*out, *terms[len(out):])
 
 
 def num_more_scalars(l_max: int) -> int:

@@ -67,6 +67,14 @@ class ExponentialMovingAverage(nn.Module):
             torch._foreach_lerp_(shadows, values, 1.0 - d)
         self.num_updates.add_(1)
 
+    def shadow_of(self, model: nn.Module, param: nn.Parameter) -> torch.Tensor:
+        """The average kept for ``param`` of ``model`` (a buffer: changing it in place
+        changes the average)."""
+        for s, p in zip(self._shadows(), self._params(model), strict=True):
+            if p is param:
+                return s
+        raise KeyError("not a floating-point parameter of the model")
+
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Overwrite the parameters of ``model`` with the average."""

@@ -55,6 +55,9 @@ DATA_DERIVED = ("elements", "atomic_energies", "avg_num_neighbors", "energy_scal
 #: State-dict entries with one row per element (aligned with ``model.elements``).
 PER_ELEMENT = ("embedding.weight", "atomic_energy_shift", "atomic_energy_scale",
                "atomic_numbers")
+#: ... and the per-element weights of each layer's products (``species_products``; a new
+#: element's row stays zero: the shared weights).
+PER_ELEMENT_PATTERN = re.compile(r"products\.\d+\.element_weights")
 #: State-dict entries with one slice per element along axis 1: the per-element channel
 #: mixing of each layer (``species_linear``; a new element's slice stays zero, the identity).
 PER_ELEMENT_AXIS_1 = re.compile(r"species_mixing\.\d+\.weight")
@@ -62,7 +65,7 @@ PER_ELEMENT_AXIS_1 = re.compile(r"species_mixing\.\d+\.weight")
 
 def element_axis(name: str) -> int | None:
     """The axis of the state-dict entry ``name`` that runs over the elements (None: none)."""
-    if name in PER_ELEMENT:
+    if name in PER_ELEMENT or PER_ELEMENT_PATTERN.fullmatch(name):
         return 0
     return 1 if PER_ELEMENT_AXIS_1.fullmatch(name) else None
 

@@ -13,7 +13,7 @@ from torch import nn
 from molsym import keys
 from molsym.models.compiled import compile_model
 from molsym.training.ema import ExponentialMovingAverage
-from molsym.training.energy_shift import refit_energy_shift
+from molsym.training.energy_shift import EpochShiftFit, refit_energy_shift
 from molsym.training.losses import Loss
 from molsym.training.metrics import ErrorAccumulator, flat_metrics
 
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., object]
 
+#: The ways the per-element energy shifts train (``MolsymModule(energy_shift=...)``).
+ENERGY_SHIFT_MODES = ("trained", "refit", "fixed")
 #: Parameters never decayed: the per-element energy shifts (hundreds of eV) and scales.
 NO_WEIGHT_DECAY = ("atomic_energy_shift", "atomic_energy_scale")
 
@@ -72,6 +74,12 @@ class MolsymModule(pl.LightningModule):
             first training and the first validation batch compile (about 30 s on a CPU); if
             compiling fails (e.g. no C++ compiler), a warning is logged and training goes on
             eagerly.
+        energy_shift: how the per-element energy shifts train: ``"trained"`` (by the
+            optimizer, as every weight; the default, as before), ``"refit"`` (not by the
+            optimizer: once an epoch by the least-squares correction of that epoch's own
+            predictions, :class:`~molsym.training.energy_shift.EpochShiftFit`) or
+            ``"fixed"`` (kept at their initial values). Pinned shifts (isolated-atom
+            energies) stay pinned whatever this says.
     """
 
     def __init__(
@@ -84,9 +92,19 @@ class MolsymModule(pl.LightningModule):
         compute_forces: bool | None = None,
         compute_stress: bool | None = None,
         compile: bool = False,
+        energy_shift: str = "trained",
     ):
         super().__init__()
+        if energy_shift not in ENERGY_SHIFT_MODES:
+            raise ValueError(f"energy_shift must be one of {ENERGY_SHIFT_MODES}, "
+                             f"got {energy_shift!r}")
         self.model = model
+        shift = getattr(model, "atomic_energy_shift", None)
+        trainable = shift is not None and shift.requires_grad
+        if energy_shift != "trained" and trainable:
+            shift.requires_grad_(False)  # before the EMA and the optimizer see it
+        self.shift_fit = (EpochShiftFit(shift.shape[0])
+                          if energy_shift == "refit" and trainable else None)
         self.loss_fn = loss if loss is not None else Loss()
         self.optimizer_factory = optimizer or functools.partial(
             torch.optim.Adam, lr=1e-3, fused=True
@@ -120,6 +138,9 @@ class MolsymModule(pl.LightningModule):
         pred = self(batch)
         loss, terms = self.loss_fn(pred, batch)
         self._accumulate_train_losses(loss, terms, int(batch.num_graphs))
+        if self.shift_fit is not None and keys.ENERGY in pred and keys.ENERGY in batch:
+            self.shift_fit.add(pred[keys.ENERGY], batch[keys.ENERGY],
+                               self.model.species_index(batch[keys.ATOMIC_NUMBERS]), batch.batch)
         trainer = self._trainer  # None when called outside a fit
         if trainer is not None and trainer.is_last_batch:
             self._log_train_losses()
@@ -156,6 +177,20 @@ class MolsymModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_train_losses()  # an epoch that ended before its last batch
+        if self.shift_fit is not None:
+            self._apply_shift_fit()
+
+    @torch.no_grad()
+    def _apply_shift_fit(self) -> None:
+        """Add the epoch's least-squares shift correction to the raw and the EMA shifts (the
+        raw weights made the predictions; the EMA's shifts follow them as a frozen value)."""
+        delta = self.shift_fit.solve(self._reduce_sum)
+        if delta is None or not bool(torch.isfinite(delta).all()):
+            return
+        shift = self.model.atomic_energy_shift
+        shift.add_(delta.to(shift))
+        shadow = self.ema.shadow_of(self.model, shift)
+        shadow.add_(delta.to(shadow))
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer) -> None:
         """``optimizer.zero_grad(set_to_none=True)`` without its torch.compile guard (a
@@ -211,6 +246,8 @@ class MolsymModule(pl.LightningModule):
             print("compiling (about a minute on a CPU)...", flush=True)
 
     def on_validation_epoch_start(self) -> None:
+        if self.shift_fit is not None:  # this epoch's correction before it is validated
+            self._apply_shift_fit()
         self._start_eval("val")
 
     def on_validation_epoch_end(self) -> None:

@@ -34,6 +34,9 @@ HUBER = ["module.loss.kind=huber", "module.loss.weights.forces=1000"]
 #: element pair), without element-dependent mixing
 FLOOR = [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01", "model.radial_floor=0.8",
          "model.species_linear=false"]
+#: FLOOR with element-dependent mixing: experiment=rmd17 with model=default since 2026-12-07
+#: (evening), spelled out
+SPECIES = [*FLOOR, "model.species_linear=true"]
 #: variant -> extra ``molsym train`` overrides of the flagship (after the protocol's)
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],  # model=default as it was when the run was made (see the notes)
@@ -72,18 +75,33 @@ VARIANTS: dict[str, list[str]] = {
     "floor_e1": [*FLOOR, "module.loss.weights.energy=1"],
     # element-dependent mixing of each layer's update (MACE's product weights are per element):
     # the recipe of experiment=rmd17 with model=default since 2026-12-07 (evening)
-    "floor_species": [*FLOOR, "model.species_linear=true"],
+    "floor_species": SPECIES,
     # pilots on that recipe: a third layer, a slower weight average
-    "species_layers3": [*FLOOR, "model.species_linear=true", "model.num_layers=3"],
-    "species_ema995": [*FLOOR, "model.species_linear=true", "module.ema_decay=0.995"],
+    "species_layers3": [*SPECIES, "model.num_layers=3"],
+    "species_ema995": [*SPECIES, "module.ema_decay=0.995"],
     # the Huber loss's bend at 3 and 30 meV/A instead of 10 (force errors are ~20-100)
-    "species_d003": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.003"],
-    "species_d03": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.03"],
-    "species_d001": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.001"],
+    "species_d003": [*SPECIES, "module.loss.huber_delta=0.003"],
+    "species_d03": [*SPECIES, "module.loss.huber_delta=0.03"],
+    "species_d001": [*SPECIES, "module.loss.huber_delta=0.001"],
     # at 3 meV/A with forces weighing 3333: the same pull of a large force error as at
     # 10 meV/A with 1000 (weight x delta), energies relatively as heavy as before
-    "species_d003_f3333": [*FLOOR, "model.species_linear=true", "module.loss.huber_delta=0.003",
+    "species_d003_f3333": [*SPECIES, "module.loss.huber_delta=0.003",
                            "module.loss.weights.forces=3333"],
+    # sizes around today's default: a wider radial network, a deeper one, a wider readout,
+    # more Bessel functions, 64 channels
+    "species_rh128": [*SPECIES, "model.radial_hidden=128"],
+    "species_radial2": [*SPECIES, "model.radial_layers=2"],
+    "species_ro32": [*SPECIES, "model.readout_hidden=32"],
+    "species_nr12": [*SPECIES, "model.num_radial=12"],
+    "species_c64": [*SPECIES, "model.num_channels=64"],
+    # each product of the product blocks weighed per element and channel (MACE's element-
+    # dependent contraction weights), with and without the element mixing after them
+    "species_products": [*SPECIES, "model.species_products=true"],
+    "products_only": [*FLOOR, "model.species_products=true"],
+    # the energy shifts refit by least squares once an epoch instead of Adam steps of ~lr
+    # (10 meV) each step, or kept at their initial least-squares values
+    "species_shift_refit": [*SPECIES, "module.energy_shift=refit"],
+    "species_shift_fixed": [*SPECIES, "module.energy_shift=fixed"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

@@ -143,7 +143,11 @@ VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=t
             # with the Huber loss bending at 3 meV/A (flagship_vs_mace's species_d003)
             "molsym_species_d003": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
                                     "model.radial_floor=0.8", "model.species_linear=true",
-                                    "module.loss.huber_delta=0.003"]}
+                                    "module.loss.huber_delta=0.003"],
+            # with element-weighed products (flagship_vs_mace's species_products)
+            "molsym_species_products": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                                        "model.radial_floor=0.8", "model.species_linear=true",
+                                        "model.species_products=true"]}
 
 
 #: the models the curve plots show (those present): MACE, today's model=default recipe and

@@ -16,15 +16,16 @@ CONFIGS = {
     "equivariant-l2": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2)),
     "equivariant-l2-full": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
                                                 full_paths=True)),
-    # with the non-default options: element mixing, a deeper radial MLP, trained Bessel
-    # frequencies (perturbed with the other weights), another envelope exponent and the
-    # extra 4-body scalars
+    # with the non-default options: element mixing and element-weighed products, a deeper
+    # radial MLP, trained Bessel frequencies (perturbed with the other weights), another
+    # envelope exponent and the extra 4-body scalars
     "equivariant-l2-species-radial3": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
                                                            species_linear=True,
                                                            radial_layers=3,
                                                            trainable_basis=True,
                                                            envelope_exponent=5,
-                                                           more_scalars=True)),
+                                                           more_scalars=True,
+                                                           species_products=True)),
     "invariant": ("invariant", dict(num_channels=16, num_layers=2)),
 }
 

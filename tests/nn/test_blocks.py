@@ -225,3 +225,39 @@ def test_species_linear_commutes_with_o3_and_depends_on_the_element(l_max, prope
     mixed = block(same, species)
     assert torch.allclose(mixed[:, 1], mixed[:, 3])
     assert not torch.allclose(mixed[:, 0], mixed[:, 1])
+
+
+@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("proper", [True, False])
+def test_element_weighed_products_commute_with_o3_and_depend_on_the_element(l_max, proper):
+    from molsym.nn.cartesian import ProductBlock
+
+    k = {0: 1, 1: 4, 2: 13}[l_max]
+    shared = ProductBlock(4, l_max, more_scalars=True).double()
+    block = ProductBlock(4, l_max, more_scalars=True, num_elements=3).double()
+    block.load_state_dict({**shared.state_dict(), "element_weights": block.element_weights})
+    h = random_features(k)
+    species = torch.tensor([0, 1, 2, 1, 0])
+    assert torch.equal(block(h, species), shared(h))  # the shared block at initialisation
+    with torch.no_grad():
+        block.element_weights.normal_()
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(3), proper))
+    out = block(h, species)
+    assert torch.allclose(block(rotate_features(h, rot), species), rotate_features(out, rot),
+                          atol=1e-10)
+    # every weight row acts: each l's output moves when only its terms' weights change
+    for rank, (start, count) in enumerate(zip([0, *np.cumsum(block.num_terms)[:-1]],
+                                              block.num_terms, strict=True)):
+        before = block(h, species)
+        with torch.no_grad():
+            block.element_weights[:, start:start + count] += 1.0
+        moved = (block(h, species) - before).abs().amax(dim=(1, 2))
+        components = [slice(0, 1), slice(1, 4), slice(4, 13)]
+        assert moved[components[rank]].min() > 1e-6
+        assert all(moved[components[r]].max() == 0 for r in range(l_max + 1) if r != rank)
+    same = h.clone()
+    same[:, 3] = same[:, 1]
+    same[:, 0] = same[:, 1]
+    mixed = block(same, species)
+    assert torch.allclose(mixed[:, 1], mixed[:, 3])
+    assert not torch.allclose(mixed[:, 0], mixed[:, 1])

@@ -137,6 +137,75 @@ def test_a_training_run_deploys_and_tests_the_refit_model(tmp_path, refit):
         assert abs(mean_error) > 1.0  # one epoch leaves an offset: the refit had work to do
 
 
+def test_epoch_fit_over_batches_equals_the_refit_of_the_whole_set():
+    """The normal equations summed batch by batch give refit_energy_shift's correction, for
+    mixed compositions and for one molecule (minimum norm)."""
+    from molsym.training.energy_shift import EpochShiftFit
+
+    for names, copies in ((["CH4", "H2O", "C2H6", "CH3OH", "CH3CH2OH", "HCOOH"], 3),
+                          (["CH3CH2OH"], 7)):
+        model = small_model()
+        graphs = graphs_of(names, copies)
+        energy, _ = energies_and_forces(model, graphs)
+        noise = np.random.default_rng(2).normal(0.0, 0.02, len(graphs))
+        label(graphs, energy.numpy() + np.stack([composition(g) for g in graphs])
+              @ np.array([0.013, -0.21, 0.35]) + noise)
+        fit = EpochShiftFit(len(ELEMENTS))
+        for start in range(0, len(graphs), 4):
+            batch = Batch.from_data_list(graphs[start:start + 4])
+            fit.add(predict_batch(model, batch, compute_forces=False)[keys.ENERGY],
+                    batch[keys.ENERGY], model.species_index(batch[keys.ATOMIC_NUMBERS]),
+                    batch.batch)
+        delta = fit.solve()
+        before = model.atomic_energy_shift.detach().clone()
+        refit_energy_shift(model, graphs)
+        np.testing.assert_allclose(delta.numpy(),
+                                   (model.atomic_energy_shift.detach() - before).numpy(),
+                                   atol=1e-8)
+        assert fit.solve() is None  # cleared: a new epoch starts empty
+
+
+@pytest.mark.parametrize("mode", ["refit", "fixed", "trained"])
+def test_energy_shift_modes_of_a_training_run(tmp_path, mode):
+    """With the learning rate 0 only the epoch refit can move the shifts: ``refit`` leaves
+    the deployed model's training-set energy errors averaging zero (no refit after
+    training), ``fixed`` and ``trained`` keep the initial shifts; a real rate trains them
+    only in ``trained``."""
+    import json
+
+    from molsym.data.readers import read_file
+    from molsym.deploy import load_model
+    from molsym.training.evaluate import evaluate
+    from molsym.training.run import train
+    from tests.cli.cli_helpers import tiny_train_config, write_emt_frames
+
+    data = write_emt_frames(tmp_path / "frames.extxyz", n=40)
+    run = tmp_path / "run"
+    train(tiny_train_config(data, run, f"module.energy_shift={mode}", "optimizer.lr=0",
+                            "trainer.max_epochs=2", "refit_energy_shift=false"), run)
+    model = load_model(run / "model.pt")
+    splits = json.loads((run / "splits.json").read_text())
+    frames = read_file(data)
+    _, pairs = evaluate(model, [atoms_to_graph(frames[i], model.cutoff)
+                                for i in splits["train"]])
+    ref, pred = pairs[keys.ENERGY]
+    mean_error = float(np.mean(pred.astype(float) - ref.astype(float)))  # meV
+    initial = torch.tensor(json.loads((run / "statistics.json").read_text())
+                           ["atomic_energies"], dtype=model.atomic_energy_shift.dtype)
+    moved = float((model.atomic_energy_shift.detach() - initial).abs().max())
+    if mode == "refit":
+        assert abs(mean_error) < 1e-2 and moved > 1e-3
+    else:
+        assert abs(mean_error) > 1.0 and moved < 1e-6
+    if mode != "refit":
+        run2 = tmp_path / "run2"
+        train(tiny_train_config(data, run2, f"module.energy_shift={mode}", "optimizer.lr=0.01",
+                                "refit_energy_shift=false"), run2)
+        moved = float((load_model(run2 / "model.pt").atomic_energy_shift.detach()
+                       - initial).abs().max())
+        assert (moved > 1e-4) == (mode == "trained")
+
+
 def test_refit_with_a_non_finite_label_changes_nothing():
     model = small_model()
     graphs = graphs_of(["CH4", "H2O"], copies=2)
