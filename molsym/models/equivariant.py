@@ -58,6 +58,9 @@ class EquivariantModel(AtomisticModel):
         species_products: each product of each layer's product block weighed per element
             and channel (:class:`~molsym.nn.cartesian.ProductBlock`, MACE's element-dependent
             contraction weights); off by default, so saved models load unchanged.
+        rank3_density: the neighbour density ``A`` of each layer also carries rank-3 (l = 3)
+            tensors, which the product block turns into l <= 2 features (MACE's density goes
+            to l = 3 too); l_max 2 only; off by default, so saved models load unchanged.
         avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
         atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
             {str(Z): eV}; learnable, initialised from these values (default 0).
@@ -107,6 +110,7 @@ class EquivariantModel(AtomisticModel):
         more_scalars: bool = False,
         species_linear: bool = False,
         species_products: bool = False,
+        rank3_density: bool = False,
         avg_num_neighbors: float = 10.0,
         atomic_energies: list[float] | dict[str, float] | None = None,
         energy_scale: float = 1.0,
@@ -123,6 +127,8 @@ class EquivariantModel(AtomisticModel):
         super().__init__()
         self._config = capture_config(locals())
         num_components(l_max)  # validates l_max
+        if rank3_density and l_max != 2:
+            raise ValueError(f"rank3_density needs l_max = 2, got l_max = {l_max}")
         self._setup_common(
             cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
             property_std, property_pooling, num_channels, readout_hidden,
@@ -140,7 +146,8 @@ class EquivariantModel(AtomisticModel):
         self.embedding = nn.Embedding(len(self.elements), num_channels)
         self.interactions = nn.ModuleList(
             CartesianInteraction(
-                num_channels, 0 if t == 0 else l_max, l_max, avg_num_neighbors, full_paths
+                num_channels, 0 if t == 0 else l_max, l_max, avg_num_neighbors, full_paths,
+                rank3_density,
             )
             for t in range(num_layers)
         )
@@ -149,7 +156,7 @@ class EquivariantModel(AtomisticModel):
         self.radial = RadialMLP(num_radial, radial_hidden, sum(self.weight_sizes), radial_layers)
         self.products = nn.ModuleList(
             ProductBlock(num_channels, l_max, more_scalars,
-                         len(self.elements) if species_products else 0)
+                         len(self.elements) if species_products else 0, rank3_density)
             for _ in range(num_layers))
         self.species_mixing = nn.ModuleList(
             SpeciesLinear(len(self.elements), num_channels, l_max) for _ in range(num_layers)

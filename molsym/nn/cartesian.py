@@ -71,15 +71,18 @@ class EquivariantLinear(nn.Module):
     """Channel mixing with one weight matrix per l (commutes with rotations and reflections).
 
     Input (K, N, C_in) with K <= ``num_components(l_max)``; output (K, N, C_out). No bias.
+    With ``rank3`` (l_max 2) the input may carry the 27 components of rank-3 tensors after
+    the 13 (K = 40), mixed by one more matrix.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, l_max: int):
+    def __init__(self, in_channels: int, out_channels: int, l_max: int, rank3: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(l_max + 1, in_channels, out_channels))
+        self.weight = nn.Parameter(torch.randn(l_max + 1 + bool(rank3), in_channels,
+                                               out_channels))
         self.weight.data.mul_(in_channels**-0.5)
-        self.register_buffer(
-            "component_l", torch.tensor(COMPONENT_L[: num_components(l_max)]), persistent=False
-        )
+        # rank3: 27 more components (a rank-3 tensor, l = 3) after those of l_max, own matrix
+        component_l = COMPONENT_L[: num_components(l_max)] + (l_max + 1,) * (27 * bool(rank3))
+        self.register_buffer("component_l", torch.tensor(component_l), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         weight = self.weight[self.component_l[: h.shape[0]]]  # (K, C_in, C_out)
@@ -117,14 +120,31 @@ def split_components(h: torch.Tensor) -> list[torch.Tensor]:
     One ``split`` (its backward is a single ``cat``) instead of several slices.
     """
     k, rest = h.shape[0], h.shape[1:]  # comparisons only: k may be symbolic when traced
-    sizes = [1, 3, 9] if k == 13 else [1, 3] if k == 4 else [1]
+    sizes = ([1, 3, 9, 27] if k == 40 else [1, 3, 9] if k == 13 else [1, 3] if k == 4
+             else [1])
     parts = h.split(sizes, dim=0)
     out = [parts[0].squeeze(0)]
     if len(sizes) >= 2:
         out.append(parts[1])
-    if len(sizes) == 3:
+    if len(sizes) >= 3:
         out.append(parts[2].view(3, 3, *rest))
+    if len(sizes) == 4:  # rank-3 tensors of the neighbour density (rank3_density)
+        out.append(parts[3].view(3, 3, 3, *rest))
     return out
+
+
+def sym_traceless3(m: torch.Tensor) -> torch.Tensor:
+    """Symmetric traceless part of rank-3 tensors ``m`` of shape (3, 3, 3, ...) (l = 3)."""
+    sym = (m + m.permute(0, 2, 1, *range(3, m.dim())) + m.permute(1, 0, 2, *range(3, m.dim()))
+           + m.permute(1, 2, 0, *range(3, m.dim())) + m.permute(2, 0, 1, *range(3, m.dim()))
+           + m.permute(2, 1, 0, *range(3, m.dim()))) / 6.0
+    trace = sym[0, 0] + sym[1, 1] + sym[2, 2]  # (3, ...): t_c = S_aac
+    eye = torch.eye(3, dtype=m.dtype, device=m.device).view(3, 3, *([1] * (m.dim() - 3)))
+    # S - (d_ab t_c + d_ac t_b + d_bc t_a) / 5 has every trace zero
+    correction = (eye.unsqueeze(2) * trace.unsqueeze(0).unsqueeze(0)
+                  + eye.unsqueeze(1) * trace.unsqueeze(0).unsqueeze(2)
+                  + eye.unsqueeze(0) * trace.unsqueeze(1).unsqueeze(2))
+    return sym - correction / 5.0
 
 
 class ProductBlock(nn.Module):
@@ -139,24 +159,36 @@ class ProductBlock(nn.Module):
     element-dependent contraction weights (per element, path and channel): the relative
     weight of 2-, 3- and 4-body terms can then differ between elements. ``g`` starts at
     zero, so the block starts as the shared one; species indices go to :meth:`forward`.
+
+    With ``rank3`` (``rank3_density``; l_max 2) ``A`` also carries rank-3 (l = 3) tensors
+    (K = 40) and the products gain ``a3 . b3`` (a 3-body scalar with the angular resolution
+    of P3), ``a3 : b2`` (a vector) and ``a3 . b1`` (a rank-2 tensor), and with
+    ``more_scalars`` the 4-body ``(a3 . b3) b0`` and ``b1 . (a3 : b2)``. The output stays
+    l <= 2 (K = 13): rank-3 features live in ``A`` only, as MACE's l = 3 density with l <= 1
+    messages.
     """
 
     def __init__(self, num_channels: int, l_max: int, more_scalars: bool = False,
-                 num_elements: int = 0):
+                 num_elements: int = 0, rank3: bool = False):
         super().__init__()
         c = num_channels
         self.l_max = l_max
         self.more_scalars = bool(more_scalars)
-        self.mix = EquivariantLinear(c, 2 * c, l_max)
+        self.rank3 = bool(rank3)
+        if self.rank3 and l_max != 2:
+            raise ValueError("rank-3 products need l_max = 2")
+        self.mix = EquivariantLinear(c, 2 * c, l_max, self.rank3)
         n_scalar = {0: 2, 1: 4, 2: 6}[l_max] + (num_more_scalars(l_max) if more_scalars else 0)
+        n_scalar += (1 + 2 * self.more_scalars) * self.rank3
         self.out_scalar = nn.Linear(n_scalar * c, c)
-        n_vec = {0: 0, 1: 3, 2: 4}[l_max]
+        n_vec = {0: 0, 1: 3, 2: 4}[l_max] + self.rank3
+        n_tensor = 4 + self.rank3
         if l_max >= 1:
             self.out_vector = nn.Parameter(torch.randn(n_vec * c, c) * (n_vec * c) ** -0.5)
         if l_max >= 2:
-            self.out_tensor = nn.Parameter(torch.randn(4 * c, c) * (4 * c) ** -0.5)
+            self.out_tensor = nn.Parameter(torch.randn(n_tensor * c, c) * (n_tensor * c) ** -0.5)
         #: products per l (scalars, vectors, tensors), the layout of ``element_weights``
-        self.num_terms = [n_scalar, n_vec, 4 if l_max >= 2 else 0][: l_max + 1]
+        self.num_terms = [n_scalar, n_vec, n_tensor][: l_max + 1]
         self.element_weights = nn.Parameter(
             torch.zeros(num_elements, sum(self.num_terms), c)) if num_elements else None
 
@@ -207,7 +239,8 @@ def product_terms(
 
     ``more_scalars`` appends 4-body scalars that the default set leaves out, after it (so
     the default layout stays): ``a0 b0 b0`` and ``(b1.b1) a0``; with rank 2 also
-    ``(a2:b2) b0`` and ``b1^T b2 a1``."""
+    ``(a2:b2) b0`` and ``b1^T b2 a1``. Rank-3 parts of ``a``, ``b`` (K = 40) add the terms of
+    :class:`ProductBlock`'s ``rank3`` at the end of each list."""
     a, b = split_components(a_full), split_components(b_full)
     a0, b0 = a[0], b[0]
     scalars = [a0, a0 * b0]
@@ -235,5 +268,12 @@ def product_terms(
             sym_traceless(a1.unsqueeze(1) * b1),
             sym_traceless(torch.einsum("ab...,bd...->ad...", a2, b2)),
         ]
+        if len(a) == 4:  # rank-3 density (rank3_density), after the terms above
+            a3, b3 = a[3], b[3]
+            a3b3 = (a3 * b3).sum((0, 1, 2))
+            a3b2 = (a3 * b2.unsqueeze(0)).sum((1, 2))  # a3 : b2, (3, N, C)
+            more += [a3b3] + ([a3b3 * b0, (b1 * a3b2).sum(0)] if more_scalars else [])
+            vectors.append(a3b2)
+            parts.append((a3 * b1.unsqueeze(0).unsqueeze(0)).sum(2))  # symmetric, traceless
         tensors = _cat_channels([t.reshape(9, *t.shape[2:]) for t in parts])
     return _cat_channels(scalars + more), _cat_channels(vectors), tensors

@@ -9,16 +9,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from molsym.nn.cartesian import EquivariantLinear, split_components, sym_traceless
+from molsym.nn.cartesian import (
+    EquivariantLinear,
+    split_components,
+    sym_traceless,
+    sym_traceless3,
+)
 
 
-def path_names(l_in: int, l_max: int, full_paths: bool = False) -> list[str]:
+def path_names(l_in: int, l_max: int, full_paths: bool = False,
+               rank3: bool = False) -> list[str]:
     """Names of the coupling paths of :class:`CartesianInteraction`, in the order of their
     slices of the radial weights (the layout of saved models: never reorder).
 
     l_out = 0: ``s``, ``v.u``, ``u.T.u``; l_out = 1: ``s u``, ``v``, ``T u``; l_out = 2: ``s Y2``,
     ``sym(u v)``, ``T``; ``full_paths`` adds ``(v.u) u``, ``(u.T.u) u`` (l_out = 1) and
-    ``(v.u) Y2``, ``(u.T.u) Y2``, ``sym(u T u)`` (l_out = 2).
+    ``(v.u) Y2``, ``(u.T.u) Y2``, ``sym(u T u)`` (l_out = 2); ``rank3`` (l_max 2) appends the
+    rank-3 paths ``s Y3``, ``sym(u u v)``, ``sym(u T)``.
     """
     l_in = min(l_in, 2)
     full_vu, full_utu = full_paths and l_in >= 1, full_paths and l_in >= 2
@@ -29,6 +36,8 @@ def path_names(l_in: int, l_max: int, full_paths: bool = False) -> list[str]:
     if l_max >= 2:
         names += ["s Y2"] + ["(v.u) Y2"] * full_vu + ["(u.T.u) Y2"] * full_utu
         names += ["sym(u v)"] * (l_in >= 1) + ["sym(u T u)"] * full_utu + ["T"] * (l_in >= 2)
+    if rank3 and l_max >= 2:
+        names += ["s Y3"] + ["sym(u u v)"] * (l_in >= 1) + ["sym(u T)"] * (l_in >= 2)
     return names
 
 
@@ -48,18 +57,21 @@ class CartesianInteraction(nn.Module):
     l = 2 with Y4 into l = 2), written as ``(v.u) u``, ``(u.T.u) u`` and, for rank 2,
     ``(v.u) u u``, ``u (T u)`` and ``(u.T.u) u u`` (made symmetric-traceless after the sum).
     They reuse the dot products already formed, so they cost a few multiply-adds per edge
-    and more radial outputs.
+    and more radial outputs. With ``rank3`` (l_max 2) ``A`` also has rank-3 (l = 3)
+    components (K = 40, after the 13): ``s_j Y3(u)``, ``sym0(u u v_j)`` and ``sym0(u T_j)``,
+    for the product block only (:class:`~molsym.nn.cartesian.ProductBlock`).
     """
 
     def __init__(self, num_channels: int, l_in: int, l_max: int, avg_num_neighbors: float,
-                 full_paths: bool = False):
+                 full_paths: bool = False, rank3: bool = False):
         super().__init__()
         self.l_in = min(l_in, l_max)
         self.l_max = l_max
         self.full_paths = bool(full_paths)
+        self.rank3 = bool(rank3) and l_max >= 2
         self.num_channels = num_channels
         self.up = EquivariantLinear(num_channels, num_channels, self.l_in)
-        self.path_names = path_names(self.l_in, l_max, self.full_paths)
+        self.path_names = path_names(self.l_in, l_max, self.full_paths, self.rank3)
         self.num_paths = len(self.path_names)
         self.norm = 1.0 / float(avg_num_neighbors)
 
@@ -131,6 +143,17 @@ class CartesianInteraction(nn.Module):
             if self.l_in >= 2:
                 m2 = m2 + w["T"] * hj[2]
             messages.append(m2.reshape(9, -1, *features))
+        if self.rank3:
+            # u_a (u_b q_c + R T_j,bc), q = R s_j u + R' v_j: made symmetric-traceless after
+            # the sum over neighbours (linear), as rank 2
+            q = w["s Y3"] * sj * u
+            if vj is not None:
+                q = q + w["sym(u u v)"] * vj
+            inner = u.unsqueeze(1) * q
+            if self.l_in >= 2:
+                inner = inner + w["sym(u T)"] * hj[2]
+            m3 = u.unsqueeze(1).unsqueeze(1) * inner.unsqueeze(0)  # (3, 3, 3, D, E/D, ...)
+            messages.append(m3.reshape(27, -1, *features))
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, *features, dtype=msg.dtype, device=msg.device)
         return out.index_add_(1, edge_index[0], msg)
@@ -143,7 +166,8 @@ class CartesianInteraction(nn.Module):
             return out
         parts = split_components(out)
         rank2 = sym_traceless(parts[2]).reshape(9, *out.shape[1:])
-        return torch.cat([parts[0].unsqueeze(0), parts[1], rank2], dim=0)
+        rest = [sym_traceless3(parts[3]).reshape(27, *out.shape[1:])] if self.rank3 else []
+        return torch.cat([parts[0].unsqueeze(0), parts[1], rank2, *rest], dim=0)
 
 
     def _along_u(self, w, harmonic, sj, vu, utu):

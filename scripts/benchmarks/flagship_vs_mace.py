@@ -94,14 +94,21 @@ VARIANTS: dict[str, list[str]] = {
     "species_ro32": [*SPECIES, "model.readout_hidden=32"],
     "species_nr12": [*SPECIES, "model.num_radial=12"],
     "species_c64": [*SPECIES, "model.num_channels=64"],
+    "species_nr6": [*SPECIES, "model.num_radial=6"],
     # each product of the product blocks weighed per element and channel (MACE's element-
     # dependent contraction weights), with and without the element mixing after them
     "species_products": [*SPECIES, "model.species_products=true"],
     "products_only": [*FLOOR, "model.species_products=true"],
     # the energy shifts refit by least squares once an epoch instead of Adam steps of ~lr
     # (10 meV) each step, or kept at their initial least-squares values
+    # rank-3 (l = 3) terms in the neighbour density for the products (MACE's density has l = 3)
+    "species_rank3": [*SPECIES, "model.rank3_density=true"],
     "species_shift_refit": [*SPECIES, "module.energy_shift=refit"],
     "species_shift_fixed": [*SPECIES, "module.energy_shift=fixed"],
+    # decoupled weight decay (AdamW; shifts and scales not decayed): at N=50 the training
+    # loss ends 5x below the validation loss
+    "species_wd001": [*SPECIES, "optimizer=adamw", "optimizer.weight_decay=0.01"],
+    "species_wd01": [*SPECIES, "optimizer=adamw", "optimizer.weight_decay=0.1"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

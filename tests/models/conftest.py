@@ -26,6 +26,9 @@ CONFIGS = {
                                                            envelope_exponent=5,
                                                            more_scalars=True,
                                                            species_products=True)),
+    # rank-3 terms in the neighbour density (with the 4-body scalars they add)
+    "equivariant-l2-rank3": ("equivariant", dict(num_channels=8, num_layers=2, l_max=2,
+                                                 rank3_density=True, more_scalars=True)),
     "invariant": ("invariant", dict(num_channels=16, num_layers=2)),
 }
 

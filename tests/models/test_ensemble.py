@@ -110,7 +110,8 @@ def _loop_and_stacked(committee, batch, **kw):
                                          envelope_exponent=5),
                                     dict(l_max=2, radial_layers=2, more_scalars=True),
                                     dict(l_max=1, species_products=True, species_linear=True),
-                                    dict(l_max=2, species_products=True, more_scalars=True)])
+                                    dict(l_max=2, species_products=True, more_scalars=True,
+                                         rank3_density=True)])
 def test_one_batched_pass_equals_the_members_one_by_one(tmp_path, config):
     members = [_member(s, outputs=OUTPUTS + ["dipole_moment"], property_mean={"homo": s},
                        property_std={"homo": 1.0 + s}, atomic_energies=[-s, -2.0, -3.0],

@@ -261,3 +261,59 @@ def test_element_weighed_products_commute_with_o3_and_depend_on_the_element(l_ma
     mixed = block(same, species)
     assert torch.allclose(mixed[:, 1], mixed[:, 3])
     assert not torch.allclose(mixed[:, 0], mixed[:, 1])
+
+
+def test_rank3_projection_is_symmetric_traceless_idempotent_and_rotates_as_rank3():
+    from molsym.nn.cartesian import sym_traceless3
+
+    g = torch.Generator().manual_seed(4)
+    m = torch.randn(3, 3, 3, 5, 2, generator=g, dtype=torch.float64)
+    t = sym_traceless3(m)
+    for perm in [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]:
+        assert torch.allclose(t, t.permute(*perm, 3, 4), atol=1e-12)
+    for pair in [(0, 1), (0, 2), (1, 2)]:
+        assert torch.diagonal(t, dim1=pair[0], dim2=pair[1]).sum(-1).abs().max() < 1e-12
+    assert torch.allclose(sym_traceless3(t), t, atol=1e-12)
+    assert t.abs().max() > 0.1
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(5), False))
+    rotated = torch.einsum("ia,jb,kc,abc...->ijk...", rot, rot, rot, m)
+    assert torch.allclose(sym_traceless3(rotated),
+                          torch.einsum("ia,jb,kc,abc...->ijk...", rot, rot, rot, t), atol=1e-12)
+    # the l = 3 harmonic of a direction: 7 independent components (the 3 x 3 x 3 space of
+    # symmetric traceless tensors), spanned by projections of u u u
+    units = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    units = units / units.norm(dim=1, keepdim=True)
+    uuu = torch.einsum("ea,eb,ec->abce", units, units, units)
+    assert torch.linalg.matrix_rank(sym_traceless3(uuu).reshape(27, 40).T) == 7
+
+
+@pytest.mark.parametrize("more_scalars", [False, True])
+def test_rank3_products_are_invariant_and_act(more_scalars):
+    """The interaction and product block with rank-3 density: outputs rotate as l <= 2
+    features under O(3), and the rank-3 paths change them (not dead weights)."""
+    from molsym.nn import CartesianInteraction
+    from molsym.nn.cartesian import ProductBlock
+
+    torch.manual_seed(0)
+    inter = CartesianInteraction(4, 2, 2, 3.0, rank3=True).double()
+    block = ProductBlock(4, 2, more_scalars, rank3=True).double()
+    h = random_features(13)
+    vec = torch.randn(12, 3, dtype=torch.float64)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 2],
+                               [1, 2, 3, 4, 0, 2, 3, 4, 0, 1, 3, 0]])
+    weights = torch.randn(12, inter.num_paths * 4, dtype=torch.float64)
+
+    def run(h, vec):
+        unit = (vec / vec.norm(dim=1, keepdim=True)).T
+        a = inter(h, unit, weights, edge_index)
+        assert a.shape[0] == 40
+        return block(a)
+
+    out = run(h, vec)
+    assert out.shape[0] == 13
+    rot = torch.as_tensor(random_orthogonal(np.random.default_rng(6), False))
+    assert torch.allclose(run(rotate_features(h, rot), vec @ rot.T), rotate_features(out, rot),
+                          atol=1e-10)
+    with torch.no_grad():
+        block.mix.weight[3].zero_()  # the rank-3 copies a3, b3 gone
+    assert (run(h, vec) - out).abs().max() > 1e-6
