@@ -60,7 +60,8 @@ class EquivariantModel(AtomisticModel):
             contraction weights); off by default, so saved models load unchanged.
         rank3_density: the neighbour density ``A`` of each layer also carries rank-3 (l = 3)
             tensors, which the product block turns into l <= 2 features (MACE's density goes
-            to l = 3 too); l_max 2 only; off by default, so saved models load unchanged.
+            to l = 3 too); it acts at l_max 2 only (below, there is nothing to build it
+            from, as for ``full_paths``); off by default, so saved models load unchanged.
         avg_num_neighbors: normalisation of the neighbour sums (dataset mean).
         atomic_energies: per-element energy shift in eV, list aligned with ``elements`` or
             {str(Z): eV}; learnable, initialised from these values (default 0).
@@ -127,8 +128,7 @@ class EquivariantModel(AtomisticModel):
         super().__init__()
         self._config = capture_config(locals())
         num_components(l_max)  # validates l_max
-        if rank3_density and l_max != 2:
-            raise ValueError(f"rank3_density needs l_max = 2, got l_max = {l_max}")
+        rank3_density = bool(rank3_density) and l_max == 2  # built from rank-2 couplings
         self._setup_common(
             cutoff, elements, outputs, atomic_energies, energy_scale, property_mean,
             property_std, property_pooling, num_channels, readout_hidden,

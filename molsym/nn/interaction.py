@@ -146,14 +146,17 @@ class CartesianInteraction(nn.Module):
         if self.rank3:
             # u_a (u_b q_c + R T_j,bc), q = R s_j u + R' v_j: made symmetric-traceless after
             # the sum over neighbours (linear), as rank 2
+            # (u u)_ab q_c and u_a T_bc as (9, 3, ...) and (3, 9, ...): the same row-major
+            # abc order, no 6-dimensional broadcast
             q = w["s Y3"] * sj * u
             if vj is not None:
                 q = q + w["sym(u u v)"] * vj
-            inner = u.unsqueeze(1) * q
+            uu = (u.unsqueeze(1) * u).reshape(9, *u.shape[1:])
+            m3 = (uu.unsqueeze(1) * q).reshape(27, -1, *features)
             if self.l_in >= 2:
-                inner = inner + w["sym(u T)"] * hj[2]
-            m3 = u.unsqueeze(1).unsqueeze(1) * inner.unsqueeze(0)  # (3, 3, 3, D, E/D, ...)
-            messages.append(m3.reshape(27, -1, *features))
+                ut = u.unsqueeze(1) * (w["sym(u T)"] * hj[2]).reshape(9, *q.shape[1:])
+                m3 = m3 + ut.reshape(27, -1, *features)
+            messages.append(m3)
         msg = messages[0] if len(messages) == 1 else torch.cat(messages, dim=0)  # (K, E, C)
         out = torch.zeros(msg.shape[0], n, *features, dtype=msg.dtype, device=msg.device)
         return out.index_add_(1, edge_index[0], msg)

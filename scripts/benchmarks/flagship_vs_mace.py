@@ -33,7 +33,7 @@ HUBER = ["module.loss.kind=huber", "module.loss.weights.forces=1000"]
 #: lr 0.01, more_scalars and the radial floor (0.8 x the closest training distance of each
 #: element pair), without element-dependent mixing
 FLOOR = [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01", "model.radial_floor=0.8",
-         "model.species_linear=false"]
+         "model.species_linear=false", "model.rank3_density=false"]
 #: FLOOR with element-dependent mixing: experiment=rmd17 with model=default since 2026-12-07
 #: (evening), spelled out
 SPECIES = [*FLOOR, "model.species_linear=true"]
@@ -63,7 +63,8 @@ VARIANTS: dict[str, list[str]] = {
     "huber_more_f3000": [*HUBER, "model.more_scalars=true", "module.loss.weights.forces=3000"],
     # the recipe of experiment=rmd17 of 2026-12-07, spelled out (before the radial floor)
     "huber_more_lr01": [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01",
-                        "model.radial_floor=0", "model.species_linear=false"],
+                        "model.radial_floor=0", "model.species_linear=false",
+                        "model.rank3_density=false"],
     "huber_more_c48": [*HUBER, "model.more_scalars=true", "model.num_channels=48"],
     # that recipe with the radial floor of model=default
     "floor": FLOOR,

@@ -119,7 +119,7 @@ def train_mace(name: str, data: dict[str, Any], root: Path, steps: int) -> dict[
 
 #: the variants run before model=default had a radial floor and element-dependent mixing
 #: (2026-12-07, evening) keep their meaning
-NO_FLOOR = ["model.radial_floor=0", "model.species_linear=false"]
+NO_FLOOR = ["model.radial_floor=0", "model.species_linear=false", "model.rank3_density=false"]
 #: molsym variants beyond the default model: {name: extra overrides}.
 VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=true", *NO_FLOOR],
             "molsym_zbl_0.7": ["model.short_range_repulsion=true", "model.repulsion_reach=0.7",
@@ -135,24 +135,31 @@ VARIANTS = {"molsym": [*NO_FLOOR], "molsym_zbl": ["model.short_range_repulsion=t
             "molsym_more": ["model.more_scalars=true", *NO_FLOOR],
             # molsym_huber_more_lr01 with the radial floor of model=default (2026-12-07, evening)
             "molsym_floor": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
-                             "model.radial_floor=0.8", "model.species_linear=false"],
+                             "model.radial_floor=0.8", "model.species_linear=false",
+                             "model.rank3_density=false"],
             # with element-dependent update mixing too (flagship_vs_mace's floor_species):
             # model=default since 2026-12-07 (evening) with experiment=rmd17's loss and rate
             "molsym_species": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
-                               "model.radial_floor=0.8", "model.species_linear=true"],
+                               "model.radial_floor=0.8", "model.species_linear=true",
+                               "model.rank3_density=false"],
             # with the Huber loss bending at 3 meV/A (flagship_vs_mace's species_d003)
             "molsym_species_d003": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
                                     "model.radial_floor=0.8", "model.species_linear=true",
-                                    "module.loss.huber_delta=0.003"],
+                                    "module.loss.huber_delta=0.003", "model.rank3_density=false"],
             # with element-weighed products (flagship_vs_mace's species_products)
             "molsym_species_products": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
                                         "model.radial_floor=0.8", "model.species_linear=true",
-                                        "model.species_products=true"]}
+                                        "model.species_products=true",
+                                        "model.rank3_density=false"],
+            # with rank-3 terms in the neighbour density (flagship_vs_mace's species_rank3)
+            "molsym_rank3": ["model.more_scalars=true", *HUBER, "optimizer.lr=0.01",
+                             "model.radial_floor=0.8", "model.species_linear=true",
+                             "model.rank3_density=true"]}
 
 
 #: the models the curve plots show (those present): MACE, today's model=default recipe and
-#: the one before the radial floor (the table has every model)
-PLOTTED = ("mace", "molsym_species", "molsym_huber_more_lr01")
+#: the one before the rank-3 density (the table has every model)
+PLOTTED = ("mace", "molsym_rank3", "molsym_species")
 
 
 def molsym_overrides(name: str, data: dict[str, Any], steps: int,
@@ -331,7 +338,7 @@ def report(results: dict[str, Any]) -> str:
             lines += ["Curves (energy RMSE in meV; extra minima: local minima of the prediction "
                       "minus DFT's; hole: the energy at the shortest distance below the "
                       "prediction at DFT's minimum). Plot (MACE, today's molsym recipe and "
-                      f"the one before the radial floor, {', '.join(PLOTTED[1:])}): "
+                      f"the one before the rank-3 density, {', '.join(PLOTTED[1:])}): "
                       f"![{name} curves](img/physics_vs_mace_{name}.png)", "",
                       common.md_table(["curve", "model", "RMSE", "RMSE minus offset",
                                        "extra minima", "hole"], curve_rows), "",

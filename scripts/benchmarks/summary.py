@@ -152,10 +152,10 @@ def train_speed_rows() -> list[list[str]]:
 
 
 #: the flagship_vs_mace variant of today's ``model=default`` with experiment=rmd17's loss and
-#: rate (2026-12-07 evening: more_scalars, radial floor, element-dependent mixing, Huber E:F
-#: 100:1000, lr 0.01) and the one it replaced (2026-12-07 morning: without the floor, which
-#: moves the distances of these test sets by a few mA at most, and without the mixing)
-DEFAULT_VARIANT, FORMER_DEFAULT = "floor_species", "huber_more_lr01"
+#: rate (2026-12-07 night: more_scalars, radial floor, element-dependent mixing, rank-3
+#: density, Huber E:F 100:1000, lr 0.01) and the one it replaced (2026-12-07 evening: without
+#: the rank-3 density)
+DEFAULT_VARIANT, FORMER_DEFAULT = "species_rank3", "floor_species"
 
 
 def equal_step_pairs(molecule: str, variant: str) -> dict[int, tuple[float, float]]:
@@ -175,7 +175,7 @@ def flagship_rows() -> list[list[str]]:
     rows = []
     for molecule in ("aspirin", "ethanol"):
         for variant, label in ((DEFAULT_VARIANT, "current default"),
-                               (FORMER_DEFAULT, "default of 2026-12-07 morning")):
+                               (FORMER_DEFAULT, "default of 2026-12-07 evening")):
             for n, (ours, theirs) in equal_step_pairs(molecule, variant).items():
                 rows.append([f"Equal steps vs MACE: {molecule} force MAE (meV/Å), N={n}, "
                              f"{label}", _f(ours), f"MACE {_f(theirs)}", _ratio(ours, theirs),
@@ -224,7 +224,7 @@ def extrapolation_rows() -> list[list[str]]:
 
 
 #: physics_vs_mace variants, newest model first: the summary shows the first one present
-PHYSICS_VARIANTS = ("molsym_species", "molsym_floor", "molsym_huber_more_lr01",
+PHYSICS_VARIANTS = ("molsym_rank3", "molsym_species", "molsym_floor", "molsym_huber_more_lr01",
                     "molsym_huber_more", "molsym")
 
 

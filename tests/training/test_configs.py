@@ -67,6 +67,7 @@ def test_rmd17_recipe_is_the_measured_one_and_stays_inside_its_experiment():
     assert plain.module.loss.kind == "mse" and plain.optimizer.lr == 0.005
     assert rmd17.model.more_scalars and plain.model.more_scalars  # model=default's
     assert rmd17.model.species_linear and rmd17.model.radial_floor == 0.8
+    assert rmd17.model.rank3_density and not rmd17.model.species_products
 
 
 def test_optimizer_scheduler_and_trainer_instantiate():
