@@ -7,7 +7,7 @@ The models are timed round-robin (``--rounds`` blocks of ``--steps`` steps each,
 steps), so a change of the machine's load hits them alike; the report is the median step time
 per model and its ratio to the first. Run it alone on the machine (``uptime`` first).
 
-    python -m scripts.benchmarks.step_ab --variants default rank3_density=false
+    python -m scripts.benchmarks.step_ab --variants default rank3_density=true
 """
 
 from __future__ import annotations

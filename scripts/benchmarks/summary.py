@@ -151,8 +151,8 @@ def train_speed_rows() -> list[list[str]]:
     return rows
 
 
-#: the flagship_vs_mace variant of today's ``model=default`` with experiment=rmd17's loss and
-#: rate (2026-12-07 night: more_scalars, radial floor, element-dependent mixing, rank-3
+#: the flagship_vs_mace variant of today's experiment=rmd17 recipe (2026-12-07 night:
+#: model=default's more_scalars, radial floor and element-dependent mixing, the rank-3
 #: density, Huber E:F 100:1000, lr 0.01) and the one it replaced (2026-12-07 evening: without
 #: the rank-3 density)
 DEFAULT_VARIANT, FORMER_DEFAULT = "species_rank3", "floor_species"

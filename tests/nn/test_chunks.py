@@ -37,6 +37,7 @@ DEFAULT_OPTIONS = {
        if (isinstance(v, bool) and k != "full_paths")  # the test sets full_paths
        or k in ("envelope_exponent", "repulsion_reach", "radial_floor")},
     "closest_pairs": {"1-1": 2.0, "1-6": 1.3, "1-8": 1.2, "6-6": 1.7, "6-8": 1.6, "8-8": 2.0},
+    "rank3_density": True,  # experiment=rmd17's (ignored at l_max 1)
 }
 
 

@@ -68,6 +68,8 @@ def test_rmd17_recipe_is_the_measured_one_and_stays_inside_its_experiment():
     assert rmd17.model.more_scalars and plain.model.more_scalars  # model=default's
     assert rmd17.model.species_linear and rmd17.model.radial_floor == 0.8
     assert rmd17.model.rank3_density and not rmd17.model.species_products
+    assert not plain.model.rank3_density  # the 5-minute main job keeps the faster model
+    assert _compose(["experiment=3bpa"]).model.rank3_density
 
 
 def test_optimizer_scheduler_and_trainer_instantiate():
