@@ -18,7 +18,6 @@ from molsym.models import EquivariantModel
 from molsym.training import Loss, MolsymModule
 from tests.cli.cli_helpers import write_emt_frames
 
-
 #: model=default's switches as its yaml sets them (element mixing, extra scalars, trained
 #: basis, radial floor, ...; sizes stay the test's) with experiment=rmd17's rank-3 density:
 #: what experiment=rmd17 compiles
