@@ -174,8 +174,8 @@ def flagship_rows() -> list[list[str]]:
     steps: the current default's runs (seed 0), then the former default's."""
     rows = []
     for molecule in ("aspirin", "ethanol"):
-        for variant, label in ((DEFAULT_VARIANT, "current default"),
-                               (FORMER_DEFAULT, "default of 2026-12-07 evening")):
+        for variant, label in ((DEFAULT_VARIANT, "experiment=rmd17 today"),
+                               (FORMER_DEFAULT, "recipe of 2026-12-07 evening")):
             for n, (ours, theirs) in equal_step_pairs(molecule, variant).items():
                 rows.append([f"Equal steps vs MACE: {molecule} force MAE (meV/Å), N={n}, "
                              f"{label}", _f(ours), f"MACE {_f(theirs)}", _ratio(ours, theirs),
