@@ -29,6 +29,16 @@ DEFAULT_OPTIONS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Every test compiles from a clean dynamo state: CompiledModel._run is one code object for
+    all models, so the compiles of earlier tests (other configs) count towards dynamo's
+    recompile limit, past which it runs eagerly without an error."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 def _module_and_batches(tmp_path, compile_model: bool, model=None, channels=8, options=None):
     frames = read_file(write_emt_frames(tmp_path / "f.extxyz", n=6, seed=4))
     graphs = [atoms_to_graph(a, 4.0, dtype=torch.float32) for a in frames]
