@@ -218,13 +218,7 @@ def test_species_linear_commutes_with_o3_and_depends_on_the_element(l_max, prope
     out = block(h, species)
     assert torch.allclose(block(rotate_features(h, rot), species), rotate_features(out, rot),
                           atol=1e-10)
-    # atoms 1 and 3 share an element, 0 and 1 do not: same input features, different maps
-    same = h.clone()
-    same[:, 3] = same[:, 1]
-    same[:, 0] = same[:, 1]
-    mixed = block(same, species)
-    assert torch.allclose(mixed[:, 1], mixed[:, 3])
-    assert not torch.allclose(mixed[:, 0], mixed[:, 1])
+    assert_depends_on_the_element(block, h, species)
 
 
 @pytest.mark.parametrize("l_max", [0, 1, 2])
@@ -255,12 +249,7 @@ def test_element_weighed_products_commute_with_o3_and_depend_on_the_element(l_ma
         components = [slice(0, 1), slice(1, 4), slice(4, 13)]
         assert moved[components[rank]].min() > 1e-6
         assert all(moved[components[r]].max() == 0 for r in range(l_max + 1) if r != rank)
-    same = h.clone()
-    same[:, 3] = same[:, 1]
-    same[:, 0] = same[:, 1]
-    mixed = block(same, species)
-    assert torch.allclose(mixed[:, 1], mixed[:, 3])
-    assert not torch.allclose(mixed[:, 0], mixed[:, 1])
+    assert_depends_on_the_element(block, h, species)
 
 
 def test_rank3_projection_is_symmetric_traceless_idempotent_and_rotates_as_rank3():
@@ -317,3 +306,13 @@ def test_rank3_products_are_invariant_and_act(more_scalars):
     with torch.no_grad():
         block.mix.weight[3].zero_()  # the rank-3 copies a3, b3 gone
     assert (run(h, vec) - out).abs().max() > 1e-6
+
+
+def assert_depends_on_the_element(block, h, species):
+    """Atoms 1 and 3 share an element, 0 and 1 do not: same input features, different maps."""
+    same = h.clone()
+    same[:, 3] = same[:, 1]
+    same[:, 0] = same[:, 1]
+    mixed = block(same, species)
+    assert torch.allclose(mixed[:, 1], mixed[:, 3])
+    assert not torch.allclose(mixed[:, 0], mixed[:, 1])
