@@ -65,13 +65,14 @@ def write_point(out: Path, n_train: int, molecule: str = "aspirin") -> dict[str,
 
 def run_mace(out: Path, n_train: int, steps: int, eval_interval: int,
              budget_s: float | None, cutoff: float = 5.0,
-             molecule: str = "aspirin") -> dict[str, Any]:
-    """Train and test MACE at one N (a finished run folder is reused)."""
+             molecule: str = "aspirin", seed: int = 0) -> dict[str, Any]:
+    """Train and test MACE at one N with ``seed`` (a finished run folder is reused)."""
     paths = write_point(out, n_train, molecule)
     epochs = epochs_for(steps, n_train)
     trained = mace_peer.train(out, paths["train"], paths["valid"], budget_s,
                               batch_size=BATCH_SIZE, max_epochs=epochs,
-                              eval_interval=eval_interval, patience=100000, r_max=cutoff)
+                              eval_interval=eval_interval, patience=100000, r_max=cutoff,
+                              seed=seed)
     res: dict[str, Any] = {"epochs": epochs, "steps": epochs * steps_per_epoch(n_train),
                            **trained}
     if trained["model"]:

@@ -110,6 +110,11 @@ VARIANTS: dict[str, list[str]] = {
     # loss ends 5x below the validation loss
     "species_wd001": [*SPECIES, "optimizer=adamw", "optimizer.weight_decay=0.01"],
     "species_wd01": [*SPECIES, "optimizer=adamw", "optimizer.weight_decay=0.1"],
+    # pilots on experiment=rmd17 of 2026-12-07 (night) at aspirin N=25, where the training
+    # loss ends ~30x below the validation loss: half the learning rate (the rate before
+    # 2026-12-07), the Huber bend at 3 meV/A (lower at every aspirin N without rank 3)
+    "rank3_lr005": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005"],
+    "rank3_d003": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"
@@ -122,6 +127,13 @@ def variant_overrides(name: str) -> list[str]:
         raise ValueError(f"unknown variant {name!r}: one of {sorted(VARIANTS)}, "
                          f"optionally with {SEED_MARK}K for seed K")
     return [*VARIANTS[base], *([f"seed={seed}"] if mark else [])]
+
+
+def is_mace(name: str) -> bool:
+    """Whether a model name is MACE: "mace" (the reference of the ratios) or "mace@sK" (another
+    seed of the same recipe, reported as a row like a variant's)."""
+    base, mark, seed = name.partition(SEED_MARK)
+    return base == "mace" and (not mark or seed.isdigit())
 
 
 def table_key(molecule: str, steps: int) -> str:
@@ -139,12 +151,15 @@ def metric(run: dict[str, Any] | None, key: str) -> float | None:
 
 def run_one(root: Path, molecule: str, model: str, n: int, steps: int,
             eval_interval: int, eager: bool = False, val_every: int = 1) -> dict[str, Any]:
-    """One MACE run (``model == "mace"``) or one flagship variant run at N (``eager``: without
-    torch.compile, the same model and numbers up to rounding, less CPU at 3000 steps;
+    """One MACE run (``model`` "mace" or "mace@sK", seed K) or one flagship variant run at N
+    (``eager``: without torch.compile, the same model and numbers up to rounding, less CPU at
+    3000 steps;
     ``val_every``: validate the flagship every this many epochs, as MACE's ``eval_interval``)."""
     out = root / f"{molecule}-steps{steps}" / model / str(n)
-    if model == "mace":
-        return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule)
+    base, _, seed = model.partition(SEED_MARK)
+    if base == "mace":
+        return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule,
+                                seed=int(seed or 0))
     extra = [*variant_overrides(model), *(["module.compile=false"] if eager else []),
              *([f"+trainer.check_val_every_n_epoch={val_every}"] if val_every > 1 else [])]
     return de_mace.run_molsym(out, "flagship", n, steps, None, 5.0, molecule, extra)
@@ -199,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50])
     parser.add_argument("--variants", nargs="+", default=[],
-                        help=f"of {sorted(VARIANTS)}, each optionally NAME{SEED_MARK}K (seed K)")
+                        help=f"of {sorted(VARIANTS)}, each optionally NAME{SEED_MARK}K (seed K); "
+                             f"mace{SEED_MARK}K: MACE with seed K")
     parser.add_argument("--no-mace", action="store_true", help="flagship variants only")
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--eval-interval", type=int, default=10,
@@ -216,13 +232,15 @@ def main(argv: list[str] | None = None) -> int:
                              "(same splits and steps) instead of training them again")
     args = parser.parse_args(argv)
     for name in args.variants:
-        variant_overrides(name)  # an unknown name fails before any run
+        if not is_mace(name):
+            variant_overrides(name)  # an unknown name fails before any run
     results = common.load_result(RESULT) or {"runs": {}, "history": []}
     if args.import_stored:
         import_stored(results)
         common.save_result(RESULT, results)
     if not args.report_only:
-        if not args.no_mace and not mace_peer.available():
+        wants_mace = not args.no_mace or any(is_mace(v) for v in args.variants)
+        if wants_mace and not mace_peer.available():
             print("mace-torch venv not found (peers/mace): use --no-mace", file=sys.stderr)
             return 1
         command = "python -m scripts.benchmarks.flagship_vs_mace " + " ".join(

@@ -57,3 +57,12 @@ def test_variant_names_take_a_seed_and_unknown_ones_fail():
     for bad in ("radial4", "radial3@s", "radial3@sx", "radial3@2"):
         with pytest.raises(ValueError, match="unknown variant"):
             variant_overrides(bad)
+
+
+def test_mace_seeds_are_mace_and_report_as_rows_against_seed_0():
+    assert fvm.is_mace("mace") and fvm.is_mace("mace@s1")
+    assert not fvm.is_mace("mace@sx") and not fvm.is_mace("baseline") and not fvm.is_mace("mace1")
+    results = {"runs": {"aspirin": {"mace": {"25": _run(80.0, 40.0)},
+                                    "mace@s1": {"25": _run(88.0, 44.0)}}}}
+    row = next(line for line in fvm.report(results).splitlines() if line.startswith("| mace@s1"))
+    assert [c.strip() for c in row.split("|")[3:7]] == ["88", "80", "1.1", "44"]
