@@ -115,6 +115,8 @@ VARIANTS: dict[str, list[str]] = {
     # 2026-12-07), the Huber bend at 3 meV/A (lower at every aspirin N without rank 3)
     "rank3_lr005": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005"],
     "rank3_d003": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003"],
+    "rank3_lr005_d003": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005",
+                         "module.loss.huber_delta=0.003"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"
