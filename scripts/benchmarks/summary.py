@@ -151,11 +151,11 @@ def train_speed_rows() -> list[list[str]]:
     return rows
 
 
-#: the flagship_vs_mace variant of today's experiment=rmd17 recipe (2026-12-07 night:
-#: model=default's more_scalars, radial floor and element-dependent mixing, the rank-3
-#: density, Huber E:F 100:1000, lr 0.01) and the one it replaced (2026-12-07 evening: without
-#: the rank-3 density)
-DEFAULT_VARIANT, FORMER_DEFAULT = "species_rank3", "floor_species"
+#: the flagship_vs_mace variant of today's experiment=rmd17 recipe (2026-12-08: model=default's
+#: more_scalars, radial floor and element-dependent mixing, the rank-3 density, Huber E:F
+#: 100:1000 bent at 3 meV/A, lr 0.01) and the one it replaced (2026-12-07 night: the bend at
+#: 10 meV/A)
+DEFAULT_VARIANT, FORMER_DEFAULT = "rank3_d003", "species_rank3"
 
 
 def equal_step_pairs(molecule: str, variant: str) -> dict[int, tuple[float, float]]:
@@ -175,7 +175,7 @@ def flagship_rows() -> list[list[str]]:
     rows = []
     for molecule in ("aspirin", "ethanol"):
         for variant, label in ((DEFAULT_VARIANT, "experiment=rmd17 today"),
-                               (FORMER_DEFAULT, "recipe of 2026-12-07 evening")):
+                               (FORMER_DEFAULT, "recipe of 2026-12-07 night")):
             for n, (ours, theirs) in equal_step_pairs(molecule, variant).items():
                 rows.append([f"Equal steps vs MACE: {molecule} force MAE (meV/Å), N={n}, "
                              f"{label}", _f(ours), f"MACE {_f(theirs)}", _ratio(ours, theirs),

@@ -59,11 +59,12 @@ def test_required_values_and_interpolation():
 
 def test_rmd17_recipe_is_the_measured_one_and_stays_inside_its_experiment():
     """experiment=rmd17 carries the loss and rate its benchmarks measured (Huber E:F
-    100:1000, lr 0.01); plain `molsym train` keeps MSE and 0.005."""
+    100:1000 with the bend at 3 meV/A, lr 0.01); plain `molsym train` keeps MSE and 0.005."""
     rmd17 = _compose(["experiment=rmd17", "data.molecule=aspirin"])
-    assert rmd17.module.loss.kind == "huber" and rmd17.optimizer.lr == 0.01
-    assert dict(rmd17.module.loss.weights)["forces"] == 10 * rmd17.module.loss.weights.energy
     plain = _compose([])
+    assert rmd17.module.loss.kind == "huber" and rmd17.optimizer.lr == 0.01
+    assert rmd17.module.loss.huber_delta == 0.003 and plain.module.loss.huber_delta == 0.01
+    assert dict(rmd17.module.loss.weights)["forces"] == 10 * rmd17.module.loss.weights.energy
     assert plain.module.loss.kind == "mse" and plain.optimizer.lr == 0.005
     assert rmd17.model.more_scalars and plain.model.more_scalars  # model=default's
     assert rmd17.model.species_linear and rmd17.model.radial_floor == 0.8
