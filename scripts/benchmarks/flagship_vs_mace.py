@@ -134,11 +134,17 @@ def variant_overrides(name: str) -> list[str]:
     return [*VARIANTS[base], *([f"seed={seed}"] if mark else [])]
 
 
-def is_mace(name: str) -> bool:
-    """Whether a model name is MACE: "mace" (the reference of the ratios) or "mace@sK" (another
-    seed of the same recipe, reported as a row like a variant's)."""
+def mace_seed(name: str) -> int | None:
+    """MACE's seed of a model name: 0 for "mace" (the reference of the ratios), K for "mace@sK"
+    (another seed of the same recipe, reported as a row like a variant's); None if not MACE."""
     base, mark, seed = name.partition(SEED_MARK)
-    return base == "mace" and (not mark or seed.isdigit())
+    if base != "mace" or (mark and not seed.isdigit()):
+        return None
+    return int(seed or 0)
+
+
+def is_mace(name: str) -> bool:
+    return mace_seed(name) is not None
 
 
 def table_key(molecule: str, steps: int) -> str:
@@ -158,13 +164,12 @@ def run_one(root: Path, molecule: str, model: str, n: int, steps: int,
             eval_interval: int, eager: bool = False, val_every: int = 1) -> dict[str, Any]:
     """One MACE run (``model`` "mace" or "mace@sK", seed K) or one flagship variant run at N
     (``eager``: without torch.compile, the same model and numbers up to rounding, less CPU at
-    3000 steps;
-    ``val_every``: validate the flagship every this many epochs, as MACE's ``eval_interval``)."""
+    3000 steps; ``val_every``: validate the flagship every this many epochs, as MACE's
+    ``eval_interval``)."""
     out = root / f"{molecule}-steps{steps}" / model / str(n)
-    base, _, seed = model.partition(SEED_MARK)
-    if base == "mace":
-        return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule,
-                                seed=int(seed or 0))
+    seed = mace_seed(model)
+    if seed is not None:
+        return de_mace.run_mace(out, n, steps, eval_interval, None, 5.0, molecule, seed=seed)
     extra = [*variant_overrides(model), *(["module.compile=false"] if eager else []),
              *([f"+trainer.check_val_every_n_epoch={val_every}"] if val_every > 1 else [])]
     return de_mace.run_molsym(out, "flagship", n, steps, None, 5.0, molecule, extra)
@@ -236,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the aspirin MACE and flagship runs of data_efficiency_mace "
                              "(same splits and steps) instead of training them again")
     args = parser.parse_args(argv)
-    for name in args.variants:
+    for name in args.variants:  # an unknown name fails before any run
         if not is_mace(name):
-            variant_overrides(name)  # an unknown name fails before any run
+            try:
+                variant_overrides(name)
+            except ValueError as err:
+                parser.error(str(err))
     results = common.load_result(RESULT) or {"runs": {}, "history": []}
     if args.import_stored:
         import_stored(results)
@@ -246,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         wants_mace = not args.no_mace or any(is_mace(v) for v in args.variants)
         if wants_mace and not mace_peer.available():
-            print("mace-torch venv not found (peers/mace): use --no-mace", file=sys.stderr)
+            print("mace-torch venv not found (peers/mace): create it (see bench_model.py) or "
+                  "run flagship variants only (--no-mace, no mace@sK)", file=sys.stderr)
             return 1
         command = "python -m scripts.benchmarks.flagship_vs_mace " + " ".join(
             argv if argv is not None else sys.argv[1:])

@@ -60,9 +60,16 @@ def test_variant_names_take_a_seed_and_unknown_ones_fail():
 
 
 def test_mace_seeds_are_mace_and_report_as_rows_against_seed_0():
-    assert fvm.is_mace("mace") and fvm.is_mace("mace@s1")
+    assert fvm.mace_seed("mace") == 0 and fvm.mace_seed("mace@s1") == 1
     assert not fvm.is_mace("mace@sx") and not fvm.is_mace("baseline") and not fvm.is_mace("mace1")
     results = {"runs": {"aspirin": {"mace": {"25": _run(80.0, 40.0)},
                                     "mace@s1": {"25": _run(88.0, 44.0)}}}}
     row = next(line for line in fvm.report(results).splitlines() if line.startswith("| mace@s1"))
     assert [c.strip() for c in row.split("|")[3:7]] == ["88", "80", "1.1", "44"]
+
+
+def test_an_unknown_variant_is_a_usage_error_before_any_run(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fvm.main(["--variants", "mace@sx", "--report-only"])
+    assert exit_info.value.code == 2
+    assert "unknown variant 'mace@sx'" in capsys.readouterr().err
