@@ -120,6 +120,12 @@ VARIANTS: dict[str, list[str]] = {
     "rank3_d003": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003"],
     "rank3_lr005_d003": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005",
                          "module.loss.huber_delta=0.003"],
+    # pilots on experiment=rmd17 of 2026-12-08 at aspirin N=25: energies weighted 3x (one
+    # label per frame against 63 force components), half the channels (fewer weights to fit)
+    "rank3_d003_e300": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
+                        "module.loss.weights.energy=300"],
+    "rank3_d003_c16": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
+                       "model.num_channels=16"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"

@@ -9,6 +9,11 @@ The run itself is a plain ``molsym train``, started in the background, e.g.::
         trainer.max_epochs=100000 trainer.max_time=00:01:58:00 \\
         hydra.run.dir=outputs/long_aspirin > outputs/long_aspirin.log 2>&1 &
     python -m scripts.benchmarks.long_run outputs/long_aspirin --command "molsym train ..."
+
+A run that goes on from an earlier one (``init_from=<earlier run>/model.pt`` with a schedule of
+its own, or ``ckpt_path=`` in the same folder) is recorded with ``--continues <earlier run
+folder>``: its record then also holds the totals of the chain (hours and epochs of both), which
+the summary quotes.
 """
 
 from __future__ import annotations
@@ -35,28 +40,43 @@ def validation_curve(csv_path: Path) -> list[tuple[int, float]]:
     return sorted(rows)
 
 
-def summarise(run_dir: Path, command: str) -> dict[str, Any]:
-    """The record of the finished run in ``run_dir`` (needs its metrics.json)."""
+def summarise(run_dir: Path, command: str, earlier: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """The record of the finished run in ``run_dir`` (needs its metrics.json); ``earlier``:
+    the record of the run it continues (its totals are added to this run's)."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     curve = validation_curve(run_dir / "logs" / "metrics.csv")
     best_epoch, best = min(curve, key=lambda row: row[1])
     by_epoch = dict(curve)
     started = (run_dir / "config.yaml").stat().st_mtime
     ended = (run_dir / "metrics.json").stat().st_mtime
-    return {"run_dir": str(run_dir), "command": command, "epochs": curve[-1][0] + 1,
-            "steps": common.steps_done(run_dir / "logs" / "metrics.csv"),
-            "wall_s": round(ended - started), "mean_load": common.mean_load(started, ended),
+    record = {"run_dir": str(run_dir), "command": command, "epochs": curve[-1][0] + 1,
+              "steps": common.steps_done(run_dir / "logs" / "metrics.csv"),
+              "wall_s": round(ended - started), "mean_load": common.mean_load(started, ended),
             "best_val_forces_mae": best, "best_val_epoch": best_epoch,
             "val_forces_mae_at": {e: by_epoch[e] for e in MILESTONES if e in by_epoch},
-            "test": metrics, "settings": common.run_settings(run_dir),
-            "env": common.environment(threads=1)}
+              "test": metrics, "settings": common.run_settings(run_dir),
+              "env": common.environment(threads=1)}
+    if earlier is not None:
+        record["continues"] = earlier["run_dir"]
+        for key in ("wall_s", "epochs"):
+            record[f"total_{key}"] = record[key] + earlier.get(f"total_{key}", earlier[key])
+    return record
+
+
+def chain_hours(run: dict[str, Any]) -> float:
+    """Hours of training behind a record: its own, plus those of the runs it continues."""
+    return run.get("total_wall_s", run["wall_s"]) / 3600
 
 
 def report(results: dict[str, Any]) -> str:
     rows = []
     for run in results["runs"].values():
         test = run["test"]
-        rows.append([run["command"], run["epochs"], f"{run['wall_s'] / 3600:.2f} h",
+        time = f"{run['wall_s'] / 3600:.2f} h"
+        if "continues" in run:
+            time += f" ({chain_hours(run):.2f} h with {run['continues']})"
+        rows.append([run["command"], run["epochs"], time,
                      f"{run['best_val_forces_mae']:.2f} ({run['best_val_epoch']})",
                      f"{test['energy']['mae']:.2f}", f"{test['forces']['mae']:.2f}",
                      f"{test['forces']['rmse']:.2f}"])
@@ -69,9 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--command", required=True, help="the molsym train command it ran")
+    parser.add_argument("--continues", type=Path, default=None,
+                        help="the recorded run folder this run goes on from")
     args = parser.parse_args(argv)
     results = common.load_result(RESULT) or {"runs": {}}
-    results["runs"][str(args.run_dir)] = summarise(args.run_dir, args.command)
+    earlier = None
+    if args.continues is not None:
+        earlier = results["runs"].get(str(args.continues))
+        if earlier is None:
+            parser.error(f"--continues {args.continues}: no recorded run of that folder "
+                         f"(recorded: {', '.join(results['runs']) or 'none'})")
+    results["runs"][str(args.run_dir)] = summarise(args.run_dir, args.command, earlier)
     common.save_result(RESULT, results)
     print(report(common.portable(results)))
     return 0

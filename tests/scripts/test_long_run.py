@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scripts.benchmarks import long_run, summary
 
 
@@ -49,3 +51,29 @@ def test_summary_row_says_whether_the_target_is_met(tmp_path, monkeypatch):
     rows = summary.long_run_rows()
     assert [r[1] for r in rows] == ["12.3", "8.7"]
     assert "missed" in rows[0][4] and "met" in rows[1][4] and "missed" not in rows[1][4]
+
+
+def test_a_continued_run_carries_the_totals_of_its_chain(tmp_path, monkeypatch):
+    first = long_run.summarise(_run_folder(tmp_path / "a", {0: 20.0, 399: 12.6}, 11.6), "cmd a")
+    second = long_run.summarise(_run_folder(tmp_path / "b", {0: 13.0, 599: 11.0}, 10.2),
+                                "cmd b", earlier=first)
+    assert second["continues"] == first["run_dir"]
+    assert second["total_epochs"] == 400 + 600
+    assert second["total_wall_s"] == first["wall_s"] + second["wall_s"]
+    third = long_run.summarise(_run_folder(tmp_path / "c", {0: 11.0, 99: 10.0}, 9.5), "c",
+                               earlier=second)
+    assert third["total_epochs"] == 1100  # the whole chain, not the last link
+    monkeypatch.setattr(summary.common, "load_result",
+                        lambda name: {"runs": {"b": second}} if name == "long_run" else None)
+    (row,) = summary.long_run_rows()
+    assert "1000 epochs" in row[4] and "on from an earlier run" in row[0]
+    assert f"with {first['run_dir']}" in long_run.report({"runs": {"b": second}})
+
+
+def test_continuing_an_unrecorded_run_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    run = _run_folder(tmp_path, {0: 20.0}, 11.0)
+    monkeypatch.setattr(long_run.common, "load_result", lambda name: {"runs": {}})
+    monkeypatch.setattr(long_run.common, "save_result", lambda *a: pytest.fail("saved"))
+    with pytest.raises(SystemExit) as exit_info:
+        long_run.main([str(run), "--command", "c", "--continues", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2 and "no recorded run" in capsys.readouterr().err
