@@ -126,6 +126,9 @@ VARIANTS: dict[str, list[str]] = {
                         "module.loss.weights.energy=300"],
     "rank3_d003_c16": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
                        "model.num_channels=16"],
+    # weights averaged over ~1000 of the 3000 steps instead of ~100 (EMA 0.999, not 0.99)
+    "rank3_d003_ema999": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
+                          "module.ema_decay=0.999"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"
