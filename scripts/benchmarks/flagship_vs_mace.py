@@ -39,6 +39,8 @@ FLOOR = [*HUBER, "model.more_scalars=true", "optimizer.lr=0.01", "model.radial_f
 #: FLOOR with element-dependent mixing: experiment=rmd17 with model=default since 2026-12-07
 #: (evening), spelled out
 SPECIES = [*FLOOR, "model.species_linear=true"]
+#: experiment=rmd17 since 2026-12-08 (the rank-3 density, the Huber bend at 3 meV/A), spelled out
+RANK3_D003 = [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003"]
 #: variant -> extra ``molsym train`` overrides of the flagship (after the protocol's)
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],  # model=default as it was when the run was made (see the notes)
@@ -117,42 +119,48 @@ VARIANTS: dict[str, list[str]] = {
     # 2026-12-07), the Huber bend at 3 meV/A (lower at every aspirin N without rank 3)
     "rank3_lr005": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005"],
     # the second: experiment=rmd17 since 2026-12-08, spelled out
-    "rank3_d003": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003"],
+    "rank3_d003": RANK3_D003,
     "rank3_lr005_d003": [*SPECIES, "model.rank3_density=true", "optimizer.lr=0.005",
                          "module.loss.huber_delta=0.003"],
     # pilots on experiment=rmd17 of 2026-12-08 at aspirin N=25: energies weighted 3x (one
     # label per frame against 63 force components), half the channels (fewer weights to fit)
-    "rank3_d003_e300": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
-                        "module.loss.weights.energy=300"],
-    "rank3_d003_c16": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
-                       "model.num_channels=16"],
+    "rank3_d003_e300": [*RANK3_D003, "module.loss.weights.energy=300"],
+    "rank3_d003_c16": [*RANK3_D003, "model.num_channels=16"],
     # weights averaged over ~1000 of the 3000 steps instead of ~100 (EMA 0.999, not 0.99)
-    "rank3_d003_ema999": [*SPECIES, "model.rank3_density=true", "module.loss.huber_delta=0.003",
-                          "module.ema_decay=0.999"],
+    "rank3_d003_ema999": [*RANK3_D003, "module.ema_decay=0.999"],
 }
 #: ``VARIANT@sK``: the variant with ``seed=K`` (initial weights and batch order), for spreads
 SEED_MARK = "@s"
 
 
+def split_seed(name: str) -> tuple[str, int] | None:
+    """(model, seed) of a run name: ``"radial3@s1"`` -> ("radial3", 1), ``"mace"`` ->
+    ("mace", 0); None when the seed mark is not followed by digits."""
+    base, mark, seed = name.partition(SEED_MARK)
+    if mark and not seed.isdigit():
+        return None
+    return base, int(seed or 0)
+
+
 def variant_overrides(name: str) -> list[str]:
     """``molsym train`` overrides of a variant name (``baseline``, ``radial3@s1``, ...)."""
-    base, mark, seed = name.partition(SEED_MARK)
-    if base not in VARIANTS or (mark and not seed.isdigit()):
+    parts = split_seed(name)
+    if parts is None or parts[0] not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}: one of {sorted(VARIANTS)}, "
                          f"optionally with {SEED_MARK}K for seed K")
-    return [*VARIANTS[base], *([f"seed={seed}"] if mark else [])]
+    base, seed = parts
+    return [*VARIANTS[base], *([f"seed={seed}"] if SEED_MARK in name else [])]
 
 
 def mace_seed(name: str) -> int | None:
     """MACE's seed of a model name: 0 for "mace" (the reference of the ratios), K for "mace@sK"
     (another seed of the same recipe, reported as a row like a variant's); None if not MACE."""
-    base, mark, seed = name.partition(SEED_MARK)
-    if base != "mace" or (mark and not seed.isdigit()):
-        return None
-    return int(seed or 0)
+    parts = split_seed(name)
+    return parts[1] if parts is not None and parts[0] == "mace" else None
 
 
 def is_mace(name: str) -> bool:
+    """Whether a model name is MACE ("mace" or "mace@sK")."""
     return mace_seed(name) is not None
 
 

@@ -53,8 +53,8 @@ def summarise(run_dir: Path, command: str, earlier: dict[str, Any] | None = None
     record = {"run_dir": str(run_dir), "command": command, "epochs": curve[-1][0] + 1,
               "steps": common.steps_done(run_dir / "logs" / "metrics.csv"),
               "wall_s": round(ended - started), "mean_load": common.mean_load(started, ended),
-            "best_val_forces_mae": best, "best_val_epoch": best_epoch,
-            "val_forces_mae_at": {e: by_epoch[e] for e in MILESTONES if e in by_epoch},
+              "best_val_forces_mae": best, "best_val_epoch": best_epoch,
+              "val_forces_mae_at": {e: by_epoch[e] for e in MILESTONES if e in by_epoch},
               "test": metrics, "settings": common.run_settings(run_dir),
               "env": common.environment(threads=1)}
     if earlier is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from scripts.benchmarks import common, long_run
+from scripts.benchmarks import flagship_vs_mace as fvm
 from scripts.benchmarks.accuracy import PUBLISHED
 from scripts.benchmarks.data_efficiency import (
     BASE_STUDY,
@@ -158,11 +159,16 @@ def train_speed_rows() -> list[list[str]]:
 DEFAULT_VARIANT, FORMER_DEFAULT = "rank3_d003", "species_rank3"
 
 
+def equal_step_table(molecule: str) -> dict[str, dict[str, Any]]:
+    """flagship_vs_mace's 3000-step runs of ``molecule``: {model name: {N: run}}."""
+    return ((common.load_result(fvm.RESULT) or {}).get("runs") or {}).get(
+        fvm.table_key(molecule, 3000), {})
+
+
 def equal_step_pairs(molecule: str, variant: str) -> dict[int, tuple[float, float]]:
     """{N: (flagship force MAE, MACE force MAE)} of ``variant`` in flagship_vs_mace's 3000-step
     table of ``molecule``, where both ran."""
-    runs = ((common.load_result("flagship_vs_mace") or {}).get("runs") or {}).get(
-        f"{molecule}, 3000 steps", {})
+    runs = equal_step_table(molecule)
     mace = runs.get("mace", {})
     pairs = {int(n): (_mae(run, "forces"), _mae(mace.get(n), "forces"))
              for n, run in (runs.get(variant) or {}).items()}
@@ -173,19 +179,15 @@ def seed_means(molecule: str, variant: str) -> dict[int, tuple[float, int, float
     """{N: (flagship mean force MAE, its seeds, MACE mean force MAE, its seeds)} over the runs
     of ``variant`` and ``variant@sK`` (MACE: ``mace`` and ``mace@sK``) in flagship_vs_mace's
     3000-step table of ``molecule``, at each N where both ran more than one seed."""
-    runs = ((common.load_result("flagship_vs_mace") or {}).get("runs") or {}).get(
-        f"{molecule}, 3000 steps", {})
-
-    def by_n(name: str) -> dict[int, list[float]]:
-        values: dict[int, list[float]] = {}
-        for key, points in runs.items():
-            if key == name or key.startswith(f"{name}@s"):
-                for n, run in points.items():
-                    if _mae(run, "forces") is not None:
-                        values.setdefault(int(n), []).append(_mae(run, "forces"))
-        return values
-
-    ours, mace = by_n(variant), by_n("mace")
+    by_model: dict[str, dict[int, list[float]]] = {}
+    for key, points in equal_step_table(molecule).items():
+        parts = fvm.split_seed(key)
+        if parts is None:
+            continue
+        for n, run in points.items():
+            if (mae := _mae(run, "forces")) is not None:
+                by_model.setdefault(parts[0], {}).setdefault(int(n), []).append(mae)
+    ours, mace = by_model.get(variant, {}), by_model.get("mace", {})
     return {n: (sum(v) / len(v), len(v), sum(mace[n]) / len(mace[n]), len(mace[n]))
             for n, v in sorted(ours.items()) if len(v) > 1 and len(mace.get(n, [])) > 1}
 

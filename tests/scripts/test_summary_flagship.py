@@ -19,6 +19,7 @@ def test_seed_means_pair_the_seeds_of_both_models_at_each_size(monkeypatch):
         variant: {"25": _run(78.0), "50": _run(50.0)},
         f"{variant}@s1": {"25": _run(86.0), "50": _run(52.0)},
         f"{variant}_other": {"25": _run(1.0)},  # another variant, not a seed of this one
+        f"{variant}@sx": {"25": _run(1.0)},  # no seed number: not a seed either
     }
     monkeypatch.setattr(summary.common, "load_result", lambda name: {
         "runs": {"aspirin, 3000 steps": table}} if name == "flagship_vs_mace" else None)
